@@ -1,0 +1,89 @@
+"""The public GE functions: `einsum` and `vjp`.
+
+>>> import numpy as np
+>>> x, a = np.arange(6.0).reshape(2, 3), np.ones((3, 2))
+>>> einsum("ik,kj->ij", x, a)
+array([[ 3.,  3.],
+       [12., 12.]])
+>>> einsum("i->ii", np.array([1.0, 2.0]))
+array([[1., 0.],
+       [0., 2.]])
+>>> einsum("i->ij", np.array([1.0, 2.0]), sizes={"j": 3}).shape
+(2, 3)
+>>> gx, ga = vjp("ik,kj->ij", (x, a), np.ones((2, 2)))
+>>> gx
+array([[2., 2., 2.],
+       [2., 2., 2.]])
+"""
+
+from __future__ import annotations
+
+import functools
+
+from .backend import backend_for
+from .equation import bind, parse
+from .errors import CotangentError, WrtError
+from .plan import plan_for
+
+
+@functools.lru_cache(maxsize=4096)
+def _bound(equation, shapes, sizes):
+    return bind(parse(equation), shapes, dict(sizes))
+
+
+def _shape(x):
+    return tuple(int(d) for d in x.shape)
+
+
+def plan(equation: str, shapes, *, sizes=None, optimize="auto"):
+    """The cached `Plan` of an equation at these operand shapes."""
+    ge = _bound(equation, tuple(map(tuple, shapes)), tuple(sorted((sizes or {}).items())))
+    return plan_for(ge, optimize)
+
+
+def einsum(equation: str, *operands, sizes=None, optimize="auto"):
+    """Evaluate a generalized einsum: everything `numpy.einsum` accepts, plus
+    repeated output labels (a diagonal embedding) and output labels that no
+    operand carries (a broadcast; give their size in `sizes`).
+
+    On torch tensors and jax arrays the result is differentiable by that
+    library's autodiff through einvjp's derived VJP.
+    """
+    B = backend_for(operands)
+    arrays = [B.asarray(x) for x in operands]
+    p = plan(equation, [_shape(x) for x in arrays], sizes=sizes, optimize=optimize)
+    if hasattr(B, "apply"):
+        return B.apply(p, arrays)
+    return p(B, arrays)
+
+
+def vjp(equation: str, operands, cotangent, *, sizes=None, optimize="auto", wrt=None):
+    """The vector-Jacobian product: one gradient per operand, in one pass.
+
+    `wrt` (an int or a sequence of ints) limits the work to those operands;
+    the others come back as None.  Complex operands follow the linear-transpose
+    convention of `jax.vjp` (no conjugation).
+    """
+    operands = tuple(operands)
+    B = backend_for(operands + (cotangent,))
+    arrays = [B.asarray(x) for x in operands]
+    cot = B.asarray(cotangent)
+    p = plan(equation, [_shape(x) for x in arrays], sizes=sizes, optimize=optimize)
+    want = _wanted(wrt, len(arrays), equation)
+    expected = tuple(idx.size for idx in p.ge.out)
+    if _shape(cot) != expected:
+        raise CotangentError(
+            f"the cotangent has shape {_shape(cot)} but the output of the equation "
+            f"has shape {expected}", equation=equation, position=len(equation))
+    slots = p.forward(B, arrays, keep_output=False)
+    grads = p.vjp(B, slots, cot, want)
+    return tuple(None if g is None else B.cast_like(g, x) for g, x in zip(grads, arrays))
+
+
+def _wanted(wrt, n, equation):
+    ks = range(n) if wrt is None else ([wrt] if isinstance(wrt, int) else list(wrt))
+    for k in ks:
+        if not isinstance(k, int) or not -n <= k < n:
+            raise WrtError(f"wrt={k!r} is not an operand index: the equation has {n} "
+                           f"operand(s), 0 to {n - 1}", equation=equation)
+    return [k % n for k in ks]

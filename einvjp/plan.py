@@ -1,0 +1,268 @@
+"""Planning and running a GE on a backend.
+
+A `Plan` is a list of steps over numbered slots (the operands first, then one
+slot per step).  Each step is itself a small GE of one kind:
+
+  * `Unary`  — one operand: diagonal extraction, sums, transpose, broadcast of
+               output-only labels (a zero-copy view), diagonal embedding (a
+               write into a diagonal view of zeros), coefficient;
+  * `Binary` — two operands with distinct labels: a pairwise contraction
+               lowered to `matmul` over (batch, kept, contracted) labels, or
+               to a broadcast multiply when nothing is contracted.
+
+opt_einsum orders the binary steps.  The VJP of a plan walks the steps
+backwards and applies the role swap to each step: the VJP of a Unary step is
+a Unary step and the VJP of a Binary step is a Binary step, so the backward
+reuses the forward's intermediates and runs the same lowering.  Plans are
+cached by the GE's canonical key, so a repeated call plans nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from .ge import GE
+
+
+def _distinct(labels):
+    return list(dict.fromkeys(labels))
+
+
+def _perm(have, want):
+    """Axis permutation taking labels `have` to the order `want` (None: identity)."""
+    perm = tuple(have.index(lab) for lab in want)
+    return None if perm == tuple(range(len(perm))) else perm
+
+
+class Unary:
+    """One operand: term -> out, with every GE feature a single operand has."""
+    __slots__ = ("groups", "sum_axes", "squeeze", "perm", "expand_shape",
+                 "broadcast_shape", "embed", "out_shape", "coeff")
+
+    def __init__(self, term, out, coeff=1):
+        out_set = set(out)
+        distinct = _distinct(term)
+        groups = tuple(tuple(a for a, lab in enumerate(term) if lab is d) for d in distinct)
+        self.groups = groups if any(len(g) > 1 for g in groups) else None
+        self.sum_axes = tuple(a for a, lab in enumerate(distinct) if lab not in out_set)
+        kept = [lab for lab in distinct if lab in out_set]
+        self.squeeze = None
+        if self.sum_axes and all(distinct[a].size == 1 for a in self.sum_axes):
+            # Summing size-1 axes is a reshape (the broadcast labels of §1).
+            self.squeeze, self.sum_axes = tuple(lab.size for lab in kept), ()
+        out_distinct = _distinct(out)
+        present = [lab for lab in out_distinct if lab in set(kept)]
+        self.perm = _perm(kept, present)
+        self.expand_shape = self.broadcast_shape = None
+        if len(present) < len(out_distinct):
+            self.expand_shape = tuple(lab.size if lab in set(kept) else 1 for lab in out_distinct)
+            self.broadcast_shape = tuple(lab.size for lab in out_distinct)
+        self.embed = None
+        if len(out_distinct) < len(out):
+            self.embed = tuple(tuple(a for a, lab in enumerate(out) if lab is d)
+                               for d in out_distinct)
+        self.out_shape = tuple(lab.size for lab in out)
+        self.coeff = coeff
+
+    def __call__(self, B, x):
+        if self.groups is not None:
+            x = B.diagonal(x, self.groups)
+        if self.sum_axes:
+            x = B.sum(x, self.sum_axes)
+        if self.squeeze is not None:
+            x = B.reshape(x, self.squeeze)
+        if self.perm is not None:
+            x = B.transpose(x, self.perm)
+        if self.expand_shape is not None:
+            x = B.broadcast_to(B.reshape(x, self.expand_shape), self.broadcast_shape)
+        if self.embed is not None:
+            x = B.diag_embed(x, self.out_shape, self.embed)
+        if self.coeff != 1:
+            x = B.scale(x, self.coeff)
+        return x
+
+
+class Binary:
+    """Two operands with distinct labels -> `lc` (every label of an operand is
+    either in the other operand or in `lc`)."""
+    __slots__ = ("mode", "perm_a", "shape_a", "swap_a", "perm_b", "shape_b", "swap_b",
+                 "shape_c", "perm_c")
+
+    def __init__(self, la, lb, lc):
+        sa, sb, sc = set(la), set(lb), set(lc)
+        batch = [lab for lab in la if lab in sb and lab in sc]
+        a_keep = [lab for lab in la if lab in sc and lab not in sb]
+        b_keep = [lab for lab in lb if lab in sc and lab not in sa]
+        con = [lab for lab in la if lab in sb and lab not in sc]
+        size = lambda labs: math.prod(lab.size for lab in labs)  # noqa: E731
+        sizes = lambda labs: tuple(lab.size for lab in labs)  # noqa: E731
+        if not con:
+            self.mode = "mul"
+            self.perm_a = _perm(la, batch + a_keep)
+            self.shape_a = sizes(batch + a_keep) + (1,) * len(b_keep)
+            self.perm_b = _perm(lb, batch + b_keep)
+            self.shape_b = sizes(batch) + (1,) * len(a_keep) + sizes(b_keep)
+            self.swap_a = self.swap_b = False
+        else:
+            self.mode = "mm"
+            lead = (size(batch),) if batch else ()
+            # Each side keeps whichever of its two matrix layouts it already
+            # has; the other one is handed to matmul as a transposed view.
+            self.swap_a = _perm(la, batch + a_keep + con) is not None and \
+                _perm(la, batch + con + a_keep) is None
+            self.perm_a = _perm(la, batch + (con + a_keep if self.swap_a else a_keep + con))
+            self.shape_a = lead + ((size(con), size(a_keep)) if self.swap_a
+                                   else (size(a_keep), size(con)))
+            self.swap_b = _perm(lb, batch + b_keep + con) is None and \
+                _perm(lb, batch + con + b_keep) is not None
+            self.perm_b = _perm(lb, batch + (b_keep + con if self.swap_b else con + b_keep))
+            self.shape_b = lead + ((size(b_keep), size(con)) if self.swap_b
+                                   else (size(con), size(b_keep)))
+        natural = batch + a_keep + b_keep
+        self.shape_c = sizes(natural)
+        self.perm_c = _perm(natural, list(lc))
+
+    def __call__(self, B, a, b):
+        if self.perm_a is not None:
+            a = B.transpose(a, self.perm_a)
+        if self.perm_b is not None:
+            b = B.transpose(b, self.perm_b)
+        a = B.reshape(a, self.shape_a)
+        b = B.reshape(b, self.shape_b)
+        if self.mode == "mul":
+            c = B.multiply(a, b)
+        else:
+            if self.swap_a:
+                a = B.swap_last(a)
+            if self.swap_b:
+                b = B.swap_last(b)
+            c = B.matmul(a, b)
+        c = B.reshape(c, self.shape_c)
+        if self.perm_c is not None:
+            c = B.transpose(c, self.perm_c)
+        return c
+
+
+class Step:
+    """`slots[out] = op(*slots[ins])`, with the step's own GE for its VJP."""
+    __slots__ = ("ge", "op", "ins", "out", "optimize")
+
+    def __init__(self, ge, ins, out, optimize):
+        self.ge, self.ins, self.out, self.optimize = ge, ins, out, optimize
+        self.op = Unary(ge.terms[0], ge.out, ge.coeff) if len(ins) == 1 else \
+            Binary(ge.terms[0], ge.terms[1], ge.out)
+
+    def vjp(self, B, j, cotangent, slots):
+        """Cotangent of input j of this step: the role swap, run as a plan."""
+        others = [slots[i] for n, i in enumerate(self.ins) if n != j]
+        return plan_for(self.ge.vjp(j), self.optimize)(B, [cotangent] + others)
+
+
+class Plan:
+    """A GE compiled to steps; call it to evaluate, or `vjp` for gradients."""
+
+    def __init__(self, ge: GE, optimize="auto"):
+        self.ge = ge
+        self.n = len(ge.terms)
+        self.steps = []
+        if self.n == 1:
+            self._add(GE(ge.terms, ge.out, ge.coeff), (0,), optimize)
+            return
+        out_set = set(ge.out)
+        count = Counter(lab for term in ge.terms for lab in set(term))
+        slots = []  # (slot, labels) of the operands still to contract
+        for k, term in enumerate(ge.terms):
+            keep = [lab for lab in _distinct(term) if lab in out_set or count[lab] > 1]
+            if keep != list(term):
+                slots.append((self._add(GE((term,), keep), (k,), optimize), keep))
+            else:
+                slots.append((k, list(term)))
+        final = [lab for lab in _distinct(ge.out) if count[lab]]
+        path = _path([labels for _, labels in slots], final, optimize)
+        for positions in path:
+            picked = [slots[p] for p in positions]
+            for p in sorted(positions, reverse=True):
+                del slots[p]
+            while len(picked) > 1:
+                (sa, la), (sb, lb) = picked[0], picked[1]
+                needed = set(final).union(*(set(lab) for _, lab in slots + picked[2:]))
+                lc = [lab for lab in _distinct(la + lb) if lab in needed]
+                if not slots and len(picked) == 2 and sorted(map(id, lc)) == sorted(map(id, final)):
+                    lc = final  # the last contraction writes the final order
+                picked = [(self._add(GE((la, lb), lc), (sa, sb), optimize), lc)] + picked[2:]
+            slots.append(picked[0])
+        (slot, labels), = slots
+        if labels != list(ge.out) or ge.coeff != 1:
+            self._add(GE((labels,), ge.out, ge.coeff), (slot,), optimize)
+
+    def _add(self, ge, ins, optimize) -> int:
+        out = self.n + len(self.steps)
+        self.steps.append(Step(ge, ins, out, optimize))
+        return out
+
+    def __call__(self, B, operands):
+        return self.forward(B, operands)[-1]
+
+    def forward(self, B, operands, keep_output=True):
+        """Evaluate, keeping every intermediate (for `vjp`, which does not
+        need the output itself: `keep_output=False` skips the last step)."""
+        slots = list(operands)
+        for step in self.steps if keep_output else self.steps[:-1]:
+            slots.append(step.op(B, *(slots[i] for i in step.ins)))
+        return slots
+
+    def vjp(self, B, slots, cotangent, wanted):
+        """Gradients of the operands in `wanted` (others are None), walking
+        the steps backwards and reusing the forward's `slots`."""
+        needed = set(wanted)
+        for step in self.steps:
+            if needed.intersection(step.ins):
+                needed.add(step.out)
+        cts = {self.n + len(self.steps) - 1: cotangent}
+        for step in reversed(self.steps):
+            ct = cts.pop(step.out, None)
+            if ct is None:
+                continue
+            for j, i in enumerate(step.ins):
+                if i in needed:
+                    g = step.vjp(B, j, ct, slots)
+                    cts[i] = g if i not in cts else B.add(cts[i], g)
+        return tuple(cts.get(k) if k in needed else None for k in range(self.n))
+
+
+def _path(inputs, output, optimize):
+    """opt_einsum's contraction order over label sets (numbers, not letters)."""
+    if len(inputs) == 1:
+        return [(0,)]
+    if len(inputs) == 2:
+        return [(0, 1)]
+    number = {}
+    for labels in inputs:
+        for lab in labels:
+            number.setdefault(lab, len(number))
+    sets = [frozenset(number[lab] for lab in labels) for labels in inputs]
+    size_dict = {number[lab]: lab.size for lab in number}
+    out = frozenset(number[lab] for lab in output)
+    if isinstance(optimize, (list, tuple)):
+        return [tuple(p) for p in optimize]
+    if isinstance(optimize, str) or optimize is True or optimize is None:
+        import opt_einsum
+        name = "auto" if optimize in (True, None) else optimize
+        fn = opt_einsum.paths.get_path_fn(name)
+        return fn(sets, out, size_dict, None)
+    return optimize(sets, out, size_dict, None)  # a PathOptimizer (e.g. cotengra)
+
+
+_plans = {}
+
+
+def plan_for(ge: GE, optimize="auto") -> Plan:
+    """The cached plan of a GE (by canonical key)."""
+    opt_key = optimize if isinstance(optimize, (str, bool, type(None))) else \
+        (tuple(map(tuple, optimize)) if isinstance(optimize, (list, tuple)) else id(optimize))
+    key = (ge.key(), opt_key)
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _plans[key] = Plan(ge, optimize)
+    return plan
