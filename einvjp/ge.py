@@ -74,6 +74,19 @@ class GE:
                          tuple(i.size for i in number), self.coeff)
         return self._key
 
+    @classmethod
+    def from_key(cls, key) -> "GE":
+        """The GE of a canonical key (fresh labels): keys are plain hashable
+        data, fit to pass around (e.g. as a JAX primitive's parameter).
+
+        >>> ge = GE.from_key((((0, 1), (1, 2)), (0, 2), (2, 3, 4), 1))
+        >>> ge.equation(), [i.size for i in ge.out]
+        ('ab,bc->ac', [2, 4])
+        """
+        terms, out, sizes, coeff = key
+        index = [Index(symbol(n), size) for n, size in enumerate(sizes)]
+        return cls([[index[n] for n in t] for t in terms], [index[n] for n in out], coeff)
+
     def letters(self) -> dict:
         """One letter per label, by first appearance (a-z, A-Z, then more)."""
         return {idx: symbol(n) for n, idx in enumerate(self.labels())}
