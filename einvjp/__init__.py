@@ -12,11 +12,20 @@ from .errors import (BackendError, BroadcastError, CotangentError, EinvjpError,
                      EquationSyntaxError, LabelSizeError, MissingSizeError,
                      OperandCountError, ProgramError, RankError, WrtError)
 from .ge import GE, Index
+from .prims import (abs, add, cos, det, div, erf, exp, expm1, gelu, inv, log, log1p,
+                    log_softmax, logdet, logsumexp, max, maximum, mean, min, minimum, mul,
+                    neg, pow, relu, sigmoid, sin, softmax, softplus, solve, sqrt, square, sub,
+                    sum, tanh, where)
+from .program import compile
 
 __all__ = [
     "einsum", "vjp", "derive", "plan", "Derivation", "GE", "Index",
     "EinvjpError", "EquationSyntaxError", "OperandCountError", "RankError",
     "LabelSizeError", "BroadcastError", "MissingSizeError", "CotangentError",
-    "WrtError", "BackendError", "ProgramError",
+    "WrtError", "BackendError", "ProgramError", "compile",
+    "abs", "add", "cos", "det", "div", "erf", "exp", "expm1", "gelu", "inv", "log", "log1p",
+    "log_softmax", "logdet", "logsumexp", "max", "maximum", "mean", "min", "minimum", "mul",
+    "neg", "pow", "relu", "sigmoid", "sin", "softmax", "softplus", "solve", "sqrt", "square",
+    "sub", "sum", "tanh", "where",
 ]
 __version__ = "0.1.0"

@@ -49,6 +49,9 @@ def einsum(equation: str, *operands, sizes=None, optimize="auto"):
     On torch tensors and jax arrays the result is differentiable by that
     library's autodiff through einvjp's derived VJP.
     """
+    tracer = next((x for x in operands if hasattr(type(x), "_einvjp_einsum")), None)
+    if tracer is not None:  # inside einvjp.compile(fn): record IR instead
+        return tracer._einvjp_einsum(equation, *operands, sizes=sizes, optimize=optimize)
     B = backend_for(operands)
     arrays = [B.asarray(x) for x in operands]
     p = plan(equation, [_shape(x) for x in arrays], sizes=sizes, optimize=optimize)

@@ -1,0 +1,473 @@
+"""Primitives: each defined once, with its derivative rule returning graph.
+
+An elementwise primitive's rule receives its operands and its result as
+`Expr`s and returns one partial derivative per operand (an Expr, a number,
+or 0); the VJP multiplies the cotangent by it and sums the labels the
+operand lacks.  A structured primitive's rule receives the cotangent too and
+returns the VJP of each operand.  Rules build graph, so higher derivatives
+and printing come free.
+
+Products, sums, quotients and reductions by summation are not primitives:
+they are Contract and Add nodes, whose one rule is the role swap.
+
+Every public function here (`exp`, `logsumexp`, `inv`, …) works on `Expr`s
+(index notation, aligned by label), on tracers inside `einvjp.compile(fn)`
+(NumPy broadcasting, axis arguments) and eagerly on arrays:
+
+>>> import numpy as np
+>>> exp(np.array([0.0, 1.0]))
+array([1.        , 2.71828183])
+>>> logsumexp(np.array([[1000.0, 1000.0]]), axis=-1)
+array([1000.69314718])
+
+Tie rules: `maximum`/`minimum` send half the cotangent to each operand where
+they are equal, and `max`/`min` reductions split it evenly among the
+positions attaining the extremum (as PyTorch and JAX do).
+"""
+
+from __future__ import annotations
+
+import math
+
+from .ir import (PRIMS, Coef, Expr, apply, as_expr, const, func, product, total)
+from .ge import Index
+
+
+class Function:
+    """A public operation.  `kind` says how positional (traced or eager)
+    arguments become labels: "elementwise" (NumPy broadcasting), "reduce" and
+    "normalize" (an `axis` argument), "matrix" (the last two axes), "solve"."""
+
+    def __init__(self, name, kind, build, nargs=1):
+        self.name, self.kind, self.build, self.nargs = name, kind, build, nargs
+        self.__name__ = name
+        self.__doc__ = f"einvjp.{name}: on Exprs, tracers or arrays."
+
+    def __repr__(self):
+        return f"<einvjp function {self.name}>"
+
+    def __call__(self, *args, **kwargs):
+        if any(isinstance(a, Expr) for a in args):
+            return self.build(*args, **kwargs)
+        from . import trace
+        return trace.dispatch(self, args, kwargs)
+
+
+class Prim(Function):
+    """An elementwise primitive: a Map node's function, with its rule."""
+
+    def __init__(self, name, nargs, rule, params=(), diff=True):
+        super().__init__(name, "elementwise", self._build, nargs)
+        self.rule, self.param_names, self.diff = rule, tuple(params), diff
+        PRIMS[name] = self
+
+    def _build(self, *args, **params):
+        values = tuple(params[p] for p in self.param_names)
+        return apply(self, *args, params=values)
+
+    def partials(self, args, out, params):
+        if not self.diff:
+            return (0,) * len(args)
+        return self.rule(*args, out=out, **dict(zip(self.param_names, params)))
+
+
+def prim(name, nargs, rule, params=()):
+    return Prim(name, nargs, rule, params)
+
+
+def nondiff(name, nargs):
+    """A piecewise-constant function: its derivative is zero."""
+    return Prim(name, nargs, None, diff=False)
+
+
+# --- Elementwise primitives ------------------------------------------------
+
+step = nondiff("step", 1)        # 1 where x > 0, else 0
+sign = nondiff("sign", 1)
+tie = nondiff("tie", 2)          # 1 where x > y, 1/2 where x == y, else 0
+select = nondiff("select", 1)    # 1 where c != 0, else 0
+gt, ge, lt, le, eq, ne = (nondiff(n, 2) for n in ("gt", "ge", "lt", "le", "eq", "ne"))
+
+_SQRT_2PI = math.sqrt(2 * math.pi)
+
+reciprocal = prim("reciprocal", 1, lambda x, *, out: (-(out * out),))
+exp = prim("exp", 1, lambda x, *, out: (out,))
+log = prim("log", 1, lambda x, *, out: (1 / x,))
+log1p = prim("log1p", 1, lambda x, *, out: (1 / (1 + x),))
+expm1 = prim("expm1", 1, lambda x, *, out: (out + 1,))
+sqrt = prim("sqrt", 1, lambda x, *, out: (0.5 / out,))
+sin = prim("sin", 1, lambda x, *, out: (cos(x),))
+cos = prim("cos", 1, lambda x, *, out: (-sin(x),))
+tanh = prim("tanh", 1, lambda x, *, out: (1 - out * out,))
+sigmoid = prim("sigmoid", 1, lambda x, *, out: (out * (1 - out),))
+softplus = prim("softplus", 1, lambda x, *, out: (sigmoid(x),))
+relu = prim("relu", 1, lambda x, *, out: (step(x),))
+abs = prim("abs", 1, lambda x, *, out: (sign(x),))  # noqa: A001
+erf = prim("erf", 1, lambda x, *, out: (2 / math.sqrt(math.pi) * exp(-(x * x)),))
+gelu = prim("gelu", 1, lambda x, *, out: (
+    0.5 * (1 + erf(x * (1 / math.sqrt(2)))) + x * exp(-0.5 * (x * x)) * (1 / _SQRT_2PI),))
+maximum = prim("maximum", 2, lambda x, y, *, out: (tie(x, y), tie(y, x)))
+minimum = prim("minimum", 2, lambda x, y, *, out: (tie(y, x), tie(x, y)))
+where = prim("where", 3, lambda c, a, b, *, out: (0, select(c), 1 - select(c)))
+powc = prim("pow", 1, lambda x, *, out, p: (p * pow(x, p - 1),), params=("p",))
+tpow = prim("tpow", 2, lambda x, y, *, out: (y * pow(x, y - 1), log(x) * out))
+# w·exp(d), and 0 where w == 0 even when exp(d) overflows (logsumexp's VJP).
+wexp = prim("wexp", 2, lambda d, w, *, out: (out, exp(d)))
+
+
+def _pow(x, p):
+    """x^p: a constant exponent is a parameter, a tensor one an operand."""
+    if isinstance(p, Expr) and p.constant is None:
+        return tpow(x, p)
+    p = Coef.of(p.constant if isinstance(p, Expr) else p).number()
+    if isinstance(x, Expr) and x.constant is not None:
+        return const(x.constant.number() ** p)
+    if p == 1:
+        return x
+    if p == 0:
+        return const(1)
+    if p == -1:
+        return reciprocal(x)
+    return powc(x, p=p)
+
+
+pow = Function("pow", "elementwise", _pow, nargs=2)  # noqa: A001
+PRIMS["pow"] = pow
+
+
+def _neg(x):
+    return -as_expr(x)
+
+
+def _add(x, y):
+    return as_expr(x) + y
+
+
+def _sub(x, y):
+    return as_expr(x) - y
+
+
+def _mul(x, y):
+    return as_expr(x) * y
+
+
+def _div(x, y):
+    return as_expr(x) / y
+
+
+neg = Function("neg", "elementwise", _neg)
+add = Function("add", "elementwise", _add, 2)
+sub = Function("sub", "elementwise", _sub, 2)
+mul = Function("mul", "elementwise", _mul, 2)
+div = Function("div", "elementwise", _div, 2)
+square = Function("square", "elementwise", lambda x: _pow(x, 2))
+
+
+# --- Reductions and normalisations over labels ------------------------------
+
+
+def _over(x, over):
+    return tuple(x.labels) if over is None else tuple(over)
+
+
+def _keep(x, over):
+    return [lab for lab in x.labels if lab not in set(over)]
+
+
+sum = Function("sum", "reduce", lambda x, over=None: x.sum(_over(x, over)))  # noqa: A001
+mean = Function("mean", "reduce", lambda x, over=None: product(
+    x, out=_keep(x, _over(x, over)),
+    coeff=Coef.of(1) / Coef.of(math.prod(Coef.of(l.size).value() for l in _over(x, over)))
+    if not all(hasattr(l.size, "name") for l in _over(x, over)) else
+    _inverse_sizes(_over(x, over))))
+
+
+def _inverse_sizes(labels):
+    c = Coef.of(1)
+    for lab in labels:
+        c = c / lab.size
+    return c
+
+
+class Structured:
+    """A node-level structured primitive: how its output labels follow from
+    its operands, and its VJP rule (cotangent first)."""
+
+    def __init__(self, name, vjp, param_names):
+        self.name, self.vjp, self.param_names = name, vjp, param_names
+        PRIMS[name] = self
+
+    def __repr__(self):
+        return f"<einvjp structured primitive {self.name}>"
+
+
+def _lse_vjp(g, x, *w, out, over):
+    d = x - out
+    if not w:
+        return (g * exp(d),)
+    return (g * wexp(d, w[0]), g * exp(d))
+
+
+def _softmax_vjp(g, x, *, out, over):
+    return (out * (g - (g * out).sum(over)),)
+
+
+def _log_softmax_vjp(g, x, *, out, over):
+    return (g - exp(out) * g.sum(over),)
+
+
+def _extremum_vjp(g, x, *, out, over):
+    mask = eq(x, out)
+    return (g * mask * (1 / mask.sum(over)),)
+
+
+LSE = Structured("logsumexp", _lse_vjp, ("over",))
+SOFTMAX = Structured("softmax", _softmax_vjp, ("over",))
+LOG_SOFTMAX = Structured("log_softmax", _log_softmax_vjp, ("over",))
+MAX = Structured("max", _extremum_vjp, ("over",))
+MIN = Structured("min", _extremum_vjp, ("over",))
+
+
+def _reduction(p):
+    def build(x, over=None, weight=None):
+        over = _over(x, over)
+        args = (x,) if weight is None else (x, weight)
+        return func(p, args, _keep(x, over), params=(over,))
+    return build
+
+
+def _normalization(p):
+    def build(x, over=None):
+        over = (x.labels[-1],) if over is None else tuple(over)
+        return func(p, (x,), x.labels, params=(over,))
+    return build
+
+
+logsumexp = Function("logsumexp", "reduce", _reduction(LSE))
+max = Function("max", "reduce", _reduction(MAX))  # noqa: A001
+min = Function("min", "reduce", _reduction(MIN))  # noqa: A001
+softmax = Function("softmax", "normalize", _normalization(SOFTMAX))
+log_softmax = Function("log_softmax", "normalize", _normalization(LOG_SOFTMAX))
+
+
+# --- Matrix functions over a label pair (rows, columns) ----------------------
+
+
+def _swap(r, c):
+    return {r: c, c: r}
+
+
+def _inv_vjp(g, x, *, out, pair):
+    r, c = pair
+    a, b = Index("a", r.size), Index("b", r.size)
+    return (product(out.rename({r: a, c: r}), g.rename({r: a, c: b}), out.rename({r: c, c: b}),
+                    out=x.labels, coeff=-1),)
+
+
+def _solve_vjp(g, a, b, *, out, pair):
+    r, c = pair
+    gb = solve(a, g, pair=(c, r))
+    return (product(gb, out, out=a.labels, coeff=-1), product(gb, out=b.labels))
+
+
+def _det_vjp(g, x, *, out, pair):
+    return (product(g, out, inv(x, pair=pair).rename(_swap(*pair)), out=x.labels),)
+
+
+def _logdet_vjp(g, x, *, out, pair):
+    return (product(g, inv(x, pair=pair).rename(_swap(*pair)), out=x.labels),)
+
+
+INV = Structured("inv", _inv_vjp, ("pair",))
+SOLVE = Structured("solve", _solve_vjp, ("pair",))
+DET = Structured("det", _det_vjp, ("pair",))
+LOGDET = Structured("logdet", _logdet_vjp, ("pair",))
+
+
+def _pair(x, pair):
+    pair = tuple(x.labels[-2:]) if pair is None else tuple(pair)
+    if len(pair) != 2 or pair[0].size != pair[1].size:
+        from .errors import ProgramError
+        raise ProgramError(f"a matrix function needs two labels of equal size, got "
+                           f"{[(l.name, l.size) for l in pair]}")
+    return pair
+
+
+def _inv(x, pair=None):
+    return func(INV, (x,), x.labels, params=(_pair(x, pair),))
+
+
+def _solve(a, b, pair=None):
+    r, c = _pair(a, pair)
+    b = as_expr(b)
+    batch = [lab for lab in a.labels if lab not in (r, c)]
+    out = batch + [c if lab is r else lab for lab in b.labels if lab not in set(batch)]
+    return func(SOLVE, (a, b), out, params=((r, c),))
+
+
+def _det_like(p):
+    def build(x, pair=None):
+        pair = _pair(x, pair)
+        return func(p, (x,), [lab for lab in x.labels if lab not in pair], params=(pair,))
+    return build
+
+
+inv = Function("inv", "matrix", _inv)
+solve = Function("solve", "solve", _solve, 2)
+det = Function("det", "matrix", _det_like(DET))
+logdet = Function("logdet", "matrix", _det_like(LOGDET))
+
+# The functions index-notation text and traced code may call, by name.
+FUNCTIONS = {f.name: f for f in (
+    exp, log, log1p, expm1, sqrt, sin, cos, tanh, sigmoid, softplus, relu, abs, erf, gelu,
+    maximum, minimum, where, pow, square, reciprocal, sign, step, neg, add, sub, mul, div,
+    sum, mean, max, min, logsumexp, softmax, log_softmax, inv, solve, det, logdet,
+    gt, ge, lt, le, eq, ne)}
+
+
+# --- Per-backend function tables --------------------------------------------
+
+_TABLES = {}
+
+
+def table(backend_name):
+    """name -> function on that library's arrays (built on first use)."""
+    t = _TABLES.get(backend_name)
+    if t is None:
+        t = _TABLES[backend_name] = _BUILDERS[backend_name]()
+    return t
+
+
+def _array_api(xp, erf, linalg, extra=None):
+    """The table for a NumPy-like namespace (NumPy, jax.numpy)."""
+
+    def as_float(mask, x, y=0.0):
+        return mask.astype(xp.result_type(x, y))
+
+    def logsumexp(x, axes, w=None):
+        xm = x if w is None else xp.where(w != 0, x, -xp.inf)
+        m = xp.max(xm, axis=axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)
+        e = xp.exp(xm - m) if w is None else w * xp.exp(xm - m)
+        return xp.squeeze(xp.log(xp.sum(e, axis=axes, keepdims=True)) + m, axis=axes)
+
+    def softmax(x, axes):
+        e = xp.exp(x - xp.max(x, axis=axes, keepdims=True))
+        return e / xp.sum(e, axis=axes, keepdims=True)
+
+    def log_softmax(x, axes):
+        m = xp.max(x, axis=axes, keepdims=True)
+        return x - m - xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True))
+
+    t = dict(
+        exp=xp.exp, log=xp.log, log1p=xp.log1p, expm1=xp.expm1, sqrt=xp.sqrt, sin=xp.sin,
+        cos=xp.cos, tanh=xp.tanh, abs=xp.abs, sign=xp.sign, erf=erf,
+        reciprocal=lambda x: 1 / x,
+        sigmoid=lambda x: 0.5 * (1 + xp.tanh(0.5 * x)),
+        softplus=lambda x: xp.logaddexp(0, x),
+        relu=lambda x: xp.maximum(x, 0),
+        gelu=lambda x: 0.5 * x * (1 + erf(x / math.sqrt(2))),
+        maximum=xp.maximum, minimum=xp.minimum,
+        where=lambda c, a, b: xp.where(c != 0, a, b),
+        pow=lambda x, p: x ** p, tpow=lambda x, y: x ** y,
+        wexp=lambda d, w: xp.where(w != 0, w * xp.exp(xp.where(w != 0, d, 0)), 0 * d),
+        step=lambda x: as_float(x > 0, x), select=lambda c: as_float(c != 0, c),
+        tie=lambda x, y: xp.where(x > y, 1.0, xp.where(x == y, 0.5, 0.0)).astype(
+            xp.result_type(x, y, 1.0)),
+        gt=lambda x, y: as_float(x > y, x, y), ge=lambda x, y: as_float(x >= y, x, y),
+        lt=lambda x, y: as_float(x < y, x, y), le=lambda x, y: as_float(x <= y, x, y),
+        eq=lambda x, y: as_float(x == y, x, y), ne=lambda x, y: as_float(x != y, x, y),
+        logsumexp=logsumexp, softmax=softmax, log_softmax=log_softmax,
+        max=lambda x, axes: xp.max(x, axis=axes), min=lambda x, axes: xp.min(x, axis=axes),
+        inv=linalg.inv, solve=linalg.solve, det=linalg.det,
+        logdet=lambda x: linalg.slogdet(x)[1],
+        zeros_like=xp.zeros_like, full=lambda shape, v, like: xp.full(
+            shape, v, dtype=xp.result_type(like) if like is not None else None),
+    )
+    t.update(extra or {})
+    return t
+
+
+def _numpy():
+    import numpy as np
+    try:
+        from scipy.special import erf
+    except ImportError:  # pragma: no cover - scipy is optional
+        erf = np.vectorize(math.erf, otypes=[float])
+    return _array_api(np, erf, np.linalg)
+
+
+def _jax():
+    import jax.numpy as jnp
+    from jax.scipy.special import erf
+    return _array_api(jnp, erf, jnp.linalg)
+
+
+def _torch():
+    import torch
+    import torch.nn.functional as F
+
+    def as_float(mask, x, y=0.0):
+        return mask.to(_dtype(x, y))
+
+    def _dtype(*xs):
+        ts = [x for x in xs if isinstance(x, torch.Tensor)]
+        return ts[0].dtype if ts else torch.get_default_dtype()
+
+    def dims(axes):
+        return tuple(axes) if isinstance(axes, (tuple, list)) else (axes,)
+
+    def logsumexp(x, axes, w=None):
+        if w is None:
+            return torch.logsumexp(x, dim=dims(axes))
+        w = torch.broadcast_to(torch.as_tensor(w, dtype=x.dtype), x.shape)
+        xm = torch.where(w != 0, x, torch.tensor(-math.inf, dtype=x.dtype))
+        m = torch.amax(xm, dim=dims(axes), keepdim=True)
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        e = torch.where(w != 0, w * torch.exp(xm - m), torch.zeros_like(x))
+        return torch.squeeze(torch.log(torch.sum(e, dim=dims(axes), keepdim=True)) + m,
+                             dim=dims(axes))
+
+    def softmax(x, axes):
+        return torch.exp(log_softmax(x, axes))
+
+    def log_softmax(x, axes):
+        return x - torch.logsumexp(x, dim=dims(axes), keepdim=True)
+
+    def where(c, a, b):
+        c = torch.as_tensor(c)
+        return torch.where(c != 0, a, b)
+
+    def wexp(d, w):
+        keep = w != 0
+        return torch.where(keep, w * torch.exp(torch.where(keep, d, torch.zeros_like(d))),
+                           torch.zeros_like(d))
+
+    def tie(x, y):
+        one = torch.ones((), dtype=_dtype(x, y))
+        return torch.where(x > y, one, torch.where(x == y, one / 2, one * 0))
+
+    return dict(
+        exp=torch.exp, log=torch.log, log1p=torch.log1p, expm1=torch.expm1, sqrt=torch.sqrt,
+        sin=torch.sin, cos=torch.cos, tanh=torch.tanh, abs=torch.abs, sign=torch.sign,
+        erf=torch.special.erf, reciprocal=lambda x: 1 / x, sigmoid=torch.sigmoid,
+        softplus=F.softplus, relu=torch.relu, gelu=F.gelu,
+        maximum=lambda x, y: torch.maximum(torch.as_tensor(x), torch.as_tensor(y)),
+        minimum=lambda x, y: torch.minimum(torch.as_tensor(x), torch.as_tensor(y)),
+        where=where, pow=lambda x, p: x ** p, tpow=lambda x, y: x ** y, wexp=wexp,
+        step=lambda x: as_float(x > 0, x), select=lambda c: as_float(torch.as_tensor(c) != 0, c),
+        tie=tie,
+        gt=lambda x, y: as_float(x > y, x, y), ge=lambda x, y: as_float(x >= y, x, y),
+        lt=lambda x, y: as_float(x < y, x, y), le=lambda x, y: as_float(x <= y, x, y),
+        eq=lambda x, y: as_float(x == y, x, y), ne=lambda x, y: as_float(x != y, x, y),
+        logsumexp=logsumexp, softmax=softmax, log_softmax=log_softmax,
+        max=lambda x, axes: torch.amax(x, dim=dims(axes)),
+        min=lambda x, axes: torch.amin(x, dim=dims(axes)),
+        inv=torch.linalg.inv, solve=torch.linalg.solve, det=torch.linalg.det,
+        logdet=lambda x: torch.linalg.slogdet(x)[1],
+        zeros_like=torch.zeros_like,
+        full=lambda shape, v, like: torch.full(shape, v, dtype=_dtype(like)),
+    )
+
+
+_BUILDERS = {"numpy": _numpy, "jax": _jax, "torch": _torch}

@@ -1,0 +1,1148 @@
+"""Programs: evaluate a graph, derive its VJP as another graph, simplify.
+
+The VJP of a program is a program (DESIGN §2): walk the nodes backwards, let
+each node's rule emit new nodes for its operands' cotangents (the role swap
+for a Contract, "sum the labels the operand lacks" for an Add, partials for a
+Map, a closed form for a structured primitive), accumulate with Add.  Then
+simplify: CSE up to label renaming, fold constants and coefficients, fuse a
+Contract read once into its reader (one bigger GE for opt_einsum to order),
+rewrite exp/log patterns into stable forms, and drop what is dead (the
+rebuild starts from the outputs).  The backward graph reads the forward's
+nodes directly, so forward intermediates are reused, never recomputed.
+
+>>> import numpy as np
+>>> import einvjp
+>>> prog = einvjp.compile('''
+...     m[b]    = x[b,h] / H
+...     mu[b,h] = x[b,h] - m[b]
+...     v[b]    = mu[b,h]^2 / H
+...     s[b]    = sqrt(v[b] + eps)
+...     y[b,h]  = mu[b,h] / s[b] * gamma[h] + beta[h]
+... ''')
+>>> print(prog.derivative("gamma"))
+∂l/∂gamma[p] = ∂l/∂y[b,p] mu[b,p] / s[b]
+"""
+
+from __future__ import annotations
+
+import math
+
+from .errors import ProgramError
+from .ge import GE, Index
+from .ir import (Add, Coef, Const, Contract, Expr, Func, Input, Map, axes, contract,
+                 distinct, is_zero, key, materialize, product, topo, total, uses)
+from .ir import add as add_node
+from .plan import plan_for
+from . import prims
+
+# --- Evaluation ---------------------------------------------------------------
+
+
+def _is_number(v):
+    return isinstance(v, (int, float, complex))
+
+
+def _align(B, x, term, order):
+    """x (axes `term`, distinct) transposed and reshaped to broadcast against
+    `order` (a superset of term)."""
+    if _is_number(x):
+        return x
+    ranked = sorted(range(len(term)), key=lambda a: order.index(term[a]))
+    if ranked != list(range(len(term))):
+        x = B.transpose(x, tuple(ranked))
+    if len(term) < len(order):
+        present = set(term)
+        x = B.reshape(x, tuple(int(l.size) if l in present else 1 for l in order))
+    return x
+
+
+def _lowered(node):
+    """The plain GE of a Contract (int sizes), cached on the node."""
+    if node.cache is None:
+        plain = {}
+
+        def lab(l):
+            if l not in plain:
+                plain[l] = Index(l.name, int(l.size))
+            return plain[l]
+        node.cache = [[lab(l) for l in t] for t in node.terms], [lab(l) for l in node.out]
+    return node.cache
+
+
+def _tensor(B, fns, v, like):
+    return B.cast_like(B.asarray(v), like) if like is not None else B.asarray(v)
+
+
+def _like(values):
+    return next((v for v in values if not _is_number(v)), None)
+
+
+def _shape(node):
+    return tuple(int(s) for s in node.shape)
+
+
+def evaluate_node(node, args, B, fns):
+    if isinstance(node, Const):
+        return node.value.number()
+    if isinstance(node, Contract):
+        scale = node.coeff.number()
+        terms, out = _lowered(node)
+        ops, ts = [], []
+        for a, t in zip(args, terms):
+            if _is_number(a):
+                scale = scale * a
+            else:
+                ops.append(a)
+                ts.append(t)
+        if not ops:
+            return fns["full"](_shape(node), scale, None) if out else scale
+        p = plan_for(GE(ts, out, 1))
+        r = B.apply(p, ops) if hasattr(B, "apply") else p(B, ops)
+        return r if scale == 1 else B.scale(r, scale)
+    if isinstance(node, Add):
+        out = list(node.out)
+        acc = None
+        for a, t, c in zip(args, node.terms, node.coeffs):
+            c = c.number()
+            v = _align(B, a, list(t), out)
+            v = v if c == 1 else (v * c if _is_number(v) else B.scale(v, c))
+            acc = v if acc is None else (acc + v if _is_number(acc) and _is_number(v)
+                                         else B.add(acc, v) if not _is_number(acc)
+                                         else B.add(v, acc))
+        if _is_number(acc) or tuple(acc.shape) != _shape(node):
+            acc = B.broadcast_to(_tensor(B, fns, acc, _like(args)) if _is_number(acc) else acc,
+                                 _shape(node))
+        return acc
+    if isinstance(node, Map):
+        out = list(node.out)
+        like = _like(args)
+        vals = [_align(B, a, list(t), out) for a, t in zip(args, node.terms)]
+        if B.name != "numpy":
+            vals = [_tensor(B, fns, v, like) if _is_number(v) else v for v in vals]
+        return fns[node.prim.name](*vals, *node.params)
+    if isinstance(node, Func):
+        return _evaluate_func(node, args, B, fns)
+    raise ProgramError(f"cannot evaluate {node!r}")
+
+
+def _evaluate_func(node, args, B, fns):
+    name = node.prim.name
+    out = list(node.out)
+    x, term = args[0], list(node.terms[0])
+    if name in ("logsumexp", "max", "min"):
+        over = list(node.params[0])
+        order = out + over
+        xs = _align(B, x, term, order)
+        axes_ = tuple(range(len(out), len(order)))
+        if len(args) > 1:
+            return fns[name](xs, axes_, _align(B, args[1], list(node.terms[1]), order))
+        return fns[name](xs, axes_)
+    if name in ("softmax", "log_softmax"):
+        xs = _align(B, x, term, out)
+        return fns[name](xs, tuple(out.index(l) for l in node.params[0]))
+    r, c = node.params[0]
+    if name in ("det", "logdet"):
+        return fns[name](_align(B, x, term, out + [r, c]))
+    if name == "inv":
+        order = [l for l in out if l not in (r, c)] + [r, c]
+        y = fns["inv"](_align(B, x, term, order))
+        return _align(B, y, order, out)
+    if name == "solve":
+        batch = [l for l in term if l not in (r, c)]
+        bterm = list(node.terms[1])
+        rest = [l for l in bterm if l not in batch and l is not r]
+        a = _align(B, x, term, batch + [r, c])
+        order = batch + [r] + rest
+        b = _align(B, args[1], bterm, order)
+        full = tuple(int(l.size) for l in order)
+        if tuple(b.shape) != full:
+            b = B.broadcast_to(b, full)
+        n = int(r.size)
+        k = 1
+        for l in rest:
+            k *= int(l.size)
+        b = B.reshape(b, tuple(int(l.size) for l in batch) + (n, k))
+        y = fns["solve"](a, b)
+        y = B.reshape(y, tuple(int(l.size) for l in batch + [c] + rest))
+        return _align(B, y, batch + [c] + rest, out)
+    raise ProgramError(f"no evaluation rule for {name}")
+
+
+def evaluate(outputs, values, B, fns, known=None):
+    """Evaluate `outputs`; `values` maps Input nodes to arrays (or numbers);
+    `known` maps already computed nodes to values (updated in place)."""
+    vals = dict(values)
+    if known:
+        vals.update(known)
+    for node in topo(outputs):
+        if node in vals:
+            continue
+        if isinstance(node, Input):
+            raise ProgramError(f"no value for input {node.name!r}")
+        vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())], B, fns)
+    if known is not None:
+        known.update(vals)
+    return [vals[o] for o in outputs]
+
+
+# --- VJP --------------------------------------------------------------------
+
+
+def _accumulate(node, contributions):
+    if len(contributions) == 1:
+        g = contributions[0]
+    else:
+        labels = axes(node, [l.name for l in node.out] if hasattr(node, "out")
+                      and len(set(node.out)) == len(node.out) else None)
+        g = add_node([(c, labels, 1) for c in contributions], labels)
+    if node.name and not isinstance(g, Input) and g.name is None and g.grad_of is None:
+        g.grad_of = node.name
+    return g
+
+
+def _operand_vjp(node, k, g):
+    """The cotangent of operand k of `node`, given the node's cotangent g: a
+    node of the operand's shape (or None for zero)."""
+    if isinstance(node, Contract):
+        ops = list(node.operands())
+        return contract([(g, node.out)] + ops[:k] + ops[k + 1:], node.terms[k], node.coeff)
+    if isinstance(node, Add):
+        return contract([(g, node.out)], node.terms[k], node.coeffs[k])
+    args = [Expr(a, t) for a, t in node.operands()]
+    out = Expr(node, node.out)
+    ge = Expr(g, node.out)
+    if isinstance(node, Map):
+        p = node.prim.partials(args, out, node.params)[k]
+        if p is None or (not isinstance(p, Expr) and p == 0):
+            return None
+        return product(ge, p, out=node.terms[k]).node
+    params = dict(zip(node.prim.param_names, node.params))
+    v = node.prim.vjp(ge, *args, out=out, **params)[k]
+    return None if v is None else materialize(v, node.terms[k])
+
+
+def vjp_nodes(outputs, cotangents, wrt):
+    """Cotangent nodes of the `wrt` nodes (None where an input does not
+    reach the outputs), given one cotangent node per output."""
+    order = topo(outputs)
+    live = set(wrt)
+    for node in order:
+        if any(a in live for a in getattr(node, "args", ())):
+            live.add(node)
+    pending = {}
+    for o, c in zip(outputs, cotangents):
+        if o in live:
+            pending.setdefault(o, []).append(c)
+    grads = {}
+    for node in reversed(order):
+        cs = pending.pop(node, None)
+        if not cs:
+            continue
+        g = grads[node] = _accumulate(node, cs)
+        for k, arg in enumerate(getattr(node, "args", ())):
+            if arg in live:
+                c = _operand_vjp(node, k, g)
+                if c is not None and not is_zero(c):
+                    pending.setdefault(arg, []).append(c)
+    return [grads.get(w) for w in wrt]
+
+
+# --- Simplification -------------------------------------------------------------
+
+
+def _rebuild(outputs, fn):
+    """Rebuild the graph bottom-up: fn(node, new_args, old_args) returns the
+    replacement (the node itself when nothing changes)."""
+    memo = {}
+    for node in topo(outputs):
+        old = getattr(node, "args", ())
+        new = tuple(memo[a] for a in old)
+        r = fn(node, new, old)
+        if r is not node:
+            if node.name and r.name is None and not isinstance(r, (Input, Const)):
+                r.name = node.name
+            if node.grad_of and r.grad_of is None and r.name is None:
+                r.grad_of = node.grad_of
+        memo[node] = r
+    return [memo[o] for o in outputs]
+
+
+def _remake(node, args):
+    """`node` with new operands, normalised."""
+    ops = list(zip(args, node.terms))
+    if isinstance(node, Contract):
+        if any(is_zero(a) for a in args):
+            return contract([], node.out, 0)
+        return contract(ops, node.out, node.coeff)
+    if isinstance(node, Add):
+        return add_node([(a, t, c) for a, t, c in zip(args, node.terms, node.coeffs)], node.out)
+    if isinstance(node, Map):
+        if all(isinstance(a, Const) for a in args):
+            import numpy as np
+            v = prims.table("numpy")[node.prim.name](*[a.value.number() for a in args],
+                                                      *node.params)
+            return Const(complex(v) if np.iscomplexobj(v) else float(v)) if not node.out \
+                else node.__class__(node.prim, args, node.terms, node.out, node.params)
+        return Map(node.prim, args, node.terms, node.out, node.params)
+    return Func(node.prim, args, node.terms, node.out, node.params)
+
+
+def cse(outputs):
+    """Merge nodes equal up to label renaming; re-normalise changed nodes."""
+    table = {}
+
+    def fn(node, new, old):
+        if new != old:
+            node = _remake(node, new)
+        k = key(node)
+        found = table.get(k)
+        if found is None:
+            table[k] = found = node
+        return found
+    return _rebuild(outputs, fn)
+
+
+def _is_relabel(node):
+    """A single-operand Contract that only permutes, scales or broadcasts."""
+    if not isinstance(node, Contract) or len(node.args) != 1:
+        return False
+    term = node.terms[0]
+    return len(set(term)) == len(term) and len(set(node.out)) == len(node.out) \
+        and set(term) <= set(node.out)
+
+
+def _is_permutation(node):
+    return _is_relabel(node) and node.coeff.is_one and set(node.terms[0]) == set(node.out)
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent = {}
+
+    def find(self, x):
+        while self.parent.get(x, x) is not x:
+            x = self.parent[x]
+        return x
+
+    def union(self, a, b, prefer):
+        a, b = self.find(a), self.find(b)
+        if a is not b:
+            if b in prefer and a not in prefer:
+                a, b = b, a
+            self.parent[b] = a
+
+
+def _inline_contract(inner, term):
+    """inner's operands renamed into the reader's labels `term`, plus the
+    label pairs that must be equal (a repeated label of inner.out)."""
+    ren, merges = {}, []
+    for a, c in zip(inner.out, term):
+        if a in ren:
+            merges.append((ren[a], c))
+        else:
+            ren[a] = c
+    for t in inner.terms:
+        for lab in t:
+            if lab not in ren:
+                ren[lab] = Index(lab.name, lab.size)
+    return [(n, tuple(ren[l] for l in t)) for n, t in inner.operands()], merges
+
+
+def fuse_contract(ops, out, coeff, inline):
+    """A Contract over `ops`, with the operands `inline(node)` selects
+    replaced by their own operands (one bigger GE)."""
+    summed = [l for _, t in ops for l in t if l not in set(out)]
+    new_ops, merges = [], []
+    for n, t in ops:
+        if isinstance(n, Contract) and inline(n):
+            more, m = _inline_contract(n, t)
+            new_ops += more
+            merges += m
+            coeff = coeff * n.coeff
+            summed += [l for l in t if l not in set(out)]
+        else:
+            new_ops.append((n, t))
+    if merges:
+        uf = _UnionFind()
+        keep = set(out)
+        for a, b in merges:
+            uf.union(a, b, keep)
+        new_ops = [(n, tuple(uf.find(l) for l in t)) for n, t in new_ops]
+        out = tuple(uf.find(l) for l in out)
+        summed = [uf.find(l) for l in summed]
+    return contract(new_ops, out, coeff, summed=summed)
+
+
+def fuse(outputs):
+    """Fuse Contracts read once into the Contract reading them; fold
+    relabelling Contracts into Add terms and Map/Func operands; flatten an
+    Add read once into the Add reading it."""
+    count = uses(outputs)
+    roots = set(outputs)
+
+    def once(old):
+        return count.get(old, 0) == 1 and old not in roots
+
+    def fn(node, new, old):
+        if isinstance(node, Contract):
+            single = {n for n, o in zip(new, old) if once(o)}
+            if not any(isinstance(n, Contract) and (n in single or _is_relabel(n)) for n in new):
+                return node if new == old else _remake(node, new)
+            return fuse_contract(list(zip(new, node.terms)), node.out, node.coeff,
+                                 lambda n: n in single or _is_relabel(n))
+        if isinstance(node, Add):
+            terms, changed = [], new != old
+            for n, o, t, c in zip(new, old, node.terms, node.coeffs):
+                if _is_relabel(n):
+                    ren = dict(zip(n.out, t))
+                    terms.append((n.args[0], tuple(ren[l] for l in n.terms[0]), c * n.coeff))
+                    changed = True
+                elif isinstance(n, Add) and once(o):
+                    ren = dict(zip(n.out, t))
+                    terms += [(a, tuple(ren[l] for l in tt), c * cc)
+                              for a, tt, cc in zip(n.args, n.terms, n.coeffs)]
+                    changed = True
+                else:
+                    terms.append((n, t, c))
+            return add_node(terms, node.out) if changed else node
+        if isinstance(node, (Map, Func)):
+            if not any(_is_permutation(n) for n in new):
+                return node if new == old else _remake(node, new)
+            args, terms = [], []
+            for n, t in zip(new, node.terms):
+                if _is_permutation(n):
+                    ren = dict(zip(n.out, t))
+                    args.append(n.args[0])
+                    terms.append(tuple(ren[l] for l in n.terms[0]))
+                else:
+                    args.append(n)
+                    terms.append(t)
+            return node.__class__(node.prim, args, terms, node.out, node.params)
+        return node
+    return _rebuild(outputs, fn)
+
+
+# --- Stable rewrites ------------------------------------------------------------
+
+
+def _is_map(node, name):
+    return isinstance(node, Map) and node.prim.name == name
+
+
+def _is_func(node, name):
+    return isinstance(node, Func) and node.prim.name == name
+
+
+def _sum_of_exp(node):
+    """D = c · Σ_J exp(y): (exp node, its term in D, c) or None."""
+    if isinstance(node, Contract) and len(node.args) == 1 and _is_map(node.args[0], "exp") \
+            and len(set(node.terms[0])) == len(node.terms[0]) \
+            and set(node.out) <= set(node.terms[0]) and len(set(node.out)) == len(node.out):
+        c = node.coeff.number()
+        if isinstance(c, (int, float)) and c > 0:
+            return node.args[0], node.terms[0], node.coeff
+    return None
+
+
+def _through(node, term):
+    """Operand 0 of a Map/Func `node` read through `term` (node's out -> term)."""
+    ren = dict(zip(node.out, term))
+    return node.args[0], tuple(ren.get(l, l) for l in node.terms[0]), ren
+
+
+def _softmax_pair(ops):
+    """Find exp(x)[t] · (1/Σ_J exp(x))[t'] among Contract operands: returns
+    (index of exp, index of reciprocal, J labels) or None."""
+    for i, (e, te) in enumerate(ops):
+        if not _is_map(e, "exp"):
+            continue
+        for k, (r, tr) in enumerate(ops):
+            if not _is_map(r, "reciprocal"):
+                continue
+            d, dt_r = r.args[0], dict(zip(r.out, tr))
+            found = _sum_of_exp(d)
+            if found is None or found[0] is not e or not found[2].is_one:
+                continue
+            _, dterm, _ = found
+            # D's kept labels, renamed into the reader, must match exp's labels.
+            d_out = {lab: dt_r[r.terms[0][p]] for p, lab in enumerate(d.out)} \
+                if len(r.terms[0]) == len(d.out) else None
+            if d_out is None:
+                continue
+            over, ok = [], True
+            for axis, lab in enumerate(dterm):
+                if lab in d_out:
+                    ok = ok and te[axis] is d_out[lab]
+                else:
+                    over.append(te[axis])
+            if ok and over and len(set(te)) == len(te):
+                return i, k, over
+    return None
+
+
+def _log_parts(node, term):
+    """log(node[term]) as a list of (Expr, coeff) terms when a stable form
+    exists (node is exp, softmax, 1/Σexp or a product holding one)."""
+    if _is_map(node, "exp"):
+        x, t, _ = _through(node, term)
+        return [(Expr(x, t), 1)]
+    if _is_func(node, "softmax"):
+        x, t, ren = _through(node, term)
+        return [(_func_expr(prims.LOG_SOFTMAX, x, t, term, (tuple(ren[l] for l in
+                                                                 node.params[0]),)), 1)]
+    if _is_map(node, "reciprocal"):
+        inner = node.args[0]
+        ren = dict(zip(node.out, term))
+        parts = _log_parts(inner, tuple(ren[l] for l in node.terms[0]))
+        return None if parts is None else [(e, -c) for e, c in parts]
+    if isinstance(node, Contract):
+        return _log_product(node, term)
+    return None
+
+
+def _func_expr(p, x, xterm, out, params, extra=()):
+    node = Func(p, (x,) + tuple(n for n, _ in extra), (xterm,) + tuple(t for _, t in extra),
+                out, params)
+    return Expr(node, out)
+
+
+def _log_product(node, term):
+    if len(set(term)) != len(term) or len(set(node.out)) != len(node.out):
+        return None
+    c = node.coeff.number()
+    if not isinstance(c, (int, float)) or c <= 0:
+        return None
+    ren = dict(zip(node.out, term))
+    for t in node.terms:
+        for lab in t:
+            if lab not in ren:
+                ren[lab] = Index(lab.name, lab.size)
+    ops = [(n, tuple(ren[l] for l in t)) for n, t in node.operands()]
+    kept = set(term)
+    inside = [(n, t) for n, t in ops if not set(t) <= kept]
+    outside = [(n, t) for n, t in ops if set(t) <= kept]
+    special = [(n, t) for n, t in inside if _is_map(n, "exp") or _is_func(n, "softmax")]
+    helpful = special or any(_log_parts(n, t) is not None for n, t in outside
+                             if isinstance(n, (Map, Func)))
+    if not helpful or len(special) > 1:
+        return None
+    parts = []
+    if c != 1:
+        parts.append((Expr(Const(math.log(c)), ()), 1))
+    for n, t in outside:
+        p = _log_parts(n, t) if not isinstance(n, (Input,)) else None
+        parts += p if p is not None else [(prims.log(Expr(n, t)), 1)]
+    if inside:
+        if not special:
+            e = product(*[Expr(n, t) for n, t in inside], out=[l for l in distinct(
+                l for _, t in inside for l in t) if l in kept])
+            parts.append((prims.log(e), 1))
+            return parts
+        (s, ts), = special
+        x, tx, sren = _through(s, ts)
+        xlabels = set(tx)
+        weights = [(n, t) for n, t in inside if n is not s]
+        wl = distinct(l for _, t in weights for l in t if l in xlabels)
+        if any(l in kept and l not in xlabels for _, t in weights for l in t):
+            return None
+        over = tuple(l for l in distinct(tx) if l not in kept)
+        extra = ()
+        if weights:
+            w = product(*[Expr(n, t) for n, t in weights], out=wl)
+            extra = ((w.node, w.labels),)
+        out = tuple(l for l in tx if l in kept)
+        parts.append((_func_expr(prims.LSE, x, tx, out, (over,), extra), 1))
+        if _is_func(s, "softmax"):
+            j = tuple(sren[l] for l in s.params[0])
+            norm = tuple(l for l in tx if l not in j)
+            if not set(norm) <= kept:
+                return None
+            parts.append((_func_expr(prims.LSE, x, tx, norm, (j,)), -1))
+    return parts
+
+
+def stabilize(outputs):
+    """Rewrite exp/Σexp quotients into softmax, and log of exp, softmax and
+    products holding them into logsumexp / log_softmax forms."""
+
+    def fn(node, new, old):
+        if new != old:
+            node = _remake(node, new)
+        if isinstance(node, Contract):
+            ops = list(node.operands())
+            found = _softmax_pair(ops)
+            if found is not None:
+                i, k, over = found
+                e, te = ops[i]
+                x, tx, _ = _through(e, te)
+                s = Func(prims.SOFTMAX, (x,), (tx,), te, (tuple(over),))
+                rest = [op for j, op in enumerate(ops) if j not in (i, k)]
+                return contract(rest + [(s, te)], node.out, node.coeff)
+        if _is_map(node, "log"):
+            parts = _log_parts(node.args[0], node.terms[0])
+            if parts is not None:
+                return total(*[(e, c) for e, c in parts], out=node.out).node
+        return node
+    return _rebuild(outputs, fn)
+
+
+# --- Cancellation -----------------------------------------------------------------
+
+
+def _flatten(node):
+    """A Contract with every Contract operand inlined (recursively)."""
+    while isinstance(node, Contract) and any(isinstance(a, Contract) for a in node.args):
+        node = fuse_contract(list(node.operands()), node.out, node.coeff,
+                             lambda n: True)
+    return node
+
+
+def _distribute(node, k):
+    """node = Σ_j c_j · node with Add operand k replaced by its term j."""
+    ops = list(node.operands())
+    a, t = ops[k]
+    ren = dict(zip(a.out, t))
+    summed = [l for _, tt in ops for l in tt if l not in set(node.out)]
+    return [_flatten(contract(ops[:k] + [(b, tuple(ren[l] for l in bt))] + ops[k + 1:],
+                              node.out, node.coeff * c, summed=summed))
+            for b, bt, c in zip(a.args, a.terms, a.coeffs)]
+
+
+def _vanishes(node, depth):
+    """Whether a Contract is identically zero because distributing it over
+    one of its Add operands makes every term cancel (e.g. Σ_h (x - mean_h x))."""
+    if is_zero(node):
+        return True
+    if not isinstance(node, Contract) or depth <= 0:
+        return False
+    for k, a in enumerate(node.args):
+        if not isinstance(a, Add):
+            continue
+        acc = {}
+        for term in _distribute(node, k):
+            if _vanishes(term, depth - 1):
+                continue
+            if isinstance(term, Contract):
+                kk, c = key(Contract(term.args, term.terms, term.out, 1)), term.coeff.number()
+            else:
+                kk, c = key(term), 1
+            acc[kk] = acc.get(kk, 0) + c
+        if all(abs(v) < 1e-12 for v in acc.values()):
+            return True
+    return False
+
+
+def cancel(outputs, depth=3):
+    """Distribute a Contract over an Add operand when some of the resulting
+    terms vanish (see `_vanishes`), keeping the others."""
+    def fn(node, new, old):
+        if new != old:
+            node = _remake(node, new)
+        if not isinstance(node, Contract) or len(set(node.out)) != len(node.out):
+            return node
+        for k, a in enumerate(node.args):
+            if isinstance(a, Add):
+                terms = _distribute(node, k)
+                keep = [t for t in terms if not _vanishes(t, depth)]
+                if len(keep) < len(terms):
+                    return add_node([(t, node.out, 1) for t in keep], node.out)
+        return node
+    return _rebuild(outputs, fn)
+
+
+def simplify(outputs, stable=True, rounds=12):
+    outputs = list(outputs)
+    for _ in range(rounds):
+        new = cse(outputs)
+        new = fuse(new)
+        if stable:
+            new = stabilize(new)
+        new = cse(cancel(new))
+        if all(a is b for a, b in zip(new, outputs)):
+            break
+        outputs = new
+    return outputs
+
+
+# --- Programs -------------------------------------------------------------------
+
+
+def _is_array(v):
+    return not isinstance(v, (int, float, complex, bool)) and hasattr(v, "shape")
+
+
+def _inexact(v):
+    dt = str(getattr(v, "dtype", ""))
+    return "float" in dt or "complex" in dt
+
+
+class Graph:
+    """A program bound to input shapes: Input nodes and output nodes, the
+    forward simplified, derivatives derived (and cached) on demand."""
+
+    def __init__(self, inputs, outputs, output_names):
+        self.inputs = dict(inputs)
+        self.output_names = list(output_names)
+        self.raw = list(outputs)
+        self.outputs = simplify(outputs)
+        self.constants = {}  # Input node -> array, for arrays a traced function closed over
+        self._derived = {}
+
+    def feed(self, values, B):
+        """Input nodes -> values (the program's inputs and its constants)."""
+        feed = {self.inputs[n]: v for n, v in values.items() if n in self.inputs}
+        feed.update({n: B.asarray(v) for n, v in self.constants.items()})
+        return feed
+
+    def cotangent_inputs(self):
+        return [Input(f"∂l/∂{n}", o.shape) for n, o in zip(self.output_names, self.outputs)]
+
+    def derived(self, wrt):
+        """(cotangent inputs, forward outputs, gradient nodes or None) for the
+        inputs named in `wrt`, simplified together."""
+        wrt = tuple(wrt)
+        if wrt not in self._derived:
+            cts = self.cotangent_inputs()
+            grads = vjp_nodes(self.outputs, cts, [self.inputs[n] for n in wrt])
+            present = [g for g in grads if g is not None]
+            both = simplify(list(self.outputs) + present)
+            fwd, rest = both[:len(self.outputs)], iter(both[len(self.outputs):])
+            self._derived[wrt] = (cts, fwd, [None if g is None else next(rest) for g in grads])
+        return self._derived[wrt]
+
+
+class Program:
+    """A compiled program (from index-notation text or a traced function).
+
+    `prog(**inputs)` evaluates it; `prog.vjp(cotangent, **inputs)` returns
+    {name: gradient} for every floating-point array input; `jacobian` and
+    `hessian` build full derivative tensors; `derivative(name)` prints the
+    VJP program in index notation.
+    """
+
+    input_names: list = []
+
+    def _graph_for(self, values) -> Graph:
+        raise NotImplementedError
+
+    def _values(self, args, kwargs):
+        names = list(self.input_names)
+        if len(args) > len(names):
+            raise ProgramError(f"the program takes {len(names)} input(s) "
+                               f"({', '.join(names)}), {len(args)} were given")
+        values = dict(zip(names, args))
+        for k, v in kwargs.items():
+            if k in values:
+                raise ProgramError(f"input {k!r} given twice")
+            if k not in names:
+                raise ProgramError(f"unknown input {k!r}; the inputs are {', '.join(names)}")
+            values[k] = v
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise ProgramError(f"missing input(s) {', '.join(missing)}")
+        return values
+
+    def _setup(self, args, kwargs, extra=()):
+        from .backend import backend_for
+        values = self._values(args, kwargs)
+        B = backend_for(list(values.values()) + list(extra))
+        values = {n: (B.asarray(v) if not isinstance(v, (int, float, complex)) else v)
+                  for n, v in values.items()}
+        return values, B, prims.table(B.name), self._graph_for(values)
+
+    def graph(self, *args, **kwargs) -> Graph:
+        """The bound graph at these inputs' shapes."""
+        return self._setup(args, kwargs)[3]
+
+    def __call__(self, *args, **kwargs):
+        values, B, fns, g = self._setup(args, kwargs)
+        out = evaluate(g.outputs, g.feed(values, B), B, fns)
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def wrt_names(self, values):
+        return [n for n in self.input_names if _is_array(values[n]) and _inexact(values[n])]
+
+    def vjp(self, cotangent, *args, **kwargs):
+        """{name: ∂l/∂name} for every floating-point array input, given ∂l/∂
+        (each output) — a tuple when the program returns several."""
+        from .errors import CotangentError
+        cots = tuple(cotangent) if isinstance(cotangent, (tuple, list)) else (cotangent,)
+        values, B, fns, g = self._setup(args, kwargs, cots)
+        wrt = self.wrt_names(values)
+        cts, fwd, grads = g.derived(wrt)
+        if len(cots) != len(cts):
+            raise CotangentError(f"{len(cts)} cotangent(s) expected, one per output, "
+                                 f"got {len(cots)}")
+        feed = g.feed(values, B)
+        for node, c, name in zip(cts, cots, g.output_names):
+            c = c if isinstance(c, (int, float, complex)) else B.asarray(c)
+            shape = () if isinstance(c, (int, float, complex)) else tuple(c.shape)
+            if shape != tuple(int(s) for s in node.shape):
+                raise CotangentError(f"the cotangent of {name!r} has shape {shape} but "
+                                     f"{name!r} has shape {_shape(node)}")
+            feed[node] = c
+        present = [x for x in grads if x is not None]
+        vals = iter(evaluate(present, feed, B, fns))
+        result = {}
+        for n, gnode in zip(wrt, grads):
+            x = values[n]
+            result[n] = fns["zeros_like"](x) if gnode is None else B.cast_like(next(vals), x)
+        return result
+
+    def jacobian(self, name, *args, **kwargs):
+        """∂out/∂name as one tensor of shape out.shape + name.shape (the only
+        output, or the first)."""
+        import numpy as np
+        values, B, fns, g = self._setup(args, kwargs)
+        cts, fwd, (gnode,) = g.derived((name,))
+        return _stack_vjps(g, values, B, fns, cts[0], gnode, fwd, name, np)
+
+    def hessian(self, name, *args, **kwargs):
+        """∂²out/∂name² for a scalar output: shape name.shape + name.shape.
+        The gradient program is differentiated again, symbolically."""
+        import numpy as np
+        values, B, fns, g = self._setup(args, kwargs)
+        if g.outputs[0].shape != ():
+            raise ProgramError("hessian needs a scalar output; use jacobian")
+        cts, fwd, (gnode,) = g.derived((name,))
+        x = g.inputs[name]
+        if gnode is None:
+            return fns["zeros_like"](B.reshape(values[name], (-1,)))  # pragma: no cover
+        second = Graph({**g.inputs, cts[0].name: cts[0]}, [gnode], [f"∂l/∂{name}"])
+        second.constants = g.constants
+        values2 = dict(values)
+        values2[cts[0].name] = 1.0
+        cts2, fwd2, (hnode,) = second.derived((name,))
+        return _stack_vjps(second, values2, B, fns, cts2[0], hnode, fwd2, name, np,
+                           extra={cts[0]: 1.0})
+
+    def derivative(self, name, *args, **kwargs):
+        """The VJP of the output with respect to `name`, printed as a program
+        in index notation (`str()`) or LaTeX (`.latex()`)."""
+        if args or kwargs:
+            g = self.graph(*args, **kwargs)
+        else:
+            g = self._symbolic_graph()
+        if name not in g.inputs:
+            raise ProgramError(f"{name!r} is not an input; the inputs are "
+                               f"{', '.join(g.inputs)}")
+        cts, fwd, grads = g.derived((name,))
+        return Derivative(g, name, grads[0], fwd)
+
+    def _symbolic_graph(self):
+        raise ProgramError("give the inputs (their shapes) to print a derivative")
+
+
+def _stack_vjps(g, values, B, fns, ct, gnode, fwd, name, np, extra=None):
+    """Rows of the Jacobian, one VJP per one-hot cotangent, reusing every
+    value that does not depend on the cotangent."""
+    x = values[name]
+    out_shape = _shape(ct)
+    feed = g.feed(values, B)
+    feed.update(extra or {})
+    if gnode is None:
+        return np.zeros(out_shape + tuple(x.shape))
+    depends = {ct}
+    for node in topo([gnode]):
+        if any(a in depends for a in getattr(node, "args", ())):
+            depends.add(node)
+    known = {}
+    evaluate([n for n in topo([gnode]) if n not in depends and not isinstance(n, Input)
+              and n not in feed], feed, B, fns, known)
+    known = {n: v for n, v in known.items() if n not in depends}
+    rows = []
+    n_out = 1
+    for s in out_shape:
+        n_out *= s
+    for k in range(n_out):
+        e = np.zeros(n_out)
+        e[k] = 1.0
+        e = e.reshape(out_shape) if out_shape else 1.0
+        cval = e if not out_shape else B.cast_like(B.asarray(e), x)
+        r, = evaluate([gnode], {**feed, ct: cval}, B, fns, dict(known))
+        rows.append(r)
+    if B.name == "numpy":
+        return np.stack(rows).reshape(out_shape + tuple(x.shape))
+    import importlib
+    lib = importlib.import_module(B.name if B.name != "jax" else "jax.numpy")
+    return lib.reshape(lib.stack(rows), out_shape + tuple(x.shape))
+
+
+def compile(source, **options):  # noqa: A001 - the public name of DESIGN §4
+    """Compile index-notation text (a string) or trace a Python function.
+
+    Usable as a decorator: `@einvjp.compile` over a function written with
+    einvjp.einsum, einvjp.exp, … and `+ - * / **`."""
+    if isinstance(source, str):
+        from .lang import TextProgram
+        return TextProgram(source, **options)
+    if callable(source):
+        from .trace import TracedProgram
+        return TracedProgram(source, **options)
+    raise ProgramError(f"compile() takes index-notation text or a function, not "
+                       f"{type(source).__name__}")
+
+
+# --- Printing -----------------------------------------------------------------------
+
+_FREE_LETTERS = "pqrstuvwmnoabcdefgz"
+_DUMMY_LETTERS = "hijklmnoabcdefgrstuvwxyz"
+_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
+          "kappa", "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "phi", "chi",
+          "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Sigma", "Phi", "Psi", "Omega"}
+
+
+class _Text:
+    mul = " "
+
+    def leaf(self, name, letters):
+        return f"{name}[{','.join(letters)}]" if letters else name
+
+    def grad(self, name, letters):
+        return self.leaf(f"∂l/∂{name}", letters)
+
+    def one(self, letter):
+        return f"1[{letter}]"
+
+    def delta(self, a, b):
+        return f"δ[{a},{b}]"
+
+    def call(self, name, args):
+        return f"{name}({', '.join(args)})"
+
+    def power(self, base, p):
+        return f"{base}^{p}"
+
+    def paren(self, s):
+        return f"({s})"
+
+    def fraction(self, num, den):
+        den = den if len(den) == 1 and "^" not in den[0] or len(den) == 1 else den
+        d = den[0] if len(den) == 1 else self.paren(" ".join(den))
+        return f"{' '.join(num) or '1'} / {d}"
+
+    def coefficient(self, coef):
+        return coef.parts()
+
+
+class _Latex(_Text):
+    def _name(self, name):
+        if name in _GREEK:
+            return "\\" + name
+        if name == "eps":
+            return r"\epsilon"
+        return name if len(name) == 1 else rf"\mathrm{{{name}}}"
+
+    def leaf(self, name, letters):
+        if name.startswith("∂l/∂"):
+            return self.grad(name[4:], letters)
+        sub = f"_{{{''.join(letters)}}}" if letters else ""
+        return self._name(name) + sub
+
+    def grad(self, name, letters):
+        sub = f"_{{{''.join(letters)}}}" if letters else ""
+        return rf"\frac{{\partial l}}{{\partial {self._name(name)}{sub}}}"
+
+    def one(self, letter):
+        return rf"\mathbf{{1}}_{{{letter}}}"
+
+    def delta(self, a, b):
+        return rf"\delta_{{{a}{b}}}"
+
+    def call(self, name, args):
+        if name == "sqrt":
+            return rf"\sqrt{{{args[0]}}}"
+        head = {"exp": r"\exp", "log": r"\log", "sin": r"\sin", "cos": r"\cos",
+                "tanh": r"\tanh", "det": r"\det", "max": r"\max", "min": r"\min"}.get(
+                    name, rf"\operatorname{{{name}}}")
+        return rf"{head}\left({', '.join(args)}\right)"
+
+    def power(self, base, p):
+        return f"{{{base}}}^{{{p}}}"
+
+    def paren(self, s):
+        return rf"\left({s}\right)"
+
+    def fraction(self, num, den):
+        return rf"\frac{{{' '.join(num) or '1'}}}{{{' '.join(den)}}}"
+
+
+class Derivative:
+    """A derived VJP, printable as a program: `str()` in index notation (the
+    seed's ∂l/∂x[p,q] = … with p, q, … for the free indices) and `.latex()`.
+    Forward tensors appear by their names; a backward tensor read more than
+    once gets its own statement."""
+
+    def __init__(self, graph, name, node, forward):
+        self.graph, self.name, self.node = graph, name, node
+        self.forward = set(topo(list(forward)))
+
+    def __str__(self):
+        return self._render(_Text())
+
+    def __repr__(self):
+        return f"Derivative(∂l/∂{self.name})"
+
+    def latex(self):
+        return " \\\\\n".join(self._render(_Latex()).split("\n"))
+
+    def _render(self, fmt):
+        x = self.graph.inputs[self.name]
+        if self.node is None:
+            return f"{fmt.grad(self.name, _FREE_LETTERS[:x.ndim])} = 0"
+        count = {}
+        for n in topo([self.node]):
+            for a in getattr(n, "args", ()):
+                count[a] = count.get(a, 0) + 1
+        stmts = [n for n in topo([self.node]) if n is self.node or (
+            count.get(n, 0) > 1 and n not in self.forward and isinstance(n, (Contract, Add))
+            and not _is_relabel(n))]
+        names, taken = {}, set()
+        for k, n in enumerate(stmts):
+            if n is self.node:
+                names[n] = ("grad", self.name)
+            elif n.grad_of and ("grad", n.grad_of) not in taken:
+                names[n] = ("grad", n.grad_of)
+            else:
+                names[n] = ("leaf", f"t{k}")
+            taken.add(names[n])
+        lines = []
+        for n in stmts:
+            kind, nm = names[n]
+            letters = list(_FREE_LETTERS[:n.ndim]) if n.ndim <= len(_FREE_LETTERS) else \
+                [f"p{k}" for k in range(n.ndim)]
+            lhs = fmt.grad(nm, letters) if kind == "grad" else fmt.leaf(nm, letters)
+            r = _Renderer(fmt, names, self.forward, set(letters), top=n)
+            lines.append(f"{lhs} = {r.expr(n, letters)[0]}")
+        return "\n".join(lines)
+
+
+class _Renderer:
+    def __init__(self, fmt, names, forward, used, top):
+        self.fmt, self.names, self.forward, self.used, self.top = fmt, names, forward, used, top
+
+    def letter(self, lab):
+        for c in [lab.name] + list(_DUMMY_LETTERS):
+            if len(c) == 1 and c.isalpha() and c not in self.used:
+                self.used.add(c)
+                return c
+        c = f"{lab.name}{len(self.used)}"
+        self.used.add(c)
+        return c
+
+    def leaf_name(self, node):
+        if node in self.names and node is not self.top:
+            return self.names[node]
+        if isinstance(node, Input) or (node in self.forward and node.name):
+            return ("leaf", node.name)
+        return None
+
+    def expr(self, node, letters):
+        """(text, precedence): 3 atom, 2 product, 1 sum; letters name its axes."""
+        fmt = self.fmt
+        named = self.leaf_name(node)
+        if named is not None:
+            kind, nm = named
+            return (fmt.grad(nm, letters) if kind == "grad" else fmt.leaf(nm, letters)), 3
+        if isinstance(node, Const):
+            neg, mag = node.value.sign_and_magnitude()
+            return node.value.text(), (1 if neg else 3)
+        if isinstance(node, Contract):
+            return self.contraction(node, letters)
+        if isinstance(node, Add):
+            ren = dict(zip(node.out, letters))
+            parts, used = [], set(self.used)
+            for a, t, c in zip(node.args, node.terms, node.coeffs):
+                self.used = set(used)  # dummy indices are local to each term
+                neg, text = self.term(a, [ren[l] for l in t], c)
+                parts.append(("-" if neg else "+", text))
+            s = " ".join(f"{sign} {text}" for sign, text in parts)
+            s = s[2:] if s.startswith("+ ") else "-" + s[1:] if s.startswith("- ") else s
+            return s, 1
+        ren = dict(zip(node.out, letters))
+        args = [self.expr(a, [ren[l] for l in t]) for a, t in zip(node.args, node.terms)]
+        name = node.prim.name
+        if isinstance(node, Map):
+            if name == "pow":
+                base, prec = args[0]
+                p = node.params[0]
+                p = int(p) if float(p).is_integer() else p
+                return fmt.power(base if prec == 3 else fmt.paren(base), p), 3
+            if name == "tpow":
+                (b, pb), (e, pe) = args
+                return fmt.power(b if pb == 3 else fmt.paren(b), e if pe == 3 else fmt.paren(e)), 3
+            if name == "reciprocal":
+                return fmt.fraction([], [args[0][0] if args[0][1] >= 2 else
+                                         fmt.paren(args[0][0])]), 2
+            return fmt.call(name, [a for a, _ in args]), 3
+        extra = []
+        for p in node.params:
+            labs = p if isinstance(p, tuple) else (p,)
+            if name in ("logsumexp", "max", "min", "softmax", "log_softmax"):
+                extra += [ren.get(l, None) or self._arg_letter(node, l) for l in labs]
+        return fmt.call(name, [a for a, _ in args] + extra), 3
+
+    def _arg_letter(self, node, lab):
+        return self.summed.get(lab, lab.name) if hasattr(self, "summed") else lab.name
+
+    def term(self, node, letters, coeff):
+        """(negative?, text) of coeff · node[letters] as a term of a sum."""
+        neg, mag = coeff.sign_and_magnitude()
+        if isinstance(node, Contract) and self.leaf_name(node) is None:
+            text, _ = self.contraction(node, letters, mag)
+            if text.startswith("-"):
+                return (not neg), text[1:].lstrip()
+            return neg, text
+        text, prec = self.expr(node, letters)
+        if mag.is_one:
+            return neg, text if prec >= 1 else self.fmt.paren(text)
+        num, den = mag.parts()
+        body = text if prec >= 2 else self.fmt.paren(text)
+        return neg, (self.fmt.fraction([num, body] if num else [body], [den]) if den
+                     else f"{num}{self.fmt.mul}{body}")
+
+    def contraction(self, node, letters, extra=None):
+        fmt = self.fmt
+        coeff = node.coeff * extra if extra is not None else node.coeff
+        ren, deltas = {}, []
+        for lab, letter in zip(node.out, letters):
+            if lab in ren:
+                deltas.append(fmt.delta(ren[lab], letter))
+            else:
+                ren[lab] = letter
+        carried = {l for t in node.terms for l in t}
+        ones = [fmt.one(ren[l]) for l in distinct(node.out) if l not in carried]
+        summed = {}
+        for t in node.terms:
+            for lab in t:
+                if lab not in ren:
+                    ren[lab] = summed[lab] = self.letter(lab)
+        self.summed = getattr(self, "summed", {})
+        self.summed.update(summed)
+        num, den = [], []
+        for a, t in zip(node.args, node.terms):
+            ls = [ren[l] for l in t]
+            if _is_map(a, "reciprocal") and self.leaf_name(a) is None:
+                inner = dict(zip(a.out, ls))
+                text, prec = self.expr(a.args[0], [inner[l] for l in a.terms[0]])
+                den.append(text if prec >= 3 else fmt.paren(text))
+                continue
+            text, prec = self.expr(a, ls)
+            num.append(text if prec >= 3 else fmt.paren(text))
+        num, den = _powers(num, fmt), _powers(den, fmt)
+        neg, mag = coeff.sign_and_magnitude()
+        cnum, cden = mag.parts()
+        head = ([cnum] if cnum else [])
+        factors = head + num + deltas + ones
+        dens = ([cden] if cden else []) + den
+        text = fmt.fraction(factors, dens) if dens else (fmt.mul.join(factors) or "1")
+        return ("-" + text if neg else text), (1 if neg else 2)
+
+
+def _powers(factors, fmt):
+    out, counts = [], {}
+    for f in factors:
+        counts[f] = counts.get(f, 0) + 1
+    for f in dict.fromkeys(factors):
+        out.append(f if counts[f] == 1 else fmt.power(f, counts[f]))
+    return out
