@@ -29,6 +29,8 @@ Rules:
     argument's last label).  Matrix functions (`inv`, `det`, `logdet`,
     `solve(a, b)`) act on the argument's last two labels (rows, columns).
   * The last statement is the output unless `return a, b` names others.
+  * `compile(text, sizes={"i": 2})` sizes a label that no tensor carries
+    (`y[i] = 1[i] x`).
 
 >>> prog = compile_text('''
 ...     y[i,j] = x[i,k] a[k,j]
@@ -380,8 +382,9 @@ _PLACEHOLDER = 4  # the size every label gets when a program is printed without 
 class TextProgram(Program):
     """A program written in index notation (see the module docstring)."""
 
-    def __init__(self, text, **options):
+    def __init__(self, text, sizes=None):
         self.text = text
+        self.sizes = dict(sizes or {})  # label -> size, for labels no tensor carries
         self.statements, returns = parse_program(text)
         self.label_names = set()
         for st in self.statements:
@@ -528,6 +531,10 @@ class _Binder:
                     env[b] = (env[a][0], f"delta[{a},{b}]")
                 elif b in env and a not in env:
                     env[a] = (env[b][0], f"delta[{a},{b}]")
+        for lab in list(self.prog.sizes):
+            if lab not in env and (lab in occurrences(st.expr) or
+                                   lab in [name for name, _ in st.labels]):
+                env[lab] = (int(self.prog.sizes[lab]), "sizes=")
         for e in _walk(st.expr):
             if isinstance(e, (One, Delta)):
                 for lab, col in e.labels:

@@ -111,7 +111,7 @@ minimum = prim("minimum", 2, lambda x, y, *, out: (tie(y, x), tie(x, y)))
 where = prim("where", 3, lambda c, a, b, *, out: (0, select(c), 1 - select(c)))
 powc = prim("pow", 1, lambda x, *, out, p: (p * pow(x, p - 1),), params=("p",))
 tpow = prim("tpow", 2, lambda x, y, *, out: (y * pow(x, y - 1), log(x) * out))
-# w·exp(d), and 0 where w == 0 even when exp(d) overflows (logsumexp's VJP).
+# w·exp(d), and 0 where w == 0 even when exp(d) would overflow (logsumexp's VJP).
 wexp = prim("wexp", 2, lambda d, w, *, out: (out, exp(d)))
 
 
@@ -345,11 +345,17 @@ def _array_api(xp, erf, linalg, extra=None):
         return mask.astype(xp.result_type(x, y))
 
     def logsumexp(x, axes, w=None):
+        """log Σ w·exp(x), shifted by the max over w's support; exponents
+        are capped where w is zero, so that 0·exp stays 0 (and the
+        derivative in w stays exp(x - lse), unless that overflows)."""
         xm = x if w is None else xp.where(w != 0, x, -xp.inf)
         m = xp.max(xm, axis=axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
-        e = xp.exp(xm - m) if w is None else w * xp.exp(xm - m)
+        e = xp.exp(x - m) if w is None else w * xp.exp(xp.minimum(x - m, _cap(x)))
         return xp.squeeze(xp.log(xp.sum(e, axis=axes, keepdims=True)) + m, axis=axes)
+
+    def _cap(x):
+        return math.log(xp.finfo(xp.result_type(x, 1.0)).max) - 1
 
     def softmax(x, axes):
         e = xp.exp(x - xp.max(x, axis=axes, keepdims=True))
@@ -370,7 +376,7 @@ def _array_api(xp, erf, linalg, extra=None):
         maximum=xp.maximum, minimum=xp.minimum,
         where=lambda c, a, b: xp.where(c != 0, a, b),
         pow=lambda x, p: x ** p, tpow=lambda x, y: x ** y,
-        wexp=lambda d, w: xp.where(w != 0, w * xp.exp(xp.where(w != 0, d, 0)), 0 * d),
+        wexp=lambda d, w: w * xp.exp(xp.minimum(d, _cap(d))),
         step=lambda x: as_float(x > 0, x), select=lambda c: as_float(c != 0, c),
         tie=lambda x, y: xp.where(x > y, 1.0, xp.where(x == y, 0.5, 0.0)).astype(
             xp.result_type(x, y, 1.0)),
@@ -424,7 +430,7 @@ def _torch():
         xm = torch.where(w != 0, x, torch.tensor(-math.inf, dtype=x.dtype))
         m = torch.amax(xm, dim=dims(axes), keepdim=True)
         m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-        e = torch.where(w != 0, w * torch.exp(xm - m), torch.zeros_like(x))
+        e = w * torch.exp(torch.clamp(x - m, max=cap(x)))
         return torch.squeeze(torch.log(torch.sum(e, dim=dims(axes), keepdim=True)) + m,
                              dim=dims(axes))
 
@@ -438,10 +444,11 @@ def _torch():
         c = torch.as_tensor(c)
         return torch.where(c != 0, a, b)
 
+    def cap(x):
+        return math.log(torch.finfo(x.dtype).max) - 1
+
     def wexp(d, w):
-        keep = w != 0
-        return torch.where(keep, w * torch.exp(torch.where(keep, d, torch.zeros_like(d))),
-                           torch.zeros_like(d))
+        return w * torch.exp(torch.clamp(d, max=cap(d)))
 
     def tie(x, y):
         one = torch.ones((), dtype=_dtype(x, y))

@@ -381,7 +381,8 @@ def fuse(outputs):
     roots = set(outputs)
 
     def once(old):
-        return count.get(old, 0) == 1 and old not in roots
+        """Read once, and not a tensor the program names (kept for printing)."""
+        return count.get(old, 0) == 1 and old not in roots and old.name is None
 
     def fn(node, new, old):
         if isinstance(node, Contract):
@@ -512,6 +513,7 @@ def _log_product(node, term):
     c = node.coeff.number()
     if not isinstance(c, (int, float)) or c <= 0:
         return None
+    node = _flatten(node)
     ren = dict(zip(node.out, term))
     for t in node.terms:
         for lab in t:
@@ -786,7 +788,8 @@ class Program:
         result = {}
         for n, gnode in zip(wrt, grads):
             x = values[n]
-            result[n] = fns["zeros_like"](x) if gnode is None else B.cast_like(next(vals), x)
+            result[n] = fns["zeros_like"](x) if gnode is None else \
+                B.cast_like(B.asarray(next(vals)), x)
         return result
 
     def jacobian(self, name, *args, **kwargs):
@@ -872,7 +875,8 @@ def compile(source, **options):  # noqa: A001 - the public name of DESIGN §4
     """Compile index-notation text (a string) or trace a Python function.
 
     Usable as a decorator: `@einvjp.compile` over a function written with
-    einvjp.einsum, einvjp.exp, … and `+ - * / **`."""
+    einvjp.einsum, einvjp.exp, … and `+ - * / **`.  Text takes `sizes=` for
+    labels that no tensor carries."""
     if isinstance(source, str):
         from .lang import TextProgram
         return TextProgram(source, **options)
@@ -1060,6 +1064,10 @@ class _Renderer:
             s = s[2:] if s.startswith("+ ") else "-" + s[1:] if s.startswith("- ") else s
             return s, 1
         ren = dict(zip(node.out, letters))
+        for t in node.terms:
+            for lab in t:
+                if lab not in ren:  # reduced by a structured primitive
+                    ren[lab] = self.letter(lab)
         args = [self.expr(a, [ren[l] for l in t]) for a, t in zip(node.args, node.terms)]
         name = node.prim.name
         if isinstance(node, Map):
@@ -1071,19 +1079,17 @@ class _Renderer:
             if name == "tpow":
                 (b, pb), (e, pe) = args
                 return fmt.power(b if pb == 3 else fmt.paren(b), e if pe == 3 else fmt.paren(e)), 3
+            if name == "wexp":  # w·exp(d), zero where w is
+                (d, _), (w, pw) = args
+                return fmt.mul.join([w if pw >= 2 else fmt.paren(w), fmt.call("exp", [d])]), 2
             if name == "reciprocal":
                 return fmt.fraction([], [args[0][0] if args[0][1] >= 2 else
                                          fmt.paren(args[0][0])]), 2
             return fmt.call(name, [a for a, _ in args]), 3
         extra = []
-        for p in node.params:
-            labs = p if isinstance(p, tuple) else (p,)
-            if name in ("logsumexp", "max", "min", "softmax", "log_softmax"):
-                extra += [ren.get(l, None) or self._arg_letter(node, l) for l in labs]
+        if name in ("logsumexp", "max", "min", "softmax", "log_softmax"):
+            extra = [ren[l] for l in node.params[0]]
         return fmt.call(name, [a for a, _ in args] + extra), 3
-
-    def _arg_letter(self, node, lab):
-        return self.summed.get(lab, lab.name) if hasattr(self, "summed") else lab.name
 
     def term(self, node, letters, coeff):
         """(negative?, text) of coeff · node[letters] as a term of a sum."""
@@ -1117,8 +1123,6 @@ class _Renderer:
             for lab in t:
                 if lab not in ren:
                     ren[lab] = summed[lab] = self.letter(lab)
-        self.summed = getattr(self, "summed", {})
-        self.summed.update(summed)
         num, den = [], []
         for a, t in zip(node.args, node.terms):
             ls = [ren[l] for l in t]
