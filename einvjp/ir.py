@@ -39,7 +39,6 @@ text frontend and the tracer all write graph.
 from __future__ import annotations
 
 import itertools
-import math
 from fractions import Fraction
 
 from .ge import Index
@@ -293,11 +292,6 @@ def distinct(labels):
     return list(dict.fromkeys(labels))
 
 
-def fresh(labels):
-    """New labels with the same names and sizes."""
-    return tuple(Index(lab.name, lab.size) for lab in labels)
-
-
 def axes(node, names=None):
     """One fresh label per axis of `node`."""
     names = names or [f"i{k}" for k in range(node.ndim)]
@@ -456,10 +450,6 @@ def materialize(expr, labels) -> Node:
     return contract([(expr.node, expr.labels)], labels)
 
 
-def view(node, names=None) -> Expr:
-    return Expr(node, axes(node, names))
-
-
 def apply(prim, *args, params=()) -> Expr:
     """prim(args…) elementwise, aligned by label."""
     exprs = [as_expr(a) for a in args]
@@ -551,7 +541,3 @@ def uses(outputs):
     for node in outputs:
         count[node] = count.get(node, 0) + 1
     return count
-
-
-def size_product(labels):
-    return math.prod(int(lab.size) for lab in labels)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 
-from .ir import (PRIMS, Coef, Expr, apply, as_expr, const, func, product, total)
+from .ir import PRIMS, Coef, Expr, apply, as_expr, const, func, product
 from .ge import Index
 
 
@@ -174,19 +174,16 @@ def _keep(x, over):
     return [lab for lab in x.labels if lab not in set(over)]
 
 
+def _mean(x, over=None):
+    over = _over(x, over)
+    coeff = Coef.of(1)
+    for lab in over:
+        coeff = coeff / lab.size  # a named size stays symbolic: 1/H
+    return product(x, out=_keep(x, over), coeff=coeff)
+
+
 sum = Function("sum", "reduce", lambda x, over=None: x.sum(_over(x, over)))  # noqa: A001
-mean = Function("mean", "reduce", lambda x, over=None: product(
-    x, out=_keep(x, _over(x, over)),
-    coeff=Coef.of(1) / Coef.of(math.prod(Coef.of(l.size).value() for l in _over(x, over)))
-    if not all(hasattr(l.size, "name") for l in _over(x, over)) else
-    _inverse_sizes(_over(x, over))))
-
-
-def _inverse_sizes(labels):
-    c = Coef.of(1)
-    for lab in labels:
-        c = c / lab.size
-    return c
+mean = Function("mean", "reduce", _mean)
 
 
 class Structured:

@@ -29,7 +29,7 @@ import math
 
 from .errors import ProgramError
 from .ge import GE, Index
-from .ir import (Add, Coef, Const, Contract, Expr, Func, Input, Map, axes, contract,
+from .ir import (Add, Const, Contract, Expr, Func, Input, Map, axes, contract,
                  distinct, is_zero, key, materialize, product, topo, total, uses)
 from .ir import add as add_node
 from .plan import plan_for
@@ -610,19 +610,33 @@ def _distribute(node, k):
             for b, bt, c in zip(a.args, a.terms, a.coeffs)]
 
 
-def _vanishes(node, depth):
+def _broadcast_under_sum(node, k):
+    """Operand k of a Contract is an Add with a term constant along a label
+    the Contract sums (Σ_h (x[h] - 1[h] m)): the shape of a cancellation."""
+    a, t = node.args[k], node.terms[k]
+    if not isinstance(a, Add):
+        return False
+    summed = {pos for pos, lab in enumerate(t) if lab not in set(node.out)}
+    return any(a.out[pos] not in set(at) for at in a.terms for pos in summed)
+
+
+def _vanishes(node, depth, memo):
     """Whether a Contract is identically zero because distributing it over
-    one of its Add operands makes every term cancel (e.g. Σ_h (x - mean_h x))."""
+    an Add operand of that shape makes every term cancel."""
     if is_zero(node):
         return True
     if not isinstance(node, Contract) or depth <= 0:
         return False
-    for k, a in enumerate(node.args):
-        if not isinstance(a, Add):
+    k0 = key(node)
+    if k0 in memo:
+        return memo[k0]
+    memo[k0] = False
+    for k in range(len(node.args)):
+        if not _broadcast_under_sum(node, k):
             continue
         acc = {}
         for term in _distribute(node, k):
-            if _vanishes(term, depth - 1):
+            if _vanishes(term, depth - 1, memo):
                 continue
             if isinstance(term, Contract):
                 kk, c = key(Contract(term.args, term.terms, term.out, 1)), term.coeff.number()
@@ -630,13 +644,17 @@ def _vanishes(node, depth):
                 kk, c = key(term), 1
             acc[kk] = acc.get(kk, 0) + c
         if all(abs(v) < 1e-12 for v in acc.values()):
-            return True
-    return False
+            memo[k0] = True
+            break
+    return memo[k0]
 
 
 def cancel(outputs, depth=3):
     """Distribute a Contract over an Add operand when some of the resulting
-    terms vanish (see `_vanishes`), keeping the others."""
+    terms vanish (see `_vanishes`), keeping the others: the seed's
+    1[h] mu[p,h] = 0 step."""
+    memo = {}
+
     def fn(node, new, old):
         if new != old:
             node = _remake(node, new)
@@ -645,7 +663,7 @@ def cancel(outputs, depth=3):
         for k, a in enumerate(node.args):
             if isinstance(a, Add):
                 terms = _distribute(node, k)
-                keep = [t for t in terms if not _vanishes(t, depth)]
+                keep = [t for t in terms if not _vanishes(t, depth, memo)]
                 if len(keep) < len(terms):
                     return add_node([(t, node.out, 1) for t in keep], node.out)
         return node
@@ -882,7 +900,7 @@ def compile(source, **options):  # noqa: A001 - the public name of DESIGN §4
         return TextProgram(source, **options)
     if callable(source):
         from .trace import TracedProgram
-        return TracedProgram(source, **options)
+        return TracedProgram(source)
     raise ProgramError(f"compile() takes index-notation text or a function, not "
                        f"{type(source).__name__}")
 
@@ -921,12 +939,8 @@ class _Text:
         return f"({s})"
 
     def fraction(self, num, den):
-        den = den if len(den) == 1 and "^" not in den[0] or len(den) == 1 else den
         d = den[0] if len(den) == 1 else self.paren(" ".join(den))
         return f"{' '.join(num) or '1'} / {d}"
-
-    def coefficient(self, coef):
-        return coef.parts()
 
 
 class _Latex(_Text):
@@ -1093,6 +1107,9 @@ class _Renderer:
 
     def term(self, node, letters, coeff):
         """(negative?, text) of coeff · node[letters] as a term of a sum."""
+        if isinstance(node, Const):
+            return (coeff * node.value).sign_and_magnitude()[0], \
+                (coeff * node.value).sign_and_magnitude()[1].text()
         neg, mag = coeff.sign_and_magnitude()
         if isinstance(node, Contract) and self.leaf_name(node) is None:
             text, _ = self.contraction(node, letters, mag)

@@ -23,12 +23,12 @@ control flow on traced values is an error (the trace would bake it in).
 from __future__ import annotations
 
 import inspect
-import math
 
 from .errors import ProgramError
 from .ge import Index
 from .ir import Expr, Input, axes as fresh_axes, contract, materialize, product
 from . import prims
+from .program import Graph, Program, evaluate
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _contexts = []
@@ -306,7 +306,6 @@ def _apply(fn, args, kwargs):
 
 def _eager(fn, args, kwargs):
     from .backend import backend_for
-    from .program import evaluate
     ctx = _Context()
     _contexts.append(ctx)
     try:
@@ -319,65 +318,53 @@ def _eager(fn, args, kwargs):
     return out
 
 
-class TracedProgram:
-    """Placeholder replaced below (see `_make_traced_program`)."""
+class TracedProgram(Program):
+    """A Python function traced once per input signature into the IR."""
 
+    def __init__(self, fn):
+        self.fn = fn
+        self.__wrapped__ = fn
+        self.__name__ = getattr(fn, "__name__", "program")
+        self.__doc__ = fn.__doc__
+        params = inspect.signature(fn).parameters.values()
+        self.input_names = [p.name for p in params
+                            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self._graphs = {}
 
-def _make_traced_program():
-    from .program import Graph, Program
+    def __repr__(self):
+        return f"<einvjp traced program {self.__name__}({', '.join(self.input_names)})>"
 
-    class TracedProgram(Program):
-        """A Python function traced once per input signature into the IR."""
+    def _graph_for(self, values):
+        sig = tuple((n, None if isinstance(values[n], (int, float, complex)) else
+                     tuple(int(d) for d in values[n].shape)) for n in self.input_names)
+        g = self._graphs.get(sig)
+        if g is None:
+            g = self._graphs[sig] = self._trace(sig)
+        self._last = g
+        return g
 
-        def __init__(self, fn, **options):
-            self.fn = fn
-            self.__wrapped__ = fn
-            self.__name__ = getattr(fn, "__name__", "program")
-            self.__doc__ = fn.__doc__
-            params = inspect.signature(fn).parameters.values()
-            self.input_names = [p.name for p in params
-                                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-            self._graphs = {}
+    def _symbolic_graph(self):
+        if not self._graphs:
+            raise ProgramError("call the program (or give inputs) before printing a "
+                               "derivative: a traced program has shapes only once traced")
+        return self._last
 
-        def __repr__(self):
-            return f"<einvjp traced program {self.__name__}({', '.join(self.input_names)})>"
-
-        def _graph_for(self, values):
-            sig = tuple((n, None if isinstance(values[n], (int, float, complex)) else
-                         tuple(int(d) for d in values[n].shape)) for n in self.input_names)
-            g = self._graphs.get(sig)
-            if g is None:
-                g = self._graphs[sig] = self._trace(sig)
-            self._last = g
-            return g
-
-        def _symbolic_graph(self):
-            if not self._graphs:
-                raise ProgramError("call the program (or give inputs) before printing a "
-                                   "derivative: a traced program has shapes only once traced")
-            return self._last
-
-        def _trace(self, sig):
-            inputs = {n: Input(n, () if s is None else s) for n, s in sig}
-            ctx = _Context()
-            _contexts.append(ctx)
-            try:
-                out = self.fn(*[Tracer.of(inputs[n]) for n in self.input_names])
-            finally:
-                _contexts.pop()
-            outs = list(out) if isinstance(out, (tuple, list)) else [out]
-            names = ["y"] if len(outs) == 1 else [f"y{k}" for k in range(len(outs))]
-            nodes = []
-            for o, name in zip(outs, names):
-                node = _tr(o).node()
-                if node.name is None and not isinstance(node, Input):
-                    node.name = name
-                nodes.append(node)
-            g = Graph({**inputs, **{c.name: c for c in ctx.constants}}, nodes, names)
-            g.constants = dict(ctx.constants)
-            return g
-
-    return TracedProgram
-
-
-TracedProgram = _make_traced_program()
+    def _trace(self, sig):
+        inputs = {n: Input(n, () if s is None else s) for n, s in sig}
+        ctx = _Context()
+        _contexts.append(ctx)
+        try:
+            out = self.fn(*[Tracer.of(inputs[n]) for n in self.input_names])
+        finally:
+            _contexts.pop()
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        names = ["y"] if len(outs) == 1 else [f"y{k}" for k in range(len(outs))]
+        nodes = []
+        for o, name in zip(outs, names):
+            node = _tr(o).node()
+            if node.name is None and not isinstance(node, Input):
+                node.name = name
+            nodes.append(node)
+        g = Graph({**inputs, **{c.name: c for c in ctx.constants}}, nodes, names)
+        g.constants = dict(ctx.constants)
+        return g
