@@ -81,7 +81,7 @@ def _shape(node):
     return tuple(int(s) for s in node.shape)
 
 
-def evaluate_node(node, args, B, fns):
+def evaluate_node(node, args, B, fns, like=None):
     if isinstance(node, Const):
         return node.value.number()
     if isinstance(node, Contract):
@@ -94,8 +94,14 @@ def evaluate_node(node, args, B, fns):
             else:
                 ops.append(a)
                 ts.append(t)
-        if not ops:
-            return fns["full"](_shape(node), scale, None) if out else scale
+        if not ops:  # a constant: broadcast, or embedded on a diagonal (an identity)
+            if not out:
+                return scale
+            labels = distinct(out)
+            ones = fns["full"](tuple(l.size for l in labels), 1, like)
+            if len(labels) < len(out):
+                ones = plan_for(GE([labels], out, 1))(B, [ones])
+            return ones if scale == 1 else B.scale(ones, scale)
         p = plan_for(GE(ts, out, 1))
         r = B.apply(p, ops) if hasattr(B, "apply") else p(B, ops)
         return r if scale == 1 else B.scale(r, scale)
@@ -174,12 +180,14 @@ def evaluate(outputs, values, B, fns, known=None):
     vals = dict(values)
     if known:
         vals.update(known)
+    like = _like(vals.values())
     for node in topo(outputs):
         if node in vals:
             continue
         if isinstance(node, Input):
             raise ProgramError(f"no value for input {node.name!r}")
-        vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())], B, fns)
+        vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())], B, fns,
+                                   like)
     if known is not None:
         known.update(vals)
     return [vals[o] for o in outputs]
@@ -245,6 +253,51 @@ def vjp_nodes(outputs, cotangents, wrt):
                 if c is not None and not is_zero(c):
                     pending.setdefault(arg, []).append(c)
     return [grads.get(w) for w in wrt]
+
+
+def batch(outputs, source, replacement, extra):
+    """vmap by label: every node depending on `source` gains the labels
+    `extra` (appended to its axes); `source` becomes `replacement`, whose
+    axes are source's followed by extra's."""
+    memo, dep = {}, set()
+    for node in topo(outputs):
+        if node is source:
+            memo[node], _ = replacement, dep.add(node)
+            continue
+        args = getattr(node, "args", ())
+        if not any(a in dep for a in args):
+            memo[node] = node
+            continue
+        dep.add(node)
+        new = [memo[a] for a in args]
+        terms = [t + tuple(extra) if a in dep else t for a, t in zip(args, node.terms)]
+        out = node.out + tuple(extra)
+        if isinstance(node, Contract):
+            memo[node] = Contract(new, terms, out, node.coeff)
+        elif isinstance(node, Add):
+            memo[node] = Add(new, terms, out, node.coeffs)
+        else:
+            memo[node] = node.__class__(node.prim, new, terms, out, node.params)
+    return [memo[o] for o in outputs]
+
+
+def jacobian_node(outputs, k, x):
+    """∂outputs[k]/∂x as one node of shape out.shape + x.shape: the VJP
+    program batched over a cotangent that is the identity δ[o,o'] (never
+    materialised: fusion turns it into renamed labels)."""
+    out = outputs[k]
+    ct = Input(f"∂l/∂{out.name or 'y'}", out.shape)
+    g, = vjp_nodes([out], [ct], [x])
+    o = axes(ct, [f"o{j}" for j in range(ct.ndim)])
+    if g is None:
+        xl = axes(x)
+        return contract([], o + xl, 0)
+    extra = axes(ct, [f"o{j}" for j in range(ct.ndim)])
+    identity = Contract((), (), o + o, 1)
+    gb, = batch([g], ct, identity, extra)
+    xl = axes(x)
+    j, = simplify([contract([(gb, xl + extra)], extra + xl)])
+    return j
 
 
 # --- Simplification -------------------------------------------------------------
@@ -384,13 +437,16 @@ def fuse(outputs):
         """Read once, and not a tensor the program names (kept for printing)."""
         return count.get(old, 0) == 1 and old not in roots and old.name is None
 
+    def inline(n, single):
+        return n in single or _is_relabel(n) or not n.args  # a constant or a delta
+
     def fn(node, new, old):
         if isinstance(node, Contract):
             single = {n for n, o in zip(new, old) if once(o)}
-            if not any(isinstance(n, Contract) and (n in single or _is_relabel(n)) for n in new):
+            if not any(isinstance(n, Contract) and inline(n, single) for n in new):
                 return node if new == old else _remake(node, new)
             return fuse_contract(list(zip(new, node.terms)), node.out, node.coeff,
-                                 lambda n: n in single or _is_relabel(n))
+                                 lambda n: inline(n, single))
         if isinstance(node, Add):
             terms, changed = [], new != old
             for n, o, t, c in zip(new, old, node.terms, node.coeffs):
@@ -717,6 +773,13 @@ class Graph:
     def cotangent_inputs(self):
         return [Input(f"∂l/∂{n}", o.shape) for n, o in zip(self.output_names, self.outputs)]
 
+    def jacobian(self, name, k=0):
+        """The (cached) node of ∂outputs[k]/∂name."""
+        if ("jacobian", name, k) not in self._derived:
+            self._derived["jacobian", name, k] = jacobian_node(self.outputs, k,
+                                                               self.inputs[name])
+        return self._derived["jacobian", name, k]
+
     def derived(self, wrt):
         """(cotangent inputs, forward outputs, gradient nodes or None) for the
         inputs named in `wrt`, simplified together."""
@@ -811,31 +874,28 @@ class Program:
         return result
 
     def jacobian(self, name, *args, **kwargs):
-        """∂out/∂name as one tensor of shape out.shape + name.shape (the only
-        output, or the first)."""
-        import numpy as np
+        """∂out/∂name as one tensor of shape out.shape + name.shape (of the
+        only output, or the first): one program, the VJP batched over an
+        identity cotangent."""
         values, B, fns, g = self._setup(args, kwargs)
-        cts, fwd, (gnode,) = g.derived((name,))
-        return _stack_vjps(g, values, B, fns, cts[0], gnode, fwd, name, np)
+        j = g.jacobian(name)
+        return B.cast_like(evaluate([j], g.feed(values, B), B, fns)[0], values[name])
 
     def hessian(self, name, *args, **kwargs):
-        """∂²out/∂name² for a scalar output: shape name.shape + name.shape.
-        The gradient program is differentiated again, symbolically."""
-        import numpy as np
+        """∂²out/∂name² of a scalar output, shape name.shape + name.shape: the
+        gradient program's Jacobian, derived symbolically again."""
         values, B, fns, g = self._setup(args, kwargs)
         if g.outputs[0].shape != ():
             raise ProgramError("hessian needs a scalar output; use jacobian")
         cts, fwd, (gnode,) = g.derived((name,))
         x = g.inputs[name]
         if gnode is None:
-            return fns["zeros_like"](B.reshape(values[name], (-1,)))  # pragma: no cover
+            gnode = contract([], axes(x), 0)
         second = Graph({**g.inputs, cts[0].name: cts[0]}, [gnode], [f"∂l/∂{name}"])
         second.constants = g.constants
-        values2 = dict(values)
-        values2[cts[0].name] = 1.0
-        cts2, fwd2, (hnode,) = second.derived((name,))
-        return _stack_vjps(second, values2, B, fns, cts2[0], hnode, fwd2, name, np,
-                           extra={cts[0]: 1.0})
+        feed = second.feed(values, B)
+        feed[cts[0]] = 1.0
+        return B.cast_like(evaluate([second.jacobian(name)], feed, B, fns)[0], values[name])
 
     def derivative(self, name, *args, **kwargs):
         """The VJP of the output with respect to `name`, printed as a program
@@ -852,41 +912,6 @@ class Program:
 
     def _symbolic_graph(self):
         raise ProgramError("give the inputs (their shapes) to print a derivative")
-
-
-def _stack_vjps(g, values, B, fns, ct, gnode, fwd, name, np, extra=None):
-    """Rows of the Jacobian, one VJP per one-hot cotangent, reusing every
-    value that does not depend on the cotangent."""
-    x = values[name]
-    out_shape = _shape(ct)
-    feed = g.feed(values, B)
-    feed.update(extra or {})
-    if gnode is None:
-        return np.zeros(out_shape + tuple(x.shape))
-    depends = {ct}
-    for node in topo([gnode]):
-        if any(a in depends for a in getattr(node, "args", ())):
-            depends.add(node)
-    known = {}
-    evaluate([n for n in topo([gnode]) if n not in depends and not isinstance(n, Input)
-              and n not in feed], feed, B, fns, known)
-    known = {n: v for n, v in known.items() if n not in depends}
-    rows = []
-    n_out = 1
-    for s in out_shape:
-        n_out *= s
-    for k in range(n_out):
-        e = np.zeros(n_out)
-        e[k] = 1.0
-        e = e.reshape(out_shape) if out_shape else 1.0
-        cval = e if not out_shape else B.cast_like(B.asarray(e), x)
-        r, = evaluate([gnode], {**feed, ct: cval}, B, fns, dict(known))
-        rows.append(r)
-    if B.name == "numpy":
-        return np.stack(rows).reshape(out_shape + tuple(x.shape))
-    import importlib
-    lib = importlib.import_module(B.name if B.name != "jax" else "jax.numpy")
-    return lib.reshape(lib.stack(rows), out_shape + tuple(x.shape))
 
 
 def compile(source, **options):  # noqa: A001 - the public name of DESIGN §4

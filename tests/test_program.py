@@ -235,6 +235,66 @@ def test_jacobian_and_hessian():
     np.testing.assert_allclose(hess, expected, rtol=1e-10, atol=1e-12)
 
 
+SINGLE = [(t, s) for t, s in CORPUS if "return" not in t]
+
+
+@pytest.mark.parametrize("text,spec", SINGLE, ids=[c[0].strip().split("\n")[0][:40]
+                                                    for c in SINGLE])
+def test_jacobian_rows_are_vjps(text, spec):
+    rng = np.random.default_rng(6)
+    prog = einvjp.compile(text)
+    inputs = make(spec, rng)
+    out = np.asarray(prog(**inputs))
+    for name in prog.wrt_names(inputs):
+        jac = prog.jacobian(name, **inputs)
+        x = np.asarray(inputs[name])
+        assert jac.shape == out.shape + x.shape
+        for k in range(out.size):
+            e = np.zeros(out.size)
+            e[k] = 1.0
+            row = prog.vjp(e.reshape(out.shape), **inputs)[name]
+            np.testing.assert_allclose(jac.reshape(out.size, -1)[k], np.ravel(row),
+                                       rtol=1e-10, atol=1e-12)
+
+
+def test_jacobian_is_one_contraction_with_a_delta():
+    prog = einvjp.compile("y[i,j] = x[i,k] a[k,j]")
+    g = prog.graph(x=np.ones((2, 3)), a=np.ones((3, 4)))
+    nodes = einvjp.ir.topo([g.jacobian("x")])
+    contract, = [n for n in nodes if not isinstance(n, einvjp.ir.Input)]
+    assert isinstance(contract, einvjp.ir.Contract) and len(contract.args) == 1
+    assert len(set(contract.out)) == 3  # J[i,j,p,q] = δ[i,p] a[q,j]
+
+
+@pytest.mark.parametrize("text,spec", [
+    ("l = log(1[i] exp(w[i,j] x[j]))", {"w": ((3, 4), "real"), "x": ((4,), "real")}),
+    (LAYER_LOSS := """
+     m[b]    = x[b,h] / H
+     mu[b,h] = x[b,h] - m[b]
+     s[b]    = sqrt(mu[b,h]^2 / H + 0.1)
+     l = (mu[b,h] / s[b])^3 c[b,h]
+     """, {"x": ((2, 3), "real"), "c": ((2, 3), "real")}),
+    ("l = logdet(a[i,j]) + tanh(a[i,j]) b[j]", {"a": ((3, 3), "spd"), "b": ((3,), "real")}),
+])
+def test_hessian_matches_differences_of_the_gradient(text, spec):
+    rng = np.random.default_rng(7)
+    prog = einvjp.compile(text)
+    inputs = make(spec, rng)
+    name = next(iter(spec))
+    hess = prog.hessian(name, **inputs)
+    x = inputs[name]
+    eps = 1e-6
+    for idx in np.ndindex(*x.shape):
+        d = np.zeros_like(x)
+        d[idx] = eps
+        gp = prog.vjp(1.0, **dict(inputs, **{name: x + d}))[name]
+        gm = prog.vjp(1.0, **dict(inputs, **{name: x - d}))[name]
+        np.testing.assert_allclose(hess[(Ellipsis,) + idx], (gp - gm) / (2 * eps),
+                                   rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hess.reshape(x.size, -1), hess.reshape(x.size, -1).T,
+                               rtol=1e-9, atol=1e-9)
+
+
 # --- Printing --------------------------------------------------------------------
 
 
