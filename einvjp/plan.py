@@ -146,17 +146,20 @@ class Binary:
 
 class Step:
     """`slots[out] = op(*slots[ins])`, with the step's own GE for its VJP."""
-    __slots__ = ("ge", "op", "ins", "out", "optimize")
+    __slots__ = ("ge", "op", "ins", "out", "optimize", "vjp_plans")
 
     def __init__(self, ge, ins, out, optimize):
         self.ge, self.ins, self.out, self.optimize = ge, ins, out, optimize
+        self.vjp_plans = [None] * len(ins)
         self.op = Unary(ge.terms[0], ge.out, ge.coeff) if len(ins) == 1 else \
             Binary(ge.terms[0], ge.terms[1], ge.out)
 
     def vjp(self, B, j, cotangent, slots):
         """Cotangent of input j of this step: the role swap, run as a plan."""
+        if self.vjp_plans[j] is None:
+            self.vjp_plans[j] = plan_for(self.ge.vjp(j), self.optimize)
         others = [slots[i] for n, i in enumerate(self.ins) if n != j]
-        return plan_for(self.ge.vjp(j), self.optimize)(B, [cotangent] + others)
+        return self.vjp_plans[j](B, [cotangent] + others)
 
 
 class Plan:
@@ -246,12 +249,47 @@ def _path(inputs, output, optimize):
     out = frozenset(number[lab] for lab in output)
     if isinstance(optimize, (list, tuple)):
         return [tuple(p) for p in optimize]
-    if isinstance(optimize, str) or optimize is True or optimize is None:
+    if optimize in ("auto", True, None):
+        return _auto_path(sets, out, size_dict)
+    if isinstance(optimize, str):
         import opt_einsum
-        name = "auto" if optimize in (True, None) else optimize
-        fn = opt_einsum.paths.get_path_fn(name)
-        return fn(sets, out, size_dict, None)
+        return opt_einsum.paths.get_path_fn(optimize)(sets, out, size_dict, None)
     return optimize(sets, out, size_dict, None)  # a PathOptimizer (e.g. cotengra)
+
+
+def _auto_path(sets, out, size_dict):
+    """opt_einsum's "auto", unless its greedy path blows up an intermediate
+    (a hyperedge such as a batch label shared by every site of an MPS makes
+    greedy build outer products): then the cheaper of it and "branch-1"."""
+    import opt_einsum
+    path = opt_einsum.paths.auto(sets, out, size_dict, None)
+    cost, largest = _path_cost(sets, out, size_dict, path)
+    biggest = max([_size(s, size_dict) for s in sets] + [_size(out, size_dict)])
+    if len(sets) > 4 and largest > 4 * biggest:
+        method = "branch-1" if len(sets) <= 48 else "random-greedy"
+        other = opt_einsum.paths.get_path_fn(method)(sets, out, size_dict, None)
+        if _path_cost(sets, out, size_dict, other)[0] < cost:
+            path = other
+    return path
+
+
+def _size(labels, size_dict):
+    return math.prod(size_dict[lab] for lab in labels)
+
+
+def _path_cost(sets, out, size_dict, path):
+    """(flops-ish cost, largest intermediate) of a linear path."""
+    sets, cost, largest = list(sets), 0, 0
+    for positions in path:
+        picked = [sets[p] for p in positions]
+        for p in sorted(positions, reverse=True):
+            del sets[p]
+        union = frozenset().union(*picked)
+        keep = union & frozenset(out).union(*sets)
+        cost += _size(union, size_dict)
+        largest = max(largest, _size(keep, size_dict))
+        sets.append(keep)
+    return cost, largest
 
 
 _plans = {}
