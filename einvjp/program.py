@@ -773,6 +773,14 @@ class Graph:
     def cotangent_inputs(self):
         return [Input(f"∂l/∂{n}", o.shape) for n, o in zip(self.output_names, self.outputs)]
 
+    def __str__(self):
+        """The (simplified) forward program in index notation."""
+        return _render_program(_Text(), self.outputs, self.output_names)
+
+    def latex(self):
+        return " \\\\\n".join(_render_program(_Latex(), self.outputs,
+                                               self.output_names).split("\n"))
+
     def jacobian(self, name, k=0):
         """The (cached) node of ∂outputs[k]/∂name."""
         if ("jacobian", name, k) not in self._derived:
@@ -1058,6 +1066,22 @@ class Derivative:
             r = _Renderer(fmt, names, self.forward, set(letters), top=n)
             lines.append(f"{lhs} = {r.expr(n, letters)[0]}")
         return "\n".join(lines)
+
+
+def _render_program(fmt, outputs, output_names):
+    count = uses(outputs)
+    roots = dict(zip(outputs, output_names))
+    stmts = [n for n in topo(outputs) if not isinstance(n, (Input, Const)) and (
+        n in roots or n.name or (count.get(n, 0) > 1 and not _is_relabel(n)))]
+    names = {n: ("leaf", roots.get(n) or n.name or f"t{k}") for k, n in enumerate(stmts)}
+    lines = []
+    for n in stmts:
+        letters = [l.name for l in n.out]
+        if len(set(letters)) < len(letters) or not all(len(c) == 1 for c in letters):
+            letters = list(_FREE_LETTERS[:n.ndim])
+        r = _Renderer(fmt, names, set(), set(letters), top=n)
+        lines.append(f"{fmt.leaf(names[n][1], letters)} = {r.expr(n, letters)[0]}")
+    return "\n".join(lines)
 
 
 class _Renderer:

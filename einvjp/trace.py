@@ -205,7 +205,13 @@ def _broadcast(values):
                 if shape[pos] not in (1, s):
                     raise ProgramError(f"shapes {[t.shape for t in ts]} cannot be broadcast")
                 shape[pos] = s
-    out = _labels(shape)
+    names = [None] * ndim
+    for t in ts:  # result axes keep the name an operand gave them (an einsum letter)
+        for k, lab in enumerate(t.axes):
+            pos = ndim - t.ndim + k
+            if names[pos] is None and int(lab.size) == shape[pos]:
+                names[pos] = lab.name
+    out = [Index(n or d.name, d.size) for n, d in zip(names, _labels(shape))]
     exprs = []
     for t in ts:
         ren, drop = {}, []

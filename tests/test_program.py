@@ -389,3 +389,14 @@ def test_cross_entropy_written_literally_is_finite_at_large_logits():
     sm = einvjp.compile("s[i] = exp(x[i]) / (1[j] exp(x[j]))")
     np.testing.assert_allclose(sm(x=x), [1.0, 0.0, 0.0])
     assert math.isfinite(einvjp.compile("l = log(1[i] exp(x[i]))")(x=x))
+
+
+def test_forward_program_prints_as_written():
+    prog = einvjp.compile(LAYER_NORM)
+    g = prog.graph(x=np.ones((2, 3)), eps=1e-5, gamma=np.ones(3), beta=np.ones(3))
+    assert str(g).splitlines() == [
+        "m[b] = x[b,h] / H", "mu[b,h] = x[b,h] - m[b]", "v[b] = mu[b,h]^2 / H",
+        "s[b] = sqrt(v[b] + eps)", "y[b,h] = mu[b,h] gamma[h] / s[b] + beta[h]"]
+    ce = einvjp.compile("s[i] = exp(x[i]) / (1[j] exp(x[j]))\nc = -log(s[i] t[i])")
+    assert str(ce.graph(x=np.ones(3), t=np.ones(3))) == \
+        "c = -(logsumexp(x[i], t[i], i) - logsumexp(x[i], i))"

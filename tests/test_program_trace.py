@@ -144,3 +144,15 @@ def test_eager_and_programs_on_torch_and_jax():
         np.testing.assert_allclose(np.asarray(g), gref, rtol=1e-12)
         gj = jax.jit(jax.grad(lambda v: prog(x=v)))(jnp.asarray(x))
         np.testing.assert_allclose(np.asarray(gj), gref, rtol=1e-12)
+
+
+def test_traced_graph_prints_in_index_notation():
+    @einvjp.compile
+    def loss(x, w, t):
+        y = einvjp.einsum("ki,i->k", w, einvjp.tanh(x))
+        return ((y - t) ** 2).sum()
+
+    g = loss.graph(np.ones(3), np.ones((2, 3)), np.ones(2))
+    assert str(g) == "y = (w[k,i] tanh(x[i]) - t[k])^2"
+    assert str(loss.derivative("x")) == \
+        "∂l/∂x[p] = 2 ∂l/∂y (w[k,i] tanh(x[i]) - t[k]) w[k,p] (1 - tanh(x[p])^2)"
