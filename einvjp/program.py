@@ -56,17 +56,25 @@ def _align(B, x, term, order):
     return x
 
 
-def _lowered(node):
-    """The plain GE of a Contract (int sizes), cached on the node."""
+def _lowered(node, numbers):
+    """The plan of a Contract over its array operands (`numbers` flags the
+    operands that arrive as Python numbers), and its coefficient as a
+    number; cached on the node."""
     if node.cache is None:
+        node.cache = {}
+    hit = node.cache.get(numbers)
+    if hit is None:
         plain = {}
 
         def lab(l):
             if l not in plain:
                 plain[l] = Index(l.name, int(l.size))
             return plain[l]
-        node.cache = [[lab(l) for l in t] for t in node.terms], [lab(l) for l in node.out]
-    return node.cache
+        terms = [[lab(l) for l in t] for t, n in zip(node.terms, numbers) if not n]
+        out = [lab(l) for l in node.out]
+        p = plan_for(GE(terms, out, 1)) if terms else None
+        hit = node.cache[numbers] = (p, out, node.coeff.number())
+    return hit
 
 
 def _tensor(B, fns, v, like):
@@ -85,15 +93,14 @@ def evaluate_node(node, args, B, fns, like=None):
     if isinstance(node, Const):
         return node.value.number()
     if isinstance(node, Contract):
-        scale = node.coeff.number()
-        terms, out = _lowered(node)
-        ops, ts = [], []
-        for a, t in zip(args, terms):
-            if _is_number(a):
+        numbers = tuple(_is_number(a) for a in args)
+        p, out, scale = _lowered(node, numbers)
+        ops = []
+        for a, n in zip(args, numbers):
+            if n:
                 scale = scale * a
             else:
                 ops.append(a)
-                ts.append(t)
         if not ops:  # a constant: broadcast, or embedded on a diagonal (an identity)
             if not out:
                 return scale
@@ -102,7 +109,6 @@ def evaluate_node(node, args, B, fns, like=None):
             if len(labels) < len(out):
                 ones = plan_for(GE([labels], out, 1))(B, [ones])
             return ones if scale == 1 else B.scale(ones, scale)
-        p = plan_for(GE(ts, out, 1))
         r = B.apply(p, ops) if hasattr(B, "apply") else p(B, ops)
         return r if scale == 1 else B.scale(r, scale)
     if isinstance(node, Add):
