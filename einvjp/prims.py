@@ -393,10 +393,18 @@ def _array_api(xp, erf, linalg, extra=None):
 
 def _numpy():
     import numpy as np
-    try:
-        from scipy.special import erf
-    except ImportError:  # pragma: no cover - scipy is optional
-        erf = np.vectorize(math.erf, otypes=[float])
+    found = []
+
+    def erf(x):
+        """scipy.special.erf when SciPy is installed (imported on first use),
+        else math.erf elementwise."""
+        if not found:
+            try:
+                from scipy.special import erf as f
+            except ImportError:  # pragma: no cover - scipy is optional
+                f = np.vectorize(math.erf, otypes=[float])
+            found.append(f)
+        return found[0](x)
     return _array_api(np, erf, np.linalg)
 
 

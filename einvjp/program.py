@@ -336,12 +336,10 @@ def _remake(node, args):
     if isinstance(node, Add):
         return add_node([(a, t, c) for a, t, c in zip(args, node.terms, node.coeffs)], node.out)
     if isinstance(node, Map):
-        if all(isinstance(a, Const) for a in args):
-            import numpy as np
+        if all(isinstance(a, Const) for a in args):  # scalars only: fold
             v = prims.table("numpy")[node.prim.name](*[a.value.number() for a in args],
                                                       *node.params)
-            return Const(complex(v) if np.iscomplexobj(v) else float(v)) if not node.out \
-                else node.__class__(node.prim, args, node.terms, node.out, node.params)
+            return Const(v.item() if hasattr(v, "item") else v)
         return Map(node.prim, args, node.terms, node.out, node.params)
     return Func(node.prim, args, node.terms, node.out, node.params)
 
