@@ -1,0 +1,250 @@
+"""PyTorch: the op table (torch ops only — views where the lowering allows
+one, no host synchronisation, no NumPy) and the autograd hook.
+
+A GE of two or more operands runs as one `torch.autograd.Function`,
+`GEFunction`:
+
+  * backward is the role swap of DESIGN §1, evaluated by `GEFunction` itself,
+    so gradients are differentiable again (double backward, `hessian`);
+  * only the operands autograd asks for (`ctx.needs_input_grad`) get one;
+  * complex operands follow torch's convention: the gradient of operand k is
+    the role swap applied to the cotangent and the *conjugated* other
+    operands (for `y = a b`, `grad_a = g conj(b)`), as `torch.einsum` does;
+  * the JVP uses linearity: the GE with the tangent in each slot, summed;
+  * `generate_vmap_rule` lets `torch.func.vmap` batch it.
+
+A one-operand GE (transpose, diagonal, sum, diagonal embedding, broadcast)
+runs as plain torch ops, differentiated by torch itself, and under
+torch.compile the Function has no `jvp`: see `_run` for why.
+
+dtypes: `torch.einsum` rejects operands of different dtypes; einvjp promotes
+them first, by torch's own rule (`torch.result_type`: dimensioned tensors,
+then 0-d tensors, a lower class mattering only when its category — bool <
+integer < floating < complex — is higher; a Python number counts as a 0-d
+tensor of torch's default dtype).  The cast is an ordinary autograd op, so
+each gradient comes back in its operand's dtype.  A 0-d tensor on the CPU
+goes to the other operands' device, as in torch's binary ops.
+
+>>> import torch
+>>> x = torch.arange(4.0).reshape(2, 2)
+>>> diagonal(x, ((0, 1),))
+tensor([0., 3.])
+>>> diag_embed(torch.tensor([1.0, 2.0]), (2, 2), ((0, 1),))
+tensor([[1., 0.],
+        [0., 2.]])
+"""
+
+import sys
+
+import torch
+
+from einvjp.errors import BackendError
+from einvjp.plan import plan_for
+
+name = "torch"
+reshape = torch.reshape
+matmul = torch.matmul
+multiply = torch.mul
+add = torch.add
+
+
+def asarray(x):
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+
+
+def transpose(x, perm):
+    return x.permute(perm)
+
+
+def broadcast_to(x, shape):
+    return x.expand(shape)
+
+
+def sum(x, axes):
+    return torch.sum(x, dim=axes)
+
+
+def swap_last(x):
+    return x.transpose(-1, -2)
+
+
+def scale(x, c):
+    return x * (c if isinstance(c, (int, float, complex)) else float(c))
+
+
+def diagonal(x, groups):
+    """A view: the axes in each group collapse to one (a diagonal), one axis
+    per group in group order.  Built from `torch.diagonal`, which vmap and
+    torch.compile both know (an `as_strided` view would trouble vmap)."""
+    owner = [None] * x.dim()
+    for n, group in enumerate(groups):
+        for a in group:
+            owner[a] = n
+    for n, group in enumerate(groups):
+        for _ in group[1:]:
+            p = owner.index(n)
+            q = owner.index(n, p + 1)
+            x = torch.diagonal(x, 0, p, q)  # the diagonal becomes the last axis
+            del owner[q], owner[p]
+            owner.append(n)
+    perm = [owner.index(n) for n in range(len(groups))]
+    return x if perm == sorted(perm) else x.permute(perm)
+
+
+def diag_embed(x, shape, groups):
+    """Zeros of `shape` with `x` written into the diagonal view `groups`
+    (no identity or delta tensor is built)."""
+    out = x.new_zeros(shape)
+    diagonal(out, groups).copy_(x)
+    return out
+
+
+def cast_like(g, x):
+    """A gradient in the dtype of its primal (the real part for a real one)."""
+    if g.is_complex() and not x.is_complex():
+        g = g.real
+    return g.to(x.dtype)
+
+
+def conj(x):
+    return x.conj()
+
+
+class _GE(torch.autograd.Function):
+    """The GE of a plan with its role-swap backward; `GEFunction` adds the
+    JVP.  Under torch.compile this class runs instead, because Dynamo does not
+    trace an autograd.Function that defines `jvp` (a graph break)."""
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(plan, *operands):
+        return plan(_table, list(operands))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        plan, *operands = inputs
+        ctx.plan = plan
+        ctx.set_materialize_grads(False)  # absent tangents arrive as None
+        # Operand j is needed by the gradient of every other operand.
+        wanted = ctx.needs_input_grad[1:]
+        ctx.save_for_backward(*(x if any(w for k, w in enumerate(wanted) if k != j)
+                                else None for j, x in enumerate(operands)))
+        ctx.save_for_forward(*operands)
+
+    @staticmethod
+    def backward(ctx, cotangent):
+        if cotangent is None:
+            return (None,) * (1 + ctx.plan.n)
+        operands = ctx.saved_tensors
+        optimize = _optimize(ctx.plan)
+        grads = [None]
+        for k, wanted in enumerate(ctx.needs_input_grad[1:]):
+            if not wanted:
+                grads.append(None)
+                continue
+            others = [x.conj() for j, x in enumerate(operands) if j != k]
+            swapped = plan_for(ctx.plan.ge.vjp(k), optimize)
+            grads.append(_run(swapped, [cotangent] + others))
+        return tuple(grads)
+
+
+class GEFunction(_GE):
+    """`GEFunction.apply(plan, *operands)`: the plan's GE, differentiable to
+    any order by the role swap (backward) and linearity (jvp)."""
+
+    @staticmethod
+    def jvp(ctx, _plan_tangent, *tangents):
+        operands = ctx.saved_tensors
+        out = None
+        for k, tangent in enumerate(tangents):
+            if tangent is None:
+                continue
+            term = GEFunction.apply(ctx.plan, *operands[:k], tangent, *operands[k + 1:])
+            out = term if out is None else out + term
+        return out
+
+
+_table = sys.modules[__name__]
+
+
+def _run(plan, tensors):
+    """The plan as an autograd.Function, except:
+
+    * a one-operand GE runs as plain torch ops (views, sums, a write into a
+      diagonal view), which torch differentiates itself by the same rule:
+      such a GE may return a view of its operand, and autograd then demands a
+      JVP returning the same view of the tangent, which a Function cannot
+      give under batched forward mode (vmap of jvp);
+    * under torch.compile the Function without `jvp` (Dynamo refuses a custom
+      `jvp`), and no Function when no operand requires grad (Dynamo's
+      no-grad path of autograd.Function passes its ctx to `forward(plan,
+      *operands)` as the plan)."""
+    if plan.n == 1:
+        return plan(_table, tensors)
+    if not torch.compiler.is_compiling():
+        return GEFunction.apply(plan, *tensors)
+    if any(x.requires_grad for x in tensors):
+        return _GE.apply(plan, *tensors)
+    return plan(_table, tensors)
+
+
+def _optimize(plan):
+    """The path option the plan was made with (every step records it)."""
+    return plan.steps[0].optimize
+
+
+def apply(plan, arrays):
+    """The autograd hook `einvjp.einsum` calls: promote, then run the Function."""
+    dtype, device = _common(arrays)
+    arrays = [x.to(device=device, dtype=dtype) for x in arrays]
+    return _run(plan, arrays)
+
+
+def _common(arrays):
+    """The result dtype (torch's promotion rule, see the module docstring) and
+    the device of the operands."""
+    dims = [x for x in arrays if x.dim()]
+    zeros = [x for x in arrays if not x.dim()]
+    devices = {x.device for x in dims}
+    if len(devices) > 1:
+        detail = "; ".join(f"operand {k} is on {x.device}"
+                           for k, x in enumerate(arrays) if x.dim())
+        raise BackendError(f"operands are on different devices: {detail}")
+    device = next(iter(devices)) if dims else arrays[0].device
+    for k, x in enumerate(arrays):
+        if not x.dim() and x.device != device and x.device.type != "cpu":
+            raise BackendError(f"operand {k} is a 0-d tensor on {x.device}, "
+                               f"the other operands are on {device}")
+    dtype = None
+    for group in (zeros, dims):
+        if group:
+            lower, dtype = dtype, _promote(x.dtype for x in group)
+            if lower is not None:
+                dtype = _combine(dtype, lower)
+    return dtype, device
+
+
+def _promote(dtypes):
+    dtypes = iter(dtypes)
+    out = next(dtypes)
+    for dt in dtypes:
+        out = torch.promote_types(out, dt)
+    return out
+
+
+_COMPLEX = {torch.float16: torch.complex32, torch.bfloat16: torch.complex64,
+            torch.float32: torch.complex64, torch.float64: torch.complex128}
+
+
+def _combine(higher, lower):
+    """torch's `combine_categories`: a lower-priority dtype matters only when
+    its category is higher."""
+    if higher.is_complex:
+        return higher
+    if lower.is_complex:
+        return _COMPLEX.get(higher, lower)
+    if higher.is_floating_point:
+        return higher
+    if higher == torch.bool or lower.is_floating_point:
+        return torch.promote_types(higher, lower)
+    return higher
