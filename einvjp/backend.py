@@ -8,6 +8,7 @@ until an operand of it arrives).
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from .errors import BackendError
@@ -16,12 +17,20 @@ from .errors import BackendError
 _MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax", "jaxlib": "jax"}
 
 
+_LIBRARY = {}  # type -> backend name; a dict lookup that torch.compile traces
+
+
 def library_of(x) -> str:
-    """The backend name for one operand (Python scalars and lists are NumPy)."""
-    top = type(x).__module__.split(".")[0]
-    return "python" if top == "builtins" else _MODULES.get(top, top)
+    """The backend name for one operand ("python" for scalars and lists)."""
+    kind = type(x)
+    name = _LIBRARY.get(kind)
+    if name is None:
+        top = kind.__module__.split(".")[0]
+        name = _LIBRARY[kind] = "python" if top == "builtins" else _MODULES.get(top, top)
+    return name
 
 
+@functools.lru_cache(maxsize=None)
 def load(name: str):
     try:
         return importlib.import_module(f"einvjp.backends.{name}")

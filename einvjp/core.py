@@ -21,8 +21,8 @@ from __future__ import annotations
 import functools
 
 from .backend import backend_for
-from .equation import bind, parse
-from .errors import CotangentError, WrtError
+from .equation import bind, operand_index, parse
+from .errors import CotangentError
 from .plan import plan_for
 
 
@@ -84,9 +84,7 @@ def vjp(equation: str, operands, cotangent, *, sizes=None, optimize="auto", wrt=
 
 
 def _wanted(wrt, n, equation):
-    ks = range(n) if wrt is None else ([wrt] if isinstance(wrt, int) else list(wrt))
-    for k in ks:
-        if not isinstance(k, int) or not -n <= k < n:
-            raise WrtError(f"wrt={k!r} is not an operand index: the equation has {n} "
-                           f"operand(s), 0 to {n - 1}", equation=equation)
-    return [k % n for k in ks]
+    if wrt is None:
+        return list(range(n))
+    ks = list(wrt) if isinstance(wrt, (list, tuple, range)) else [wrt]
+    return [operand_index(k, n, equation) for k in ks]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .equation import ELLIPSIS, parse
+from .equation import ELLIPSIS, operand_index, parse
 from .errors import WrtError
 
 _FREE = "pqrstuvwmnohgfedcbazyxkjilPQRSTUVWMNOHGFEDCBAZYXKJIL"
@@ -86,10 +86,7 @@ def derive(equation: str, wrt: int = 0, *, names=None, output="y") -> Derivation
     """Derive the VJP of `equation` with respect to operand `wrt`."""
     spec = parse(equation)
     n = len(spec.inputs)
-    if not isinstance(wrt, int) or not -n <= wrt < n:
-        raise WrtError(f"wrt={wrt!r} is not an operand index: the equation has {n} "
-                       f"operand(s), 0 to {n - 1}", equation=equation)
-    wrt %= n
+    wrt = operand_index(wrt, n, equation)
     if isinstance(names, str):
         names = tuple(s.strip() for s in names.split(","))
     names = tuple(names) if names else default_names(n)

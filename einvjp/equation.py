@@ -17,10 +17,11 @@ their sizes; after that no string is looked at again.
 from __future__ import annotations
 
 import functools
+import operator
 from dataclasses import dataclass
 
 from .errors import (BroadcastError, EquationSyntaxError, LabelSizeError,
-                     MissingSizeError, OperandCountError, RankError)
+                     MissingSizeError, OperandCountError, RankError, WrtError)
 from .ge import GE, Index
 
 ELLIPSIS = "..."
@@ -152,6 +153,14 @@ def bind(spec: Spec, shapes, sizes=None) -> GE:
     """
     text = spec.text
     sizes = dict(sizes or {})
+    for lab, size in sizes.items():
+        try:
+            ok = operator.index(size) >= 0
+        except TypeError:
+            ok = False
+        if not ok:
+            raise LabelSizeError(f"sizes={{{lab!r}: {size!r}}}: a size must be an integer "
+                                 f"0 or more", equation=text)
     if len(shapes) != len(spec.inputs):
         raise OperandCountError(
             f"the equation has {len(spec.inputs)} operand term(s) but "
@@ -217,7 +226,8 @@ def bind(spec: Spec, shapes, sizes=None) -> GE:
                 ell_sizes[pos] = size
                 ell_owner[pos] = (k, tuple(shape[at:at + width]))
     ell_index = [Index(f"…{j}", s) for j, s in enumerate(ell_sizes)]
-    index = {lab: Index(lab, max(sizes.get(lab, 1), seen[lab][2])) for lab in seen}
+    index = {lab: Index(lab, sizes.get(lab, 1) if seen[lab][2] == 1 else seen[lab][2])
+             for lab in seen}
     # Terms over Index objects; a size-1 dimension that broadcasts gets its own.
     terms = []
     for k, (term, shape, width) in enumerate(zip(spec.inputs, shapes, widths)):
@@ -261,3 +271,19 @@ def _dims(term: Term, shape, width):
             dim_sizes.append(shape[dim])
             dim += 1
     return labels, columns, dim_sizes
+
+
+def operand_index(k, n: int, equation: str) -> int:
+    """`k` (any integer, negative counts from the end) as an operand index.
+
+    >>> operand_index(-1, 3, "i,i,i")
+    2
+    """
+    try:
+        index = operator.index(k)
+    except TypeError:
+        index = None
+    if index is None or not -n <= index < n:
+        raise WrtError(f"wrt={k!r} is not an operand index: the equation has {n} "
+                       f"operand(s), 0 to {n - 1}", equation=equation)
+    return index % n

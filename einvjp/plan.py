@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from .errors import EinvjpError
 from .ge import GE
 
 
@@ -249,12 +250,22 @@ def _path(inputs, output, optimize):
     out = frozenset(number[lab] for lab in output)
     if isinstance(optimize, (list, tuple)):
         return [tuple(p) for p in optimize]
+    if optimize is False:  # as written, left to right (numpy's optimize=False)
+        return [(0, 1)] * (len(inputs) - 1)
     if optimize in ("auto", True, None):
         return _auto_path(sets, out, size_dict)
     if isinstance(optimize, str):
         import opt_einsum
-        return opt_einsum.paths.get_path_fn(optimize)(sets, out, size_dict, None)
-    return optimize(sets, out, size_dict, None)  # a PathOptimizer (e.g. cotengra)
+        try:
+            fn = opt_einsum.paths.get_path_fn(optimize)
+        except KeyError as err:
+            raise EinvjpError(f"optimize={optimize!r} is not an opt_einsum path method; "
+                              f"use e.g. 'auto', 'greedy', 'optimal', 'dp', 'branch-1', "
+                              f"an explicit path, or a path optimizer") from err
+        return fn(sets, out, size_dict, None)
+    if callable(optimize):
+        return optimize(sets, out, size_dict, None)  # a PathOptimizer (e.g. cotengra)
+    raise EinvjpError(f"optimize={optimize!r} is not a path method, a path or a path optimizer")
 
 
 def _auto_path(sets, out, size_dict):
