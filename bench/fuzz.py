@@ -1,0 +1,165 @@
+"""Fuzz the core with many generated cases (the einvjp.testing strategies).
+
+    python bench/fuzz.py --examples 5000 [--seed N] [--no-jax]
+
+Each case is checked three ways: the forward against numpy.einsum (or the
+delta/ones reference for the GE extensions), the VJP against central
+differences (check_vjp), and the VJP against jax.vjp in float64 and
+complex128.  Failures are collected, not raised: the run reports how many
+cases it ran, how many failed, and the first failures with a reproducer.
+
+A reproducer is printed as a call; `random_operands` is
+`einvjp.testing.random_operands`.
+
+Hypothesis only draws the cases (`@given` with a counter, no shrinking);
+they are then checked in order, the JAX references compiled a chunk of cases
+at a time (XLA compilation dominates, and one compilation of many cases is
+far cheaper than one each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+import einvjp
+from einvjp.testing import (check_vjp, einsum_cases, is_numpy_einsum, jax_vjp_batch,
+                            random_operands, reference_einsum)
+
+
+def draw_cases(n, seed, max_operands):
+    """n cases (with an operand seed each) from the strategies."""
+    drawn = []
+
+    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(einsum_cases(max_operands=max_operands), st.integers(0, 2**31 - 1))
+    def collect(case, operand_seed):
+        drawn.append((case, operand_seed))
+
+    if seed is not None:
+        collect = hypothesis_seed(seed)(collect)
+    collect()
+    return drawn[:n]
+
+
+def check_numpy(case, operand_seed):
+    eq, shapes, sizes = case
+    ops = random_operands(shapes, seed=operand_seed)
+    y = np.asarray(einvjp.einsum(eq, *ops, sizes=sizes))
+    expected = np.einsum(eq, *ops) if is_numpy_einsum(eq, shapes) else \
+        reference_einsum(eq, ops, sizes)
+    assert y.shape == np.shape(expected), f"forward shape {y.shape} != {np.shape(expected)}"
+    np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-12, err_msg="forward")
+    for dtype in (np.float64, np.complex128):
+        check_vjp(eq, random_operands(shapes, dtype, operand_seed), sizes,
+                  seed=operand_seed % 1000)
+
+
+def jax_work(case, operand_seed):
+    eq, shapes, sizes = case
+    work = []
+    for dtype in (np.float64, np.complex128):
+        ops = random_operands(shapes, dtype, operand_seed)
+        shape = np.shape(reference_einsum(eq, ops, sizes))
+        work.append((eq, ops, random_operands([shape], dtype, operand_seed + 1)[0], sizes))
+    return work
+
+
+def compare_jax(work, expected):
+    for (eq, ops, u, sizes), want in zip(work, expected):
+        grads = einvjp.vjp(eq, ops, u, sizes=sizes)
+        assert len(grads) == len(ops), f"{len(grads)} gradients for {len(ops)} operands"
+        for k, (g, e) in enumerate(zip(grads, want)):
+            msg = f"jax: operand {k} {ops[k].dtype}"
+            assert np.shape(g) == ops[k].shape, f"{msg}: shape {np.shape(g)}"
+            assert np.asarray(g).dtype == ops[k].dtype, f"{msg}: dtype {np.asarray(g).dtype}"
+            np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-11, err_msg=msg)
+
+
+def jax_references(chunk):
+    """jax.vjp of a chunk of cases in one jit; a case JAX rejects is retried
+    alone so that it does not hide the others."""
+    works = [jax_work(case, s) for case, s in chunk]
+    try:
+        flat = jax_vjp_batch([item for work in works for item in work])
+        return [(work, flat[2 * i:2 * i + 2]) for i, work in enumerate(works)]
+    except Exception:
+        out = []
+        for work in works:
+            try:
+                out.append((work, jax_vjp_batch(work)))
+            except Exception as err:  # JAX itself rejects the case
+                out.append((work, err))
+        return out
+
+
+def describe(case, operand_seed):
+    eq, shapes, sizes = case
+    return (f"einvjp.einsum({eq!r}, *random_operands({[tuple(s) for s in shapes]}, "
+            f"seed={operand_seed}), sizes={sizes!r})")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--examples", type=int, default=1000, help="number of cases")
+    parser.add_argument("--seed", type=int, default=None, help="hypothesis seed")
+    parser.add_argument("--max-operands", type=int, default=4)
+    parser.add_argument("--no-jax", action="store_true", help="skip the jax.vjp comparison")
+    parser.add_argument("--chunk", type=int, default=64,
+                        help="cases a JAX compilation (default 64)")
+    parser.add_argument("--show", type=int, default=5, help="failures to print in full")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    cases = draw_cases(args.examples, args.seed, args.max_operands)
+    use_jax = not args.no_jax
+    if use_jax:
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            print("jax is not installed: skipping the jax.vjp comparison")
+            use_jax = False
+    failures, skipped_jax = [], 0
+    for i in range(0, len(cases), args.chunk):
+        chunk = cases[i:i + args.chunk]
+        for case, s in chunk:
+            try:
+                check_numpy(case, s)
+            except Exception as err:
+                failures.append((case, s, "numpy/finite differences", err))
+        if use_jax:
+            for (case, s), (work, expected) in zip(chunk, jax_references(chunk)):
+                if isinstance(expected, Exception):
+                    skipped_jax += 1
+                    continue
+                try:
+                    compare_jax(work, expected)
+                except Exception as err:
+                    failures.append((case, s, "jax.vjp", err))
+        done = i + len(chunk)
+        print(f"  {done}/{len(cases)} cases, {len(failures)} failure(s), "
+              f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+
+    failed_cases = {(c.equation, tuple(map(tuple, c.shapes)), repr(c.sizes), s)
+                    for c, s, _, _ in failures}
+    checks = "numpy, finite differences" + (", jax.vjp" if use_jax else "")
+    distinct = len({(c.equation, tuple(map(tuple, c.shapes)), repr(c.sizes)) for c, _ in cases})
+    print(f"ran {len(cases)} cases ({distinct} distinct equation/shapes; {checks}) "
+          f"in {time.perf_counter() - start:.1f} s: {len(failed_cases)} failed"
+          + (f"; {skipped_jax} rejected by jax (not compared)" if skipped_jax else ""))
+    for case, s, check, err in failures[:args.show]:
+        print(f"\n[{check}] {describe(case, s)}")
+        print("".join(traceback.format_exception_only(type(err), err)).rstrip())
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

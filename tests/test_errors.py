@@ -1,0 +1,249 @@
+"""Bad input: one test per error.  Each asserts the exception's type (an
+EinvjpError, itself a ValueError, never a bare NumPy error), that the message
+names the operand / label / sizes, and where the caret points."""
+
+import numpy as np
+import pytest
+
+import einvjp
+from einvjp import (BroadcastError, CotangentError, EinvjpError, EquationSyntaxError,
+                    LabelSizeError, MissingSizeError, OperandCountError, RankError,
+                    WrtError)
+
+ones = np.ones
+
+
+def raises(kind, fn, *args, **kwargs):
+    """Call fn, expecting exactly an einvjp error of type `kind`."""
+    with pytest.raises(kind) as info:
+        fn(*args, **kwargs)
+    err = info.value
+    assert isinstance(err, EinvjpError) and isinstance(err, ValueError)
+    return err
+
+
+def caret(err, equation, column):
+    """The last two lines are the equation and a caret under `column`."""
+    lines = str(err).split("\n")
+    assert lines[-2] == "    " + equation, str(err)
+    assert lines[-1] == "    " + " " * column + "^", str(err)
+    assert err.position == column and err.equation == equation
+
+
+def test_error_hierarchy():
+    for kind in (EquationSyntaxError, OperandCountError, RankError, LabelSizeError,
+                 BroadcastError, MissingSizeError, CotangentError, WrtError,
+                 einvjp.BackendError, einvjp.ProgramError):
+        assert issubclass(kind, EinvjpError)
+    assert issubclass(EinvjpError, ValueError)
+
+
+# --- syntax ---
+
+def test_invalid_character():
+    err = raises(EquationSyntaxError, einvjp.einsum, "ij,j!->i", ones((2, 3)), ones((3, 3)))
+    assert "'!'" in str(err) and "operand 1" in str(err)
+    caret(err, "ij,j!->i", 4)
+
+
+def test_invalid_character_in_output():
+    err = raises(EquationSyntaxError, einvjp.einsum, "ij->i2", ones((2, 3)))
+    assert "'2'" in str(err) and "output" in str(err)
+    caret(err, "ij->i2", 5)
+
+
+def test_invalid_non_ascii_letter():
+    err = raises(EquationSyntaxError, einvjp.einsum, "iä->i", ones((2, 3)))
+    assert "'ä'" in str(err)
+    caret(err, "iä->i", 1)
+
+
+def test_comma_in_output():
+    err = raises(EquationSyntaxError, einvjp.einsum, "i->i,j", ones(3))
+    assert "','" in str(err)
+    caret(err, "i->i,j", 4)
+
+
+def test_arrow_twice():
+    err = raises(EquationSyntaxError, einvjp.einsum, "ij->j->i", ones((2, 3)))
+    assert "'->'" in str(err) and "twice" in str(err)
+    caret(err, "ij->j->i", 5)
+
+
+@pytest.mark.parametrize("eq, column", [("i..j->i", 1), ("i.->i", 1), (".i->i", 0),
+                                        ("ij->i..", 5)])
+def test_malformed_ellipsis(eq, column):
+    err = raises(EquationSyntaxError, einvjp.einsum, eq, ones((2, 3)))
+    assert "ellipsis" in str(err) and "'...'" in str(err)
+    caret(err, eq, column)
+
+
+def test_two_ellipses_in_one_operand():
+    err = raises(EquationSyntaxError, einvjp.einsum, "i,...i...->i", ones(3), ones((2, 3)))
+    assert "operand 1" in str(err) and "more than one ellipsis" in str(err)
+    caret(err, "i,...i...->i", 6)
+
+
+def test_two_ellipses_in_output():
+    err = raises(EquationSyntaxError, einvjp.einsum, "...i->......", ones(3))
+    assert "output" in str(err) and "more than one ellipsis" in str(err)
+    caret(err, "...i->......", 9)
+
+
+def test_equation_not_a_string():
+    err = raises(EquationSyntaxError, einvjp.einsum, 3, ones(3))
+    assert "int" in str(err)
+
+
+# --- binding to shapes ---
+
+def test_too_few_operands():
+    eq = "ij,jk->ik"
+    err = raises(OperandCountError, einvjp.einsum, eq, ones((2, 3)))
+    assert "2 operand term(s)" in str(err) and "1 operand(s)" in str(err)
+    # The caret stands where the missing operand's term ends the inputs.
+    assert err.position in (3, eq.index("->")), str(err)
+    caret(err, eq, err.position)
+
+
+def test_too_many_operands():
+    err = raises(OperandCountError, einvjp.einsum, "ij->ij", ones((2, 3)), ones(3))
+    assert "1 operand term(s)" in str(err) and "2 operand(s)" in str(err)
+
+
+def test_no_operands():
+    err = raises(OperandCountError, einvjp.einsum, "->")
+    assert "0 operand(s)" in str(err)
+
+
+def test_wrong_operand_count_in_vjp():
+    err = raises(OperandCountError, einvjp.vjp, "ij,jk->ik", (ones((2, 3)),), ones((2, 4)))
+    assert "1 operand(s)" in str(err)
+
+
+def test_rank_mismatch():
+    err = raises(RankError, einvjp.einsum, "ij,jk->ik", ones((2, 3)), ones(3))
+    assert "operand 1" in str(err) and "(3,)" in str(err) and "2 label(s)" in str(err)
+    caret(err, "ij,jk->ik", 3)
+
+
+def test_rank_mismatch_with_ellipsis():
+    err = raises(RankError, einvjp.einsum, "ij,...jk->ik", ones((2, 3)), ones(3))
+    assert "operand 1" in str(err) and "(3,)" in str(err) and "'...'" in str(err)
+    caret(err, "ij,...jk->ik", 3)
+
+
+def test_rank_mismatch_too_many_dimensions():
+    err = raises(RankError, einvjp.vjp, "i->", (ones((2, 3)),), np.array(1.0))
+    assert "operand 0" in str(err) and "(2, 3)" in str(err)
+    caret(err, "i->", 0)
+
+
+def test_label_size_across_operands():
+    err = raises(LabelSizeError, einvjp.einsum, "ij,jk->ik", ones((2, 3)), ones((4, 5)))
+    msg = str(err)
+    assert "'j'" in msg and "operand 1" in msg and "(4)" in msg and "operand 0" in msg \
+        and "(3)" in msg
+    caret(err, "ij,jk->ik", 3)
+
+
+def test_label_size_within_one_operand():
+    err = raises(LabelSizeError, einvjp.einsum, "ii->i", ones((2, 3)))
+    msg = str(err)
+    assert "'i'" in msg and "operand 0" in msg and "2" in msg and "3" in msg
+    caret(err, "ii->i", 1)
+
+
+def test_label_size_within_one_operand_size_one():
+    # Size-1 broadcasting is between operands, not inside one (as numpy).
+    err = raises(LabelSizeError, einvjp.einsum, "jii->j", ones((2, 1, 3)))
+    assert "'i'" in str(err) and "operand 0" in str(err)
+    caret(err, "jii->j", 2)
+
+
+def test_label_size_against_sizes():
+    err = raises(LabelSizeError, einvjp.einsum, "ij->i", ones((2, 3)), sizes={"j": 5})
+    assert "'j'" in str(err) and "5" in str(err) and "operand 0" in str(err) \
+        and "(3)" in str(err)
+    caret(err, "ij->i", 1)
+
+
+def test_impossible_ellipsis_broadcast():
+    eq = "...i,...i->...i"
+    err = raises(BroadcastError, einvjp.einsum, eq, ones((2, 3)), ones((4, 3)))
+    msg = str(err)
+    assert "operand 1" in msg and "(4,)" in msg and "operand 0" in msg and "(2,)" in msg
+    caret(err, eq, 5)
+
+
+def test_output_label_without_size():
+    err = raises(MissingSizeError, einvjp.einsum, "i->ij", ones(3))
+    assert "'j'" in str(err) and "sizes=" in str(err)
+    caret(err, "i->ij", 4)
+
+
+def test_output_label_without_size_in_vjp():
+    err = raises(MissingSizeError, einvjp.vjp, "ab,bc->abd", (ones((2, 3)), ones((3, 4))),
+                 ones((2, 3, 5)))
+    assert "'d'" in str(err)
+    caret(err, "ab,bc->abd", 9)
+
+
+@pytest.mark.parametrize("size", [-1, 2.5])
+def test_invalid_output_size(size):
+    # Not a bare numpy error, and not silently truncated.
+    err = raises(EinvjpError, einvjp.einsum, "i->ij", ones(3), sizes={"j": size})
+    assert "'j'" in str(err) and str(size) in str(err)
+
+
+# --- vjp ---
+
+def test_cotangent_of_wrong_shape():
+    eq = "ij,jk->ik"
+    err = raises(CotangentError, einvjp.vjp, eq, (ones((2, 3)), ones((3, 4))), ones((3, 3)))
+    assert "(3, 3)" in str(err) and "(2, 4)" in str(err)
+    # The caret points into (or just after) the output term.
+    assert eq.index("->") + 2 <= err.position <= len(eq)
+    caret(err, eq, err.position)
+
+
+def test_cotangent_of_wrong_shape_implicit():
+    err = raises(CotangentError, einvjp.vjp, "ij,jk", (ones((2, 3)), ones((3, 4))),
+                 ones(8))
+    assert "(8,)" in str(err) and "(2, 4)" in str(err)
+
+
+def test_cotangent_missing_diagonal_dimension():
+    err = raises(CotangentError, einvjp.vjp, "i->ii", (ones(3),), ones(3))
+    assert "(3,)" in str(err) and "(3, 3)" in str(err)
+
+
+@pytest.mark.parametrize("wrt", [2, -3, [0, 5], "a", 1.5])
+def test_vjp_wrt_out_of_range(wrt):
+    err = raises(WrtError, einvjp.vjp, "ij,jk->ik", (ones((2, 3)), ones((3, 4))),
+                 ones((2, 4)), wrt=wrt)
+    assert "wrt=" in str(err) and "2 operand(s)" in str(err)
+    assert err.equation == "ij,jk->ik"
+
+
+@pytest.mark.parametrize("wrt", [2, -3, "a", 1.5])
+def test_derive_wrt_out_of_range(wrt):
+    err = raises(WrtError, einvjp.derive, "ij,jk->ik", wrt=wrt)
+    assert f"wrt={wrt!r}" in str(err) and "2 operand(s)" in str(err)
+    assert err.equation == "ij,jk->ik"
+
+
+def test_derive_wrong_number_of_names():
+    err = raises(WrtError, einvjp.derive, "ij,jk->ik", wrt=0, names=("x",))
+    assert "1 name(s)" in str(err) and "2 operand(s)" in str(err)
+
+
+def test_derive_syntax_error():
+    err = raises(EquationSyntaxError, einvjp.derive, "ij,jk->i!k")
+    caret(err, "ij,jk->i!k", 8)
+
+
+def test_bad_optimize_is_typed():
+    ops = [ones((2, 3)), ones((3, 4)), ones((4, 5))]
+    err = raises(EinvjpError, einvjp.einsum, "ab,bc,cd->ad", *ops, optimize="bogus")
+    assert "bogus" in str(err)
