@@ -8,7 +8,6 @@ until an operand of it arrives).
 
 from __future__ import annotations
 
-import functools
 import importlib
 
 from .errors import BackendError
@@ -30,12 +29,17 @@ def library_of(x) -> str:
     return name
 
 
-@functools.lru_cache(maxsize=None)
+_LOADED = {}  # backend name -> module (a dict, again so that torch.compile traces it)
+
+
 def load(name: str):
-    try:
-        return importlib.import_module(f"einvjp.backends.{name}")
-    except ModuleNotFoundError as err:
-        raise BackendError(f"no einvjp backend for arrays of type {name!r}") from err
+    module = _LOADED.get(name)
+    if module is None:
+        try:
+            module = _LOADED[name] = importlib.import_module(f"einvjp.backends.{name}")
+        except ModuleNotFoundError as err:
+            raise BackendError(f"no einvjp backend for arrays of type {name!r}") from err
+    return module
 
 
 def backend_for(operands):

@@ -18,17 +18,13 @@ array([[2., 2., 2.],
 
 from __future__ import annotations
 
-import functools
-
 from .backend import backend_for
 from .equation import bind, operand_index, parse
 from .errors import CotangentError
 from .plan import plan_for
 
 
-@functools.lru_cache(maxsize=4096)
-def _bound(equation, shapes, sizes):
-    return bind(parse(equation), shapes, dict(sizes))
+_PLANS = {}  # (equation, shapes, sizes, optimize) -> Plan: a dict, which torch.compile traces
 
 
 def _shape(x):
@@ -37,8 +33,15 @@ def _shape(x):
 
 def plan(equation: str, shapes, *, sizes=None, optimize="auto"):
     """The cached `Plan` of an equation at these operand shapes."""
-    ge = _bound(equation, tuple(map(tuple, shapes)), tuple(sorted((sizes or {}).items())))
-    return plan_for(ge, optimize)
+    shapes = tuple(map(tuple, shapes))
+    sizes_key = tuple(sorted(sizes.items())) if sizes else ()
+    opt_key = optimize if isinstance(optimize, (str, bool, type(None))) else id(optimize)
+    key = (equation, shapes, sizes_key, opt_key)
+    found = _PLANS.get(key)
+    if found is None:
+        ge = bind(parse(equation), shapes, dict(sizes_key))
+        found = _PLANS[key] = plan_for(ge, optimize)
+    return found
 
 
 def einsum(equation: str, *operands, sizes=None, optimize="auto"):
