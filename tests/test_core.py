@@ -186,7 +186,9 @@ def test_wrt_accepts_numpy_integers():
 
 
 @pytest.mark.parametrize("optimize", [True, False, None, "auto", "greedy", "optimal", "dp",
-                                      [(0, 1), (0, 1)], [(1, 2), (0, 1)]])
+                                      [(0, 1), (0, 1)], [(1, 2), (0, 1)],
+                                      # numpy.einsum_path's format, as np.einsum takes it
+                                      ["einsum_path", (1, 2), (0, 1)]])
 def test_optimize_options(optimize):
     ops = random_operands([(2, 3), (3, 4), (4, 5)])
     u = random_operands([(2, 5)], seed=1)[0]
