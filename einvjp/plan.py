@@ -248,8 +248,8 @@ def _path(inputs, output, optimize):
     sets = [frozenset(number[lab] for lab in labels) for labels in inputs]
     size_dict = {number[lab]: lab.size for lab in number}
     out = frozenset(number[lab] for lab in output)
-    if isinstance(optimize, (list, tuple)):
-        return [tuple(p) for p in optimize]
+    if isinstance(optimize, (list, tuple)):  # a path; numpy.einsum_path's starts with a tag
+        return [tuple(p) for p in optimize if not isinstance(p, str)]
     if optimize is False:  # as written, left to right (numpy's optimize=False)
         return [(0, 1)] * (len(inputs) - 1)
     if optimize in ("auto", True, None):
@@ -309,7 +309,8 @@ _plans = {}
 def plan_for(ge: GE, optimize="auto") -> Plan:
     """The cached plan of a GE (by canonical key)."""
     opt_key = optimize if isinstance(optimize, (str, bool, type(None))) else \
-        (tuple(map(tuple, optimize)) if isinstance(optimize, (list, tuple)) else id(optimize))
+        (tuple(tuple(p) for p in optimize if not isinstance(p, str))
+         if isinstance(optimize, (list, tuple)) else id(optimize))
     key = (ge.key(), opt_key)
     plan = _plans.get(key)
     if plan is None:
