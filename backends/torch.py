@@ -14,8 +14,14 @@ A GE of two or more operands runs as one `torch.autograd.Function`,
   * `generate_vmap_rule` lets `torch.func.vmap` batch it.
 
 A one-operand GE (transpose, diagonal, sum, diagonal embedding, broadcast)
-runs as plain torch ops, differentiated by torch itself, and under
-torch.compile the Function has no `jvp`: see `_run` for why.
+runs as plain torch ops, differentiated by torch itself, and so does the
+broadcast ending a GE of several operands; under torch.compile the Function
+has no `jvp`: see `_run` for why.
+
+`custom_vjp(key, run, vjp)` turns a whole function of tensors (an einvjp
+program) into one `ProgramFunction`: backward evaluates `vjp` (the derived
+VJP program) with these same ops, so it is differentiable again; jvp is
+`torch.func.jvp` of `run`.
 
 dtypes: `torch.einsum` rejects operands of different dtypes; einvjp promotes
 them first, by torch's own rule (`torch.result_type`: dimensioned tensors,
@@ -39,6 +45,7 @@ import sys
 import torch
 
 from einvjp.errors import BackendError
+from einvjp.ge import GE
 from einvjp.plan import plan_for
 
 name = "torch"
@@ -167,6 +174,87 @@ class GEFunction(_GE):
 _table = sys.modules[__name__]
 
 
+# --- A whole function through its own VJP -----------------------------------------
+
+
+class _Rule:
+    """What `ProgramFunction` runs: `run(*arrays) -> tuple` and
+    `vjp(arrays, cotangents, wanted) -> tuple` (None where not wanted)."""
+
+    def __init__(self, key, run, vjp):
+        self.key, self.run, self.vjp = key, run, vjp
+
+    def __repr__(self):
+        return f"_Rule({self.key!r})"
+
+    def jvp(self, arrays, tangents):
+        """Forward mode by linearizing `run` (torch.func.jvp through its torch
+        ops and GEs): arrays without a tangent enter as constants."""
+        moving = [k for k, t in enumerate(tangents) if t is not None]
+        if not moving:
+            return tuple(torch.zeros_like(y) for y in self.run(*arrays))
+
+        def partial(*xs):
+            full = list(arrays)
+            for k, x in zip(moving, xs):
+                full[k] = x
+            return self.run(*full)
+        _, out = torch.func.jvp(partial, tuple(arrays[k] for k in moving),
+                                tuple(tangents[k] for k in moving))
+        return out
+
+
+class ProgramFunction(torch.autograd.Function):
+    """`ProgramFunction.apply(rule, *arrays)`: `rule.run` forward; backward
+    evaluates `rule.vjp` with torch ops and GEs, so it is recorded under
+    `create_graph=True` and differentiable again (double backward,
+    `torch.func.hessian`); jvp linearizes `run` (see `_Rule.jvp`);
+    `generate_vmap_rule` batches all three."""
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(rule, *arrays):
+        return tuple(_own(y, arrays) for y in rule.run(*arrays))
+
+    @staticmethod
+    def setup_context(ctx, inputs, outputs):
+        rule, *arrays = inputs
+        ctx.rule = rule
+        ctx.save_for_backward(*arrays)
+        ctx.save_for_forward(*arrays)
+
+    @staticmethod
+    def backward(ctx, *cotangents):
+        wanted = ctx.needs_input_grad[1:]
+        grads = ctx.rule.vjp(ctx.saved_tensors, cotangents, wanted)
+        return (None,) + tuple(g if w else None for g, w in zip(grads, wanted))
+
+    @staticmethod
+    def jvp(ctx, _rule_tangent, *tangents):
+        return ctx.rule.jvp(ctx.saved_tensors, tangents)
+
+
+def _own(y, inputs):
+    """An output autograd can give a forward gradient: not an input itself,
+    and not a zero-copy broadcast (a tangent laid out otherwise is copied
+    into the output's strides, which overlap)."""
+    if any(s == 0 and n > 1 for s, n in zip(y.stride(), y.shape)):
+        return y.contiguous()
+    return y.clone() if any(y is x for x in inputs) else y
+
+
+def custom_vjp(key, run, vjp):
+    """A function of tensors that torch autograd and torch.func differentiate
+    through `vjp` in reverse mode (any order: the backward is torch ops too)
+    and through `run` itself in forward mode.
+
+    `run(*arrays)` returns a tuple of tensors; `vjp(arrays, cotangents,
+    wanted)` a tuple with one gradient per array (None where `wanted[k]` is
+    false); `key` names the function (hashable, for repr and caches)."""
+    rule = _Rule(key, run, vjp)
+    return lambda *arrays: ProgramFunction.apply(rule, *arrays)
+
+
 def _run(plan, tensors):
     """The plan as an autograd.Function, except:
 
@@ -175,17 +263,45 @@ def _run(plan, tensors):
       such a GE may return a view of its operand, and autograd then demands a
       JVP returning the same view of the tangent, which a Function cannot
       give under batched forward mode (vmap of jvp);
+    * a GE of several operands that ends in a broadcast runs the broadcast
+      that way too, after the Function (see `_split`);
     * under torch.compile the Function without `jvp` (Dynamo refuses a custom
       `jvp`), and no Function when no operand requires grad (Dynamo's
       no-grad path of autograd.Function passes its ctx to `forward(plan,
       *operands)` as the plan)."""
     if plan.n == 1:
         return plan(_table, tensors)
+    split = _split(plan)
+    if split is not None:
+        inner, broadcast = split
+        return broadcast(_table, [_run(inner, tensors)])
     if not torch.compiler.is_compiling():
         return GEFunction.apply(plan, *tensors)
     if any(x.requires_grad for x in tensors):
         return _GE.apply(plan, *tensors)
     return plan(_table, tensors)
+
+
+_SPLIT = {}  # plan -> _split(plan): a dict, which torch.compile traces
+
+
+def _split(plan):
+    """A GE with output labels no operand carries, as (the GE without them,
+    the broadcast): the Function returns no zero-stride view, to which
+    autograd could not copy a forward gradient laid out otherwise (under
+    torch.func); the broadcast is a plain torch `expand`."""
+    if plan in _SPLIT:
+        return _SPLIT[plan]
+    ge = plan.ge
+    carried = {lab for term in ge.terms for lab in term}
+    split = None
+    if not all(lab in carried for lab in ge.out):
+        kept = [lab for lab in dict.fromkeys(ge.out) if lab in carried]
+        optimize = _optimize(plan)
+        split = (plan_for(GE(ge.terms, kept, ge.coeff), optimize),
+                 plan_for(GE((kept,), ge.out), optimize))
+    _SPLIT[plan] = split
+    return split
 
 
 def _optimize(plan):

@@ -767,6 +767,7 @@ class Graph:
         self.outputs = simplify(outputs)
         self.constants = {}  # Input node -> array, for arrays a traced function closed over
         self._derived = {}
+        self._functions = {}  # (backend, array inputs, numbers) -> B.custom_vjp function
 
     def feed(self, values, B):
         """Input nodes -> values (the program's inputs and its constants)."""
@@ -792,6 +793,20 @@ class Graph:
                                                                self.inputs[name])
         return self._derived["jacobian", name, k]
 
+    def through_vjp(self, values, B, fns):
+        """The outputs at `values`, as one function of the array inputs (and
+        constants) that B's autodiff differentiates through the derived VJP
+        program: `B.custom_vjp` of `_Autodiff`'s run and vjp."""
+        feed = self.feed(values, B)
+        nodes = tuple(n for n, v in feed.items() if not _is_number(v))
+        numbers = tuple((n, v) for n, v in feed.items() if _is_number(v))
+        key = (B.name, nodes, numbers)
+        f = self._functions.get(key)
+        if f is None:
+            rule = _Autodiff(self, nodes, dict(numbers), B, fns)
+            f = self._functions[key] = B.custom_vjp((self,) + key, rule.run, rule.vjp)
+        return list(f(*[feed[n] for n in nodes]))
+
     def derived(self, wrt):
         """(cotangent inputs, forward outputs, gradient nodes or None) for the
         inputs named in `wrt`, simplified together."""
@@ -804,6 +819,45 @@ class Graph:
             fwd, rest = both[:len(self.outputs)], iter(both[len(self.outputs):])
             self._derived[wrt] = (cts, fwd, [None if g is None else next(rest) for g in grads])
         return self._derived[wrt]
+
+
+class _Autodiff:
+    """A bound graph as a function of its array inputs (`nodes`), Python
+    numbers fixed: `run` evaluates the forward program, `vjp` the derived VJP
+    program, both with B's ops (which the library can differentiate again).
+    `vjp` recomputes the forward tensors it reads from the inputs, so that
+    under autograd they connect to them (the price of a second forward)."""
+
+    def __init__(self, graph, nodes, numbers, B, fns):
+        self.graph, self.nodes, self.numbers, self.B, self.fns = graph, nodes, numbers, B, fns
+
+    def _feed(self, arrays):
+        feed = dict(zip(self.nodes, arrays))
+        feed.update(self.numbers)
+        return feed
+
+    def run(self, *arrays):
+        outs = evaluate(self.graph.outputs, self._feed(arrays), self.B, self.fns)
+        return tuple(_tensor(self.B, self.fns, y, arrays[0]) if _is_number(y) else y
+                     for y in outs)
+
+    def vjp(self, arrays, cotangents, wanted):
+        """One gradient per array (None where not wanted or not inexact)."""
+        wanted = [w and _inexact(x) for w, x in zip(wanted, arrays)]
+        names = tuple(n.name for n, w in zip(self.nodes, wanted) if w)
+        cts, _, grads = self.graph.derived(names)
+        feed = self._feed(arrays)
+        feed.update(zip(cts, cotangents))
+        vals = iter(evaluate([x for x in grads if x is not None], feed, self.B, self.fns))
+        result, grads = [], iter(grads)
+        for x, w in zip(arrays, wanted):
+            if not w:
+                result.append(None)
+                continue
+            gnode = next(grads)
+            result.append(self.fns["zeros_like"](x) if gnode is None
+                          else self.B.cast_like(self.B.asarray(next(vals)), x))
+        return tuple(result)
 
 
 class Program:
@@ -851,7 +905,10 @@ class Program:
 
     def __call__(self, *args, **kwargs):
         values, B, fns, g = self._setup(args, kwargs)
-        out = evaluate(g.outputs, g.feed(values, B), B, fns)
+        if hasattr(B, "custom_vjp"):  # torch, jax: differentiable through the VJP program
+            out = g.through_vjp(values, B, fns)
+        else:
+            out = evaluate(g.outputs, g.feed(values, B), B, fns)
         return out[0] if len(out) == 1 else tuple(out)
 
     def wrt_names(self, values):

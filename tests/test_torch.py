@@ -188,6 +188,29 @@ def test_jacfwd_of_jacfwd():
     close(func.jacfwd(func.jacfwd(fn))(v), 2 * torch.eye(3, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("name", ["hessian", "vmap-of-jvp"])
+def test_broadcast_output_under_batched_forward_mode(name):
+    """A GE of several operands with an output-only label (a zero-copy
+    broadcast): under batched forward mode autograd copies the tangent into
+    the output's layout, which overlaps unless the broadcast runs outside
+    the Function."""
+    a, g, w, t = make([(4, 6), (6,), (4, 6, 3), (2, 4, 6)])
+
+    def fn(einsum):
+        def f(a):
+            y = einsum(a, torch.sin(a).sum(1), g)
+            return (torch.sin(y) * w).sum()
+        return f
+    ours = fn(lambda *ops: einvjp.einsum("ab,a,b->abc", *ops, sizes={"c": 3}))
+    theirs = fn(lambda *ops: torch.einsum("ab,a,b->ab", *ops)[..., None].expand(4, 6, 3))
+    if name == "hessian":
+        close(func.hessian(ours)(a), func.hessian(theirs)(a))
+    else:
+        def vjvp(f):
+            return func.vmap(lambda v: func.jvp(f, (a,), (v,))[1])(t)
+        close(vjvp(ours), vjvp(theirs))
+
+
 def spy(monkeypatch):
     """Record the GE of every plan the backward asks for."""
     asked = []
