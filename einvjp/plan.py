@@ -98,11 +98,11 @@ class Binary:
         con = [lab for lab in la if lab in sb and lab not in sc]
         size = lambda labs: math.prod(lab.size for lab in labs)  # noqa: E731
         sizes = lambda labs: tuple(lab.size for lab in labs)  # noqa: E731
-        if not con:
+        if size(con) == 1:  # nothing (or only size-1 labels) to contract: broadcast multiply
             self.mode = "mul"
-            self.perm_a = _perm(la, batch + a_keep)
+            self.perm_a = _perm(la, batch + a_keep + con)
             self.shape_a = sizes(batch + a_keep) + (1,) * len(b_keep)
-            self.perm_b = _perm(lb, batch + b_keep)
+            self.perm_b = _perm(lb, batch + b_keep + con)
             self.shape_b = sizes(batch) + (1,) * len(a_keep) + sizes(b_keep)
             self.swap_a = self.swap_b = False
         else:
