@@ -225,13 +225,19 @@ class ProgramFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *cotangents):
+        # `vjp` transposes (JAX's convention); torch's gradient is its
+        # conjugate at the conjugated cotangent (for y = a b, g conj(b)).
         wanted = ctx.needs_input_grad[1:]
-        grads = ctx.rule.vjp(ctx.saved_tensors, cotangents, wanted)
-        return (None,) + tuple(g if w else None for g, w in zip(grads, wanted))
+        grads = ctx.rule.vjp(ctx.saved_tensors, tuple(map(_conj, cotangents)), wanted)
+        return (None,) + tuple(_conj(g) if w else None for g, w in zip(grads, wanted))
 
     @staticmethod
     def jvp(ctx, _rule_tangent, *tangents):
         return ctx.rule.jvp(ctx.saved_tensors, tangents)
+
+
+def _conj(x):
+    return torch.conj_physical(x) if x is not None and x.is_complex() else x
 
 
 def _own(y, inputs):

@@ -157,6 +157,27 @@ def test_torch_func(name):
           func.vmap(lambda x: c.theirs(x=x))(c.batch), "vmap")
 
 
+def test_torch_complex_follows_torch_convention():
+    """The VJP program transposes (JAX's convention); torch's gradients are
+    conjugated: first and second derivatives agree with torch's."""
+    prog = einvjp.compile("""
+        a[i] = x[i,j] w[j]
+        y[i] = exp(a[i]) * a[i]
+    """)
+    gen = torch.Generator().manual_seed(0)
+    x0, w0, g = (torch.randn(s, dtype=torch.complex128, generator=gen)
+                 for s in ((3, 4), (4,), (3,)))
+
+    def twice(fn):
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        gx, gw = torch.autograd.grad(fn(x, w), (x, w), g, create_graph=True)
+        again = torch.autograd.grad((gx.abs() ** 2).sum() + (gw * w).real.sum(), (x, w))
+        return (gx.detach(), gw.detach()) + again
+    for a, b in zip(twice(lambda x, w: prog(x=x, w=w)),
+                    twice(lambda x, w: torch.exp(x @ w) * (x @ w))):
+        close(a, b)
+
+
 def test_torch_backward_runs_the_vjp_program(monkeypatch):
     tb = pytest.importorskip("einvjp.backends.torch")
     calls, ge_backward = [], []
