@@ -277,6 +277,14 @@ def _run(plan, tensors):
       *operands)` as the plan)."""
     if plan.n == 1:
         return plan(_table, tensors)
+    if len(plan.steps) > 1:
+        # Step by step, so that autograd's tape keeps the intermediates and
+        # the backward is the role swap of each pairwise step (the backward
+        # of a whole many-operand GE would recontract it once per operand).
+        slots = list(tensors)
+        for step in plan.steps:
+            slots.append(_run(_step_plan(step), [slots[i] for i in step.ins]))
+        return slots[-1]
     split = _split(plan)
     if split is not None:
         inner, broadcast = split
@@ -286,6 +294,16 @@ def _run(plan, tensors):
     if any(x.requires_grad for x in tensors):
         return _GE.apply(plan, *tensors)
     return plan(_table, tensors)
+
+
+_STEP_PLANS = {}  # step -> the plan of its own GE: a dict, which torch.compile traces
+
+
+def _step_plan(step):
+    found = _STEP_PLANS.get(step)
+    if found is None:
+        found = _STEP_PLANS[step] = plan_for(step.ge, step.optimize)
+    return found
 
 
 _SPLIT = {}  # plan -> _split(plan): a dict, which torch.compile traces
