@@ -105,6 +105,13 @@ class Binary:
             self.perm_b = _perm(lb, batch + b_keep + con)
             self.shape_b = sizes(batch) + (1,) * len(a_keep) + sizes(b_keep)
             self.swap_a = self.swap_b = False
+        elif batch and not a_keep and not b_keep:
+            # A batch of dot products: multiply and sum, not a bmm of 1xk @ kx1.
+            self.mode = "dot"
+            self.perm_a = _perm(la, batch + con)
+            self.perm_b = _perm(lb, batch + con)
+            self.shape_a = self.shape_b = (size(batch), size(con))
+            self.swap_a = self.swap_b = False
         else:
             self.mode = "mm"
             lead = (size(batch),) if batch else ()
@@ -133,6 +140,8 @@ class Binary:
         b = B.reshape(b, self.shape_b)
         if self.mode == "mul":
             c = B.multiply(a, b)
+        elif self.mode == "dot":
+            c = B.sum(B.multiply(a, b), (1,))
         else:
             if self.swap_a:
                 a = B.swap_last(a)
