@@ -132,9 +132,13 @@ class _GE(torch.autograd.Function):
         plan, *operands = inputs
         ctx.plan = plan
         ctx.set_materialize_grads(False)  # absent tangents arrive as None
-        # Operand j is needed by the gradient of every other operand.
+        # Operand j is needed by the gradient of every other operand.  Under
+        # vmap's generated rule (a ctx that is not a FunctionCtx) torch keeps
+        # one record of batch dims for both saved lists, the last one saved:
+        # the lists must then be the same.
         wanted = ctx.needs_input_grad[1:]
-        ctx.save_for_backward(*(x if any(w for k, w in enumerate(wanted) if k != j)
+        keep_all = not isinstance(ctx, torch.autograd.function.FunctionCtx)
+        ctx.save_for_backward(*(x if keep_all or any(w for k, w in enumerate(wanted) if k != j)
                                 else None for j, x in enumerate(operands)))
         ctx.save_for_forward(*operands)
 
@@ -143,15 +147,13 @@ class _GE(torch.autograd.Function):
         if cotangent is None:
             return (None,) * (1 + ctx.plan.n)
         operands = ctx.saved_tensors
-        optimize = _optimize(ctx.plan)
         grads = [None]
         for k, wanted in enumerate(ctx.needs_input_grad[1:]):
             if not wanted:
                 grads.append(None)
                 continue
             others = [x.conj() for j, x in enumerate(operands) if j != k]
-            swapped = plan_for(ctx.plan.ge.vjp(k), optimize)
-            grads.append(_run(swapped, [cotangent] + others))
+            grads.append(_run(_swap_plan(ctx.plan, k), [cotangent] + others))
         return tuple(grads)
 
 
@@ -294,6 +296,16 @@ def _run(plan, tensors):
     if any(x.requires_grad for x in tensors):
         return _GE.apply(plan, *tensors)
     return plan(_table, tensors)
+
+
+_SWAP_PLANS = {}  # (plan, k) -> the plan of its role swap: a dict, which torch.compile traces
+
+
+def _swap_plan(plan, k):
+    found = _SWAP_PLANS.get((plan, k))
+    if found is None:
+        found = _SWAP_PLANS[(plan, k)] = plan_for(plan.ge.vjp(k), _optimize(plan))
+    return found
 
 
 _STEP_PLANS = {}  # step -> the plan of its own GE: a dict, which torch.compile traces
