@@ -112,6 +112,15 @@ def apply(plan, arrays):
     """`einvjp.einsum` on jax arrays: promote like `jnp.einsum`, bind `ge_p`."""
     dtype = jnp.result_type(*arrays)
     arrays = [lax.convert_element_type(x, dtype) for x in arrays]
+    if len(plan.steps) > 1:
+        # One primitive per step: JAX's linearization then keeps the
+        # intermediates, and each transpose is one pairwise role swap (the
+        # transpose of a whole many-operand GE recontracts it per operand).
+        slots = list(arrays)
+        for step in plan.steps:
+            slots.append(ge_p.bind(*(slots[i] for i in step.ins), key=step.ge.key(),
+                                   optimize="auto"))
+        return slots[-1]
     optimize = plan.steps[0].optimize  # a path (list) becomes a hashable parameter
     if isinstance(optimize, (list, tuple)):
         optimize = tuple(p if isinstance(p, str) else tuple(p) for p in optimize)
