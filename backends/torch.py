@@ -18,10 +18,10 @@ runs as plain torch ops, differentiated by torch itself, and so does the
 broadcast ending a GE of several operands; under torch.compile the Function
 has no `jvp`: see `_run` for why.
 
-`custom_vjp(key, run, vjp)` turns a whole function of tensors (an einvjp
-program) into one `ProgramFunction`: backward evaluates `vjp` (the derived
-VJP program) with these same ops, so it is differentiable again; jvp is
-`torch.func.jvp` of `run`.
+`differentiable(key, run, vjp, jvp)` turns a whole function of tensors (an
+einvjp program) into one `ProgramFunction`: backward evaluates `vjp` (the
+derived VJP program) and jvp `jvp` (its transpose) with these same ops, so
+both are differentiable again.
 
 dtypes: `torch.einsum` rejects operands of different dtypes; einvjp promotes
 them first, by torch's own rule (`torch.result_type`: dimensioned tensors,
@@ -180,38 +180,23 @@ _table = sys.modules[__name__]
 
 
 class _Rule:
-    """What `ProgramFunction` runs: `run(*arrays) -> tuple` and
-    `vjp(arrays, cotangents, wanted) -> tuple` (None where not wanted)."""
+    """What `ProgramFunction` runs: `run(*arrays) -> tuple`,
+    `vjp(arrays, cotangents, wanted)` (one gradient per array, None where
+    not wanted) and `jvp(arrays, tangents)` (one tangent per output); a
+    None cotangent or tangent stands for zero."""
 
-    def __init__(self, key, run, vjp):
-        self.key, self.run, self.vjp = key, run, vjp
+    def __init__(self, key, run, vjp, jvp):
+        self.key, self.run, self.vjp, self.jvp = key, run, vjp, jvp
 
     def __repr__(self):
         return f"_Rule({self.key!r})"
 
-    def jvp(self, arrays, tangents):
-        """Forward mode by linearizing `run` (torch.func.jvp through its torch
-        ops and GEs): arrays without a tangent enter as constants."""
-        moving = [k for k, t in enumerate(tangents) if t is not None]
-        if not moving:
-            return tuple(torch.zeros_like(y) for y in self.run(*arrays))
-
-        def partial(*xs):
-            full = list(arrays)
-            for k, x in zip(moving, xs):
-                full[k] = x
-            return self.run(*full)
-        _, out = torch.func.jvp(partial, tuple(arrays[k] for k in moving),
-                                tuple(tangents[k] for k in moving))
-        return out
-
 
 class ProgramFunction(torch.autograd.Function):
     """`ProgramFunction.apply(rule, *arrays)`: `rule.run` forward; backward
-    evaluates `rule.vjp` with torch ops and GEs, so it is recorded under
-    `create_graph=True` and differentiable again (double backward,
-    `torch.func.hessian`); jvp linearizes `run` (see `_Rule.jvp`);
-    `generate_vmap_rule` batches all three."""
+    evaluates `rule.vjp` and jvp `rule.jvp` with torch ops and GEs, so both
+    are recorded by autograd and differentiable again (double backward,
+    `torch.func.hessian`); `generate_vmap_rule` batches all three."""
     generate_vmap_rule = True
 
     @staticmethod
@@ -222,6 +207,7 @@ class ProgramFunction(torch.autograd.Function):
     def setup_context(ctx, inputs, outputs):
         rule, *arrays = inputs
         ctx.rule = rule
+        ctx.set_materialize_grads(False)  # absent (co)tangents arrive as None
         ctx.save_for_backward(*arrays)
         ctx.save_for_forward(*arrays)
 
@@ -230,6 +216,8 @@ class ProgramFunction(torch.autograd.Function):
         # `vjp` transposes (JAX's convention); torch's gradient is its
         # conjugate at the conjugated cotangent (for y = a b, g conj(b)).
         wanted = ctx.needs_input_grad[1:]
+        if all(c is None for c in cotangents):
+            return (None,) * (1 + len(wanted))
         grads = ctx.rule.vjp(ctx.saved_tensors, tuple(map(_conj, cotangents)), wanted)
         return (None,) + tuple(_conj(g) if w else None for g, w in zip(grads, wanted))
 
@@ -251,15 +239,11 @@ def _own(y, inputs):
     return y.clone() if any(y is x for x in inputs) else y
 
 
-def custom_vjp(key, run, vjp):
-    """A function of tensors that torch autograd and torch.func differentiate
-    through `vjp` in reverse mode (any order: the backward is torch ops too)
-    and through `run` itself in forward mode.
-
-    `run(*arrays)` returns a tuple of tensors; `vjp(arrays, cotangents,
-    wanted)` a tuple with one gradient per array (None where `wanted[k]` is
-    false); `key` names the function (hashable, for repr and caches)."""
-    rule = _Rule(key, run, vjp)
+def differentiable(key, run, vjp, jvp):
+    """A function of tensors that torch autograd and torch.func
+    differentiate by `vjp` (reverse mode) and `jvp` (forward mode), to any
+    order, as both run on torch ops again (see `_Rule`); `key` names it."""
+    rule = _Rule(key, run, vjp, jvp)
     return lambda *arrays: ProgramFunction.apply(rule, *arrays)
 
 

@@ -793,10 +793,10 @@ class Graph:
                                                                self.inputs[name])
         return self._derived["jacobian", name, k]
 
-    def through_vjp(self, values, B, fns):
+    def through_derived(self, values, B, fns):
         """The outputs at `values`, as one function of the array inputs (and
-        constants) that B's autodiff differentiates through the derived VJP
-        program: `B.custom_vjp` of `_Autodiff`'s run and vjp."""
+        constants) that B's autodiff differentiates through the derived
+        programs: `B.differentiable` of `_Autodiff`'s run, vjp and jvp."""
         feed = self.feed(values, B)
         nodes = tuple(n for n, v in feed.items() if not _is_number(v))
         numbers = tuple((n, v) for n, v in feed.items() if _is_number(v))
@@ -804,8 +804,24 @@ class Graph:
         f = self._functions.get(key)
         if f is None:
             rule = _Autodiff(self, nodes, dict(numbers), B, fns)
-            f = self._functions[key] = B.custom_vjp((self,) + key, rule.run, rule.vjp)
+            f = self._functions[key] = B.differentiable((self,) + key, rule.run, rule.vjp,
+                                                        rule.jvp)
         return list(f(*[feed[n] for n in nodes]))
+
+    def linearized(self, wrt):
+        """(tangent inputs, one JVP node per output or None) for the inputs
+        named in `wrt`: the VJP program transposed, i.e. its own VJP with
+        respect to the cotangents, in which it is linear."""
+        wrt = tuple(wrt)
+        if ("jvp", wrt) not in self._derived:
+            cts, _, grads = self.derived(wrt)
+            tangents = [Input(f"∂{n}", self.inputs[n].shape) for n in wrt]
+            present = [(g, t) for g, t in zip(grads, tangents) if g is not None]
+            outs = vjp_nodes([g for g, _ in present], [t for _, t in present], cts)
+            simple = iter(simplify([o for o in outs if o is not None]))
+            self._derived["jvp", wrt] = (tangents, [None if o is None else next(simple)
+                                                    for o in outs])
+        return self._derived["jvp", wrt]
 
     def derived(self, wrt):
         """(cotangent inputs, forward outputs, gradient nodes or None) for the
@@ -824,9 +840,10 @@ class Graph:
 class _Autodiff:
     """A bound graph as a function of its array inputs (`nodes`), Python
     numbers fixed: `run` evaluates the forward program, `vjp` the derived VJP
-    program, both with B's ops (which the library can differentiate again).
-    `vjp` recomputes the forward tensors it reads from the inputs, so that
-    under autograd they connect to them (the price of a second forward)."""
+    program and `jvp` its transpose, all with B's ops (which the library can
+    differentiate again).  `vjp` and `jvp` recompute the forward tensors
+    they read from the inputs, so that under autograd they connect to them
+    (the price of a second forward)."""
 
     def __init__(self, graph, nodes, numbers, B, fns):
         self.graph, self.nodes, self.numbers, self.B, self.fns = graph, nodes, numbers, B, fns
@@ -842,12 +859,15 @@ class _Autodiff:
                      for y in outs)
 
     def vjp(self, arrays, cotangents, wanted):
-        """One gradient per array (None where not wanted or not inexact)."""
+        """One gradient per array (None where not wanted or not inexact),
+        given one cotangent per output (None for zero)."""
         wanted = [w and _inexact(x) for w, x in zip(wanted, arrays)]
         names = tuple(n.name for n, w in zip(self.nodes, wanted) if w)
         cts, _, grads = self.graph.derived(names)
         feed = self._feed(arrays)
-        feed.update(zip(cts, cotangents))
+        like = next(c for c in cotangents if c is not None)
+        feed.update((n, self.fns["full"](_shape(n), 0, like) if c is None else c)
+                    for n, c in zip(cts, cotangents))
         vals = iter(evaluate([x for x in grads if x is not None], feed, self.B, self.fns))
         result, grads = [], iter(grads)
         for x, w in zip(arrays, wanted):
@@ -858,6 +878,19 @@ class _Autodiff:
             result.append(self.fns["zeros_like"](x) if gnode is None
                           else self.B.cast_like(self.B.asarray(next(vals)), x))
         return tuple(result)
+
+    def jvp(self, arrays, tangents):
+        """One tangent per output, given one per array (None for zero)."""
+        moving = [(n, t) for n, x, t in zip(self.nodes, arrays, tangents)
+                  if t is not None and _inexact(x)]
+        ts, outs = self.graph.linearized(n.name for n, _ in moving)
+        feed = self._feed(arrays)
+        feed.update(zip(ts, (t for _, t in moving)))
+        vals = iter(evaluate([o for o in outs if o is not None], feed, self.B, self.fns))
+        like = moving[0][1] if moving else arrays[0]
+        return tuple(self.fns["full"](_shape(y), 0, like) if o is None
+                     else _tensor(self.B, self.fns, next(vals), like)
+                     for y, o in zip(self.graph.outputs, outs))
 
 
 class Program:
@@ -905,8 +938,8 @@ class Program:
 
     def __call__(self, *args, **kwargs):
         values, B, fns, g = self._setup(args, kwargs)
-        if hasattr(B, "custom_vjp"):  # torch, jax: differentiable through the VJP program
-            out = g.through_vjp(values, B, fns)
+        if hasattr(B, "differentiable"):  # torch, jax: differentiated by derived programs
+            out = g.through_derived(values, B, fns)
         else:
             out = evaluate(g.outputs, g.feed(values, B), B, fns)
         return out[0] if len(out) == 1 else tuple(out)

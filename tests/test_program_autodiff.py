@@ -146,7 +146,7 @@ def test_torch_func(name):
 
     def loss(fn):
         return lambda x: (torch.sin(fn(x=x)) * c.w).sum()
-    for transform in (func.grad, func.hessian):
+    for transform in (func.grad, func.hessian, lambda f: func.jacrev(func.jacrev(f))):
         close(transform(loss(c.ours))(x), transform(loss(c.theirs))(x), transform.__name__)
     for transform in (func.jacrev, func.jacfwd):
         close(transform(lambda x: c.ours(x=x))(x), transform(lambda x: c.theirs(x=x))(x),
@@ -155,6 +155,18 @@ def test_torch_func(name):
           func.vmap(func.grad(loss(c.theirs)))(c.batch), "vmap(grad)")
     close(func.vmap(lambda x: c.ours(x=x))(c.batch),
           func.vmap(lambda x: c.theirs(x=x))(c.batch), "vmap")
+
+
+@pytest.mark.xfail(reason="torch bug pytorch/pytorch#197867 (as for einvjp.einsum, see "
+                          "test_torch.py): nested jacfwd through an autograd.Function's jvp",
+                   strict=False)
+def test_torch_jacfwd_of_jacfwd():
+    c = torch_case("mlp")
+    x = c.lib(c.inputs["x"])
+
+    def twice(fn):
+        return func.jacfwd(func.jacfwd(lambda x: (torch.sin(fn(x=x)) * c.w).sum()))(x)
+    close(twice(c.ours), twice(c.theirs))
 
 
 def test_torch_complex_follows_torch_convention():
@@ -196,3 +208,19 @@ def test_torch_backward_runs_the_vjp_program(monkeypatch):
     # forward contraction differentiated by autograd node by node.
     assert calls == [(True, False, False)] and ge_backward == []
     close(x.grad, torch.func.vjp(lambda x: c.theirs(x=x), c.lib(c.inputs["x"]))[1](c.w)[0])
+
+
+def test_torch_forward_mode_runs_the_jvp_program(monkeypatch):
+    """Forward mode evaluates the VJP program's transpose (`Graph.linearized`)."""
+    tb = pytest.importorskip("einvjp.backends.torch")
+    calls, ge_jvp = [], []
+    jvp = _Autodiff.jvp
+    monkeypatch.setattr(_Autodiff, "jvp", lambda self, a, t: calls.append(
+        tuple(x is not None for x in t)) or jvp(self, a, t))
+    monkeypatch.setattr(tb.GEFunction, "jvp", staticmethod(lambda *a: ge_jvp.append(1)))
+    prog = einvjp.compile(LAYER_NORM)  # built under the spy
+    c = torch_case("layer_norm")
+    x, t = c.lib(c.inputs["x"]), c.v["x"]
+    got = func.jvp(lambda x: prog(**c.values(x=x)), (x,), (t,))[1]
+    assert calls == [(True, False, False)] and ge_jvp == []
+    close(got, func.jvp(lambda x: c.theirs(x=x), (x,), (t,))[1])
