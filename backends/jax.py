@@ -14,6 +14,11 @@ Each rule binds `ge_p` again, so derivatives of derivatives (grad of grad,
 `jax.hessian`, `jacfwd` of `jacrev`) stay GEs.  Diagonals are strided slices
 and diagonal embeddings interior padding: no delta, gather or scatter.
 
+`differentiable(key, run, vjp, jvp)` makes a whole function of arrays (an
+einvjp program) differentiate through its derived programs: a
+`jax.custom_jvp` whose tangent is the primitive `linear_p` (impl `jvp`,
+transpose `vjp`); see the section at the end.
+
 >>> import jax.numpy as jnp
 >>> diagonal(jnp.arange(9.0).reshape(3, 3), ((0, 1),)).tolist()
 [0.0, 4.0, 8.0]
@@ -203,3 +208,134 @@ mlir.register_lowering(ge_p, mlir.lower_fun(_run, multiple_results=False))
 ad.primitive_jvps[ge_p] = _jvp
 ad.primitive_transposes[ge_p] = _transpose
 batching.primitive_batchers[ge_p] = _batch
+
+
+# --- A whole function through its derived programs ---------------------------------
+#
+# `differentiable(key, run, vjp, jvp)` is a `jax.custom_jvp` function whose
+# tangent is `linear_p`: linear in the tangents, evaluated by `jvp`, and
+# transposed by `vjp`.  Forward mode (jvp, jacfwd) thus evaluates the JVP
+# program and reverse mode (grad, vjp, jacrev, the jacrev inside hessian)
+# the VJP program; both are jax ops and GEs again, so any composition
+# differentiates further.  (`jax.custom_vjp` alone allows no forward mode.)
+
+
+class _Rule:
+    """`run(*arrays) -> tuple`; `vjp(arrays, cotangents, wanted)`, one
+    gradient per array (None where not wanted); `jvp(arrays, tangents)`,
+    one tangent per output (a None tangent is zero).  Compared by `key`: it
+    is a (hashable) parameter of `linear_p`, which jit caches by."""
+
+    def __init__(self, key, run, vjp, jvp):
+        self.key, self.run, self.vjp, self.jvp = key, run, vjp, jvp
+
+    def __eq__(self, other):
+        return isinstance(other, _Rule) and self.key == other.key
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __repr__(self):
+        return f"_Rule({self.key!r})"
+
+
+def differentiable(key, run, vjp, jvp):
+    """A function of jax arrays that every JAX transform (jit, vmap, grad,
+    jvp, jacfwd, jacrev, hessian, and their compositions) differentiates by
+    `vjp` in reverse mode and `jvp` in forward mode (see `_Rule`)."""
+    rule = _Rule(key, run, vjp, jvp)
+
+    @jax.custom_jvp
+    def f(*arrays):
+        return tuple(run(*arrays))
+
+    @f.defjvp
+    def _(primals, tangents):
+        diff = tuple(k for k, x in enumerate(primals) if jnp.issubdtype(x.dtype, jnp.inexact))
+        lin = linear_p.bind(*primals, *(tangents[k] for k in diff), rule=rule, diff=diff,
+                            levels=())
+        return tuple(run(*primals)), tuple(lin)
+    return f
+
+
+# Operands: the arrays, then the tangents of the arrays listed in `diff`.
+# `levels`: one (size, batched operand positions) per vmap, outermost first;
+# each is a leading axis of its operands and of every output.
+
+linear_p = Primitive("einvjp_linear")
+linear_p.multiple_results = True
+
+
+def _vmapped(fn, n, levels):
+    """`fn` of n operands, batched by `levels`."""
+    for _, batched in reversed(levels):
+        fn = jax.vmap(fn, in_axes=tuple(0 if k in batched else None for k in range(n)))
+    return fn
+
+
+def _linear(*ops, rule, diff, levels):
+    n = len(ops) - len(diff)
+
+    def one(*ops):
+        tangents = [None] * n
+        for k, t in zip(diff, ops[n:]):
+            tangents[k] = t
+        return tuple(rule.jvp(ops[:n], tangents))
+    return list(_vmapped(one, len(ops), levels)(*ops))
+
+
+def _linear_abstract_eval(*avals, rule, diff, levels):
+    shapes = jax.eval_shape(functools.partial(_linear, rule=rule, diff=diff, levels=levels),
+                            *avals)
+    return [ShapedArray(s.shape, s.dtype) for s in shapes]
+
+
+def _linear_jvp(primals, tangents, *, rule, diff, levels):
+    """Forward over forward: JAX differentiates the JVP program's ops."""
+    tangents = [ad.instantiate_zeros(t) for t in tangents]
+    return jax.jvp(functools.partial(_linear, rule=rule, diff=diff, levels=levels),
+                   tuple(primals), tuple(tangents))
+
+
+def _linear_transpose(cts, *ops, rule, diff, levels):
+    n = len(ops) - len(diff)
+    if any(ad.is_undefined_primal(x) for x in ops[:n]):
+        raise EinvjpError("a program's JVP is linear in its tangents, not in its inputs")
+    wanted = [False] * n
+    for k, t in zip(diff, ops[n:]):
+        wanted[k] = ad.is_undefined_primal(t)
+    out = [None] * len(ops)
+    if not any(wanted):
+        return out
+    cts = [ad.instantiate_zeros(c) for c in cts]
+
+    def one(*args):
+        grads = rule.vjp(args[:n], args[n:], tuple(wanted))
+        return tuple(g for g, w in zip(grads, wanted) if w)
+    # The cotangents carry every level; an array, the levels it had.
+    every = tuple(range(n, n + len(cts)))
+    in_levels = tuple((size, tuple(k for k in batched if k < n) + every)
+                      for size, batched in levels)
+    grads = iter(_vmapped(one, n + len(cts), in_levels)(*ops[:n], *cts))
+    for j, k in enumerate(diff):
+        if wanted[k]:
+            g = next(grads)  # a level the tangent lacks is summed out
+            lacks = tuple(a for a, (_, batched) in enumerate(levels) if n + j not in batched)
+            out[n + j] = g.sum(axis=lacks) if lacks else g
+    return out
+
+
+def _linear_batch(args, dims, *, rule, diff, levels):
+    size = next(x.shape[d] for x, d in zip(args, dims) if d is not None)
+    moved = [x if d is None else jnp.moveaxis(x, d, 0) for x, d in zip(args, dims)]
+    batched = tuple(k for k, d in enumerate(dims) if d is not None)
+    out = linear_p.bind(*moved, rule=rule, diff=diff, levels=((size, batched),) + levels)
+    return out, [0] * len(out)
+
+
+linear_p.def_impl(jax.jit(_linear, static_argnames=("rule", "diff", "levels")))
+linear_p.def_abstract_eval(_linear_abstract_eval)
+mlir.register_lowering(linear_p, mlir.lower_fun(_linear, multiple_results=True))
+ad.primitive_jvps[linear_p] = _linear_jvp
+ad.primitive_transposes[linear_p] = _linear_transpose
+batching.primitive_batchers[linear_p] = _linear_batch

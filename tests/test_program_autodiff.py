@@ -1,7 +1,9 @@
-"""Programs on torch tensors are differentiated by torch autograd and
-torch.func *through their derived VJP program* (`Program.__call__` ->
-`Graph.through_vjp` -> the backend's `custom_vjp`), and agree with the
-library's own autodiff of the same math written in its ops (float64, 1e-10).
+"""Programs on torch tensors and jax arrays are differentiated by torch
+autograd, torch.func and JAX's transforms *through their derived programs*
+(`Program.__call__` -> `Graph.through_derived` -> the backend's
+`differentiable`): reverse mode evaluates the VJP program, forward mode its
+transpose (`Graph.linearized`).  They agree with each library's own
+autodiff of the same math written in its ops (float64, 1e-10).
 
 Three programs: the layer norm in index notation (DESIGN §5), an MLP block
 traced from Python (linear, gelu, linear) and the seed's cross-entropy
@@ -224,3 +226,105 @@ def test_torch_forward_mode_runs_the_jvp_program(monkeypatch):
     got = func.jvp(lambda x: prog(**c.values(x=x)), (x,), (t,))[1]
     assert calls == [(True, False, False)] and ge_jvp == []
     close(got, func.jvp(lambda x: c.theirs(x=x), (x,), (t,))[1])
+
+
+# --- JAX ------------------------------------------------------------------------------
+
+jax = pytest.importorskip("jax")
+import jax.numpy as jnp  # noqa: E402
+
+JAX = types.SimpleNamespace(exp=jnp.exp, log=jnp.log, sqrt=jnp.sqrt,
+                            gelu=lambda x: jax.nn.gelu(x, approximate=False))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _jax_x64():
+    """float64 on; XLA's optimizations off (they cost compile time only)."""
+    flags = {"jax_enable_x64": True, "jax_disable_most_optimizations": True,
+             "jax_optimization_level": "O0"}
+    previous = {flag: jax.config.values[flag] for flag in flags}
+    for flag, value in flags.items():
+        jax.config.update(flag, value)
+    yield
+    for flag, value in previous.items():
+        jax.config.update(flag, value)
+
+
+def jax_case(name):
+    return Case(name, jnp.asarray, JAX)
+
+
+def _transforms(c, fn):
+    """Every transform at once, under one jit (one compilation)."""
+    def out(x, rest):
+        return fn(x=x, **rest)
+
+    def loss(x, rest):
+        return jnp.sum(jnp.sin(out(x, rest)) * c.w)
+
+    def hvp(x, rest):  # grad of grad: ∂/∂(x, rest) of ⟨∂L/∂(x, rest), v⟩
+        gx, grest = jax.grad(loss, argnums=(0, 1))(x, rest)
+        return jnp.vdot(gx, c.v["x"]) + sum(jnp.vdot(g, c.v[n]) for n, g in grest.items())
+
+    @jax.jit
+    def run(x, rest):
+        return {"value": out(x, rest),
+                "grad": jax.grad(loss, argnums=(0, 1))(x, rest),
+                "grad_of_grad": jax.grad(hvp, argnums=(0, 1))(x, rest),
+                "vmap_grad": jax.vmap(jax.grad(loss), (0, None))(c.batch, rest),
+                "jacrev": jax.jacrev(out)(x, rest),
+                "jacfwd": jax.jacfwd(out)(x, rest),
+                "hessian": jax.hessian(loss)(x, rest)}
+    return run(c.lib(c.inputs["x"]), {n: c.lib(c.inputs[n]) for n in c.arrays if n != "x"})
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_jax_transforms(name):
+    c = jax_case(name)
+    ours, theirs = _transforms(c, c.ours), _transforms(c, c.theirs)
+    for what in ours:
+        for a, b in zip(jax.tree_util.tree_leaves(ours[what]),
+                        jax.tree_util.tree_leaves(theirs[what])):
+            close(a, b, what)
+
+
+def test_jax_eager_jacfwd():
+    """Outside jit: the linearization primitive's own impl runs."""
+    c = jax_case("cross_entropy")
+    x = c.lib(c.inputs["x"])
+    close(jax.jacfwd(lambda x: c.ours(x=x))(x), jax.jacfwd(lambda x: c.theirs(x=x))(x))
+
+
+def test_jax_grad_runs_the_vjp_program(monkeypatch):
+    jb = pytest.importorskip("einvjp.backends.jax")
+    from jax.interpreters import ad
+    calls, ge_transposes = [], []
+    vjp = _Autodiff.vjp
+    monkeypatch.setattr(_Autodiff, "vjp", lambda self, *a: calls.append(a[2]) or vjp(self, *a))
+    transpose = ad.primitive_transposes[jb.ge_p]
+    monkeypatch.setitem(ad.primitive_transposes, jb.ge_p,
+                        lambda *a, **k: ge_transposes.append(1) or transpose(*a, **k))
+    prog = einvjp.compile(LAYER_NORM)  # built under the spy
+    c = jax_case("layer_norm")
+    x = c.lib(c.inputs["x"])
+    g = jax.jit(jax.grad(lambda x: jnp.sum(prog(**c.values(x=x)) * c.w)))(x)
+    assert calls == [(True, False, False)] and ge_transposes == []
+    close(g, jax.grad(lambda x: jnp.sum(c.theirs(x=x) * c.w))(x))
+
+
+def test_jax_forward_mode_runs_the_jvp_program(monkeypatch):
+    jb = pytest.importorskip("einvjp.backends.jax")
+    from jax.interpreters import ad
+    calls, ge_jvps = [], []
+    jvp = _Autodiff.jvp
+    monkeypatch.setattr(_Autodiff, "jvp", lambda self, a, t: calls.append(
+        tuple(x is not None for x in t)) or jvp(self, a, t))
+    monkeypatch.setitem(ad.primitive_jvps, jb.ge_p, lambda *a, **k: ge_jvps.append(1))
+    prog = einvjp.compile(LAYER_NORM)  # built under the spy
+    c = jax_case("layer_norm")
+    x, t = c.lib(c.inputs["x"]), c.v["x"]
+    got = jax.jit(lambda x, t: jax.jvp(lambda x: prog(**c.values(x=x)), (x,), (t,))[1])(x, t)
+    # Traced for the shapes and for the lowering; gamma and beta come with
+    # zero tangents (custom_jvp instantiates them).
+    assert calls and set(calls) == {(True, True, True)} and ge_jvps == []
+    close(got, jax.jvp(lambda x: c.theirs(x=x), (x,), (t,))[1])
