@@ -43,34 +43,33 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import io
 import os
-import platform
 import pstats
-import re
-import statistics
-import subprocess
 import sys
 import time
-import traceback
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-README = os.path.join(HERE, "README.md")
+import harness
+from harness import README, close, to_numpy
+
 START, END = "<!-- programs:start -->", "<!-- programs:end -->"
 DTYPE = np.float32
 TORCH_THREADS = 2
 EPS = 1e-5
+TOL = 2e-4   # relative to max |reference|
 
-LAYER_NORM = """
-    m[b]    = x[b,h] / H
-    mu[b,h] = x[b,h] - m[b]
-    v[b]    = mu[b,h]^2 / H
-    s[b]    = sqrt(v[b] + eps)
-    y[b,h]  = mu[b,h] / s[b] * gamma[h] + beta[h]
-"""
+
+def layer_norm_program():
+    """The seed's layer norm in index notation: examples/layer_norm.py's
+    PROGRAM (examples/ is not a package: loaded by path)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(harness.HERE), "examples", "layer_norm.py")
+    spec = importlib.util.spec_from_file_location("einvjp_example_layer_norm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PROGRAM
 
 
 def mlp_fn(x, w1, b1, w2, b2):
@@ -152,7 +151,7 @@ def workloads(quick):
     import einvjp
     sz = sizes(quick)
     ln = dict(title=f"layernorm (B={sz['layernorm']['B']}, H={sz['layernorm']['H']})",
-              prog=einvjp.compile(LAYER_NORM), data=make_layernorm(**sz["layernorm"]),
+              prog=layer_norm_program(), data=make_layernorm(**sz["layernorm"]),
               torch=torch_layernorm, ref=("F.layer_norm", torch_F_layernorm),
               jnp=jnp_layernorm, ref64=torch_layernorm)
     m = sz["mlp"]
@@ -178,59 +177,26 @@ def reference(w):
     return y.detach().numpy(), {n: t.grad.numpy() for n, t in leaves.items()}
 
 
-def _np(x):
-    if hasattr(x, "detach"):
-        x = x.detach()
-    return np.asarray(x, dtype=np.float64)
-
-
-def _close(got, want, what, tol=2e-4):
-    got = _np(got)
-    if got.shape != want.shape:
-        raise AssertionError(f"{what}: shape {got.shape} != {want.shape}")
-    scale = max(float(np.max(np.abs(want))), 1e-30)
-    err = float(np.max(np.abs(got - want))) / scale
-    if not err <= tol:
-        raise AssertionError(f"{what}: max error {err:.2e} of max |ref| (tolerance {tol})")
-    return err
-
-
 def check(result, ref):
     """result = (output or None, {name: gradient}); -> the worst error."""
     y, grads = result
     ref_y, ref_grads = ref
-    errs = [] if y is None else [_close(y, ref_y, "output")]
+    errs = [] if y is None else [close(y, ref_y, "output", TOL)]
     if set(grads) != set(ref_grads):
         raise AssertionError(f"gradients for {sorted(grads)}, expected {sorted(ref_grads)}")
-    errs += [_close(grads[n], ref_grads[n], f"d/d{n}") for n in ref_grads]
+    errs += [close(grads[n], ref_grads[n], f"d/d{n}", TOL) for n in ref_grads]
     return max(errs)
 
 
 def check_pair(a, b, names):
     """einvjp's gradients against the peer's (both float32), directly."""
     for n in names:
-        _close(a[1][n], _np(b[1][n]), f"einvjp vs peer d/d{n}", tol=2e-4)
+        close(a[1][n], to_numpy(b[1][n]), f"einvjp vs peer d/d{n}", TOL)
 
 
 # --------------------------------------------------------------------------
 # Paths: each builds a zero-argument callable doing forward + backward and
 # returning (output or None, {name: gradient}).
-
-
-def path_einvjp_torch(w):
-    import torch
-    inputs, scalars, ct = w["data"]
-    prog = w["prog"]
-    leaves = {n: torch.tensor(a, requires_grad=True) for n, a in inputs.items()}
-    ct_t = torch.from_numpy(ct)
-
-    def run():
-        for t in leaves.values():
-            t.grad = None
-        y = prog(**leaves, **scalars)
-        y.backward(ct_t)
-        return y, {n: t.grad for n, t in leaves.items()}
-    return run
 
 
 def _path_torch_fn(fn):
@@ -248,6 +214,10 @@ def _path_torch_fn(fn):
             return y, {n: t.grad for n, t in leaves.items()}
         return run
     return path
+
+
+def path_einvjp_torch(w):
+    return _path_torch_fn(w["prog"])(w)
 
 
 def path_torch(w):
@@ -310,69 +280,16 @@ RATIOS = [("einvjp-torch", "torch", 1.0), ("einvjp-jax", "jax", None)]
 # Timing
 
 
-def _warm(fn, first, budget):
-    """Warm-up calls -> the fastest call seen, an estimate of one call."""
-    warm = [first]
-    if first < budget / 4:
-        t_start = time.perf_counter()
-        while len(warm) < 5 or (time.perf_counter() - t_start < 0.3 and len(warm) < 50):
-            t = time.perf_counter()
-            fn()
-            warm.append(time.perf_counter() - t)
-    return max(min(warm), 1e-7)
+def _repeats(args):
+    """Repeats per cell: `--repeats`, or ~`--budget` seconds, at least 15."""
+    def repeats_for(number, est):
+        return args.repeats if args.repeats else max(
+            15, min(int(args.budget / (number * est)), 2000))
+    return repeats_for
 
 
-def measure(fns, estimates, repeats=None, budget=2.0):
-    """Median seconds per call of each function, repeats interleaved
-    round-robin (who goes first rotates); a repeat times `number`
-    back-to-back calls (>= ~5 ms), gc off.  Unless `repeats` is given each
-    function gets ~`budget` seconds of repeats, at least 15."""
-    plan = []
-    for est in estimates:
-        number = max(1, int(0.005 / est))
-        reps = repeats if repeats else max(15, min(int(budget / (number * est)), 2000))
-        plan.append((number, reps))
-    rounds = max(reps for _, reps in plan)
-    times = [[] for _ in fns]
-    gc.collect()
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
-        for r in range(rounds):
-            order = list(range(len(fns)))
-            order = order[r % len(order):] + order[: r % len(order)]
-            for k in order:
-                number, reps = plan[k]
-                if (r + 1) * reps // rounds == r * reps // rounds:
-                    continue
-                fn = fns[k]
-                t = time.perf_counter()
-                for _ in range(number):
-                    fn()
-                times[k].append((time.perf_counter() - t) / number)
-    finally:
-        if gc_was:
-            gc.enable()
-    return [(statistics.median(ts), len(ts), number, min(ts))
-            for ts, (number, _) in zip(times, plan)]
-
-
-class Cell:
-    def __init__(self, seconds=None, error=None, repeats=0, number=0, err=None, best=None):
-        self.seconds, self.error, self.repeats, self.number = seconds, error, repeats, number
-        self.err = err  # the checked call's worst relative error
-        self.best = best  # the fastest timed repeat
-
-    def text(self):
-        if self.error is not None:
-            return "ERR: " + _short(self.error.split(":")[0], 30)
-        best = "" if self.best is None else f" ({self.best * 1e3:.3g})"
-        return f"{self.seconds * 1e3:.3f}{best}"
-
-
-def _short(msg, n=60):
-    msg = " ".join(str(msg).split()).replace("|", "/")
-    return msg if len(msg) <= n else msg[: n - 1] + "…"
+class Cell(harness.Cell):
+    ERR_WIDTH = 30
 
 
 def run_workload(w, args, columns=None):
@@ -382,19 +299,14 @@ def run_workload(w, args, columns=None):
     for col, path, _ in columns:
         try:
             fn = path(w)
-            fn()                                  # planning, jit, first touch
-            t = time.perf_counter()
-            result = fn()
-            first = time.perf_counter() - t
+            result, first = harness.first_call(fn)   # after planning, jit
             err = check(result, ref)              # checked before any timing
             results[col] = result
             cells[col] = Cell(first, repeats=1, number=1, err=err)
             if not args.quick:
-                ready.append((col, fn, _warm(fn, first, args.budget)))
+                ready.append((col, fn, harness.warm(fn, first, args.budget, 5, 0.3)))
         except Exception as e:  # noqa: BLE001 - a failing path is a result
-            if args.verbose:
-                traceback.print_exc()
-            cells[col] = Cell(error=f"{type(e).__name__}: {e}")
+            cells[col] = harness.error_cell(e, args.verbose, Cell)
     # einvjp's gradients against its peer's, directly (float32 vs float32).
     for col, _, peer in columns:
         if peer and col in results and peer in results:
@@ -404,8 +316,8 @@ def run_workload(w, args, columns=None):
                 cells[col] = Cell(error=f"AssertionError: {e}")
                 ready = [r for r in ready if r[0] != col]
     if ready:
-        timed = measure([fn for _, fn, _ in ready], [est for _, _, est in ready],
-                        args.repeats, args.budget)
+        timed = harness.measure([fn for _, fn, _ in ready], [est for _, _, est in ready],
+                                _repeats(args))
         for (col, _, _), (sec, reps, number, best) in zip(ready, timed):
             cells[col] = Cell(sec, repeats=reps, number=number, err=cells[col].err, best=best)
     return cells
@@ -427,9 +339,8 @@ def table(ws, results, columns=None, title=None):
     lines = [(title or "median ms per forward+backward (float32; einvjp-numpy: gradients "
               "only)") + "; in parentheses: the fastest repeat, and the ratio of the fastest",
              "",
-             "| workload | " + " | ".join(HEADS[c] for c in cols) + " | "
-             + " | ".join(f"{a} / {b}" for a, b, _ in ratios_) + " |",
-             "|---|" + "---:|" * (len(cols) + len(ratios_))]
+             *harness.table_head(["workload", *(HEADS[c] for c in cols),
+                                  *(f"{a} / {b}" for a, b, _ in ratios_)])]
     notes = []
     for name, w in ws.items():
         row = results[name]
@@ -446,7 +357,7 @@ def table(ws, results, columns=None, title=None):
                      + " | " + " | ".join(ratios) + " |")
         for c in cols:
             if row[c].error is not None:
-                notes.append(f"- {name} / {c}: {_short(row[c].error, 300)}")
+                notes.append(f"- {name} / {c}: {harness.short(row[c].error, 300)}")
     reps = sorted({row[c].repeats for row in results.values() for c in cols
                    if row[c].error is None})
     lines += ["", f"timed repeats per cell: {', '.join(map(str, reps))}; worst relative "
@@ -457,58 +368,19 @@ def table(ws, results, columns=None, title=None):
     return "\n".join(lines)
 
 
-def machine():
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    vers = [f"python {platform.python_version()}", f"numpy {np.__version__}"]
-    from importlib.metadata import version
-    for mod in ("torch", "jax", "jaxlib", "opt_einsum"):
-        try:
-            vers.append(f"{mod} {version(mod)}")
-        except Exception:  # noqa: BLE001
-            pass
-    try:
-        commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", HERE, "status", "--porcelain", "--",
-                                "../einvjp", "../backends"],
-                               capture_output=True, text=True).stdout.strip()
-        vers.append(f"einvjp @ {commit}" + (" + uncommitted changes in einvjp/ backends/"
-                                            if dirty else ""))
-    except Exception:  # noqa: BLE001
-        pass
-    return cpu, os.cpu_count(), vers
-
-
-def _loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
-
-
 def header(args, load_start, load_end, threads):
-    date = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
-    cpu, cores, vers = machine()
-    cmd = "python bench/programs.py" + ("" if len(sys.argv) == 1
-                                        else " " + " ".join(sys.argv[1:]))
+    vers = harness.versions(("torch", "jax", "jaxlib", "opt_einsum"),
+                            dirty="uncommitted changes in einvjp/ backends/")
     mode = ("quick (tiny sizes, 1 call each: a smoke test, not a measurement)" if args.quick
             else f"{args.repeats} repeats" if args.repeats
             else f"repeats for ~{args.budget:g} s per cell (>= 15)")
     return "\n".join([
-        f"- date: {date}",
-        f"- machine: {cpu}, {cores} cores; load average {load_start} at start, "
+        f"- date: {harness.date_utc()}",
+        f"- machine: {harness.cpu_name()}, {os.cpu_count()} cores; "
+        f"load average {load_start} at start, "
         f"{load_end} at end (other processes share the machine)",
         f"- versions: {', '.join(vers)}",
-        f"- command: `{cmd}`",
+        f"- command: `{harness.command('bench/programs.py')}`",
         f"- float32; torch.set_num_threads({', then '.join(map(str, threads))}); {mode}; "
         "median of timed "
         "repeats after warm-up, all paths of a workload interleaved",
@@ -551,24 +423,6 @@ its Python gaps between them let the worker go idle), and their ratios swing
 from run to run; the 1-thread table is the steadier measure of what einvjp
 itself costs.
 """
-
-
-def write_readme(text):
-    """Replace (or add) only the programs section, re-reading the file just
-    before writing."""
-    body = f"{START}\n{text}\n{END}"
-    if os.path.exists(README):
-        with open(README) as f:
-            old = f.read()
-        if START in old and END in old:
-            new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: body, old,
-                         flags=re.S)
-        else:
-            new = old.rstrip() + "\n\n" + body + "\n"
-    else:
-        new = body + "\n"
-    with open(README, "w") as f:
-        f.write(new)
 
 
 # --------------------------------------------------------------------------
@@ -687,7 +541,7 @@ def main(argv=None):
 
     import torch
     threads = [int(t) for t in args.threads.split(",")]
-    load_start = _loadavg()
+    load_start = harness.loadavg()
     ws = workloads(args.quick)
     tables = []
     for k, n in enumerate(threads):
@@ -702,10 +556,10 @@ def main(argv=None):
                     "; the torch columns again, a control for thread oversubscription)"))
         tables.append(f"### {n} torch thread(s)\n\n" + table(ws, results, columns, title))
     torch.set_num_threads(threads[0])
-    text = header(args, load_start, _loadavg(), threads) + "\n\n" + "\n\n".join(tables)
+    text = header(args, load_start, harness.loadavg(), threads) + "\n\n" + "\n\n".join(tables)
     print(text)
     if args.write:
-        write_readme(DESCRIPTION + "\n" + text)
+        harness.write_section(START, END, DESCRIPTION + "\n" + text)
         print(f"\nwritten to {README}", file=sys.stderr)
     if args.profile:   # at the last thread count given (the least noisy under load: 1)
         torch.set_num_threads(threads[-1])

@@ -28,25 +28,19 @@ Sections (peers measured in the same process, same run):
 from __future__ import annotations
 
 import argparse
-import datetime
-import gc
 import math
 import os
-import platform
-import re
-import statistics
-import subprocess
 import sys
-import time
-import traceback
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-README = os.path.join(HERE, "README.md")
+import harness
+from harness import README, Cell, close
+
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 DTYPE = np.float32
 TORCH_THREADS = 2
+TOL = 2e-3   # relative to max |reference|
 
 
 # --------------------------------------------------------------------------
@@ -150,34 +144,18 @@ def reference(eq, ops, ct):
     return y.detach().numpy(), [x.grad.numpy() for x in leaves]
 
 
-def _close(got, want, what):
-    got = np.asarray(got, dtype=np.float64)
-    if got.shape != want.shape:
-        raise AssertionError(f"{what}: shape {got.shape} != {want.shape}")
-    scale = max(float(np.max(np.abs(want))) if want.size else 0.0, 1e-30)
-    err = float(np.max(np.abs(got - want))) / scale if want.size else 0.0
-    if not err <= 2e-3:
-        raise AssertionError(f"{what}: max error {err:.2e} of max |ref| (tolerance 2e-3)")
-
-
 def check(result, ref):
     """`result` = (output or None, gradients); compare with the reference."""
     y, grads = result
     ref_y, ref_grads = ref
     if y is not None:
-        _close(_np(y), ref_y, "output")
+        close(y, ref_y, "output", TOL)
     if len(grads) != len(ref_grads):
         raise AssertionError(f"{len(grads)} gradients for {len(ref_grads)} operands")
     for k, (g, r) in enumerate(zip(grads, ref_grads)):
         if g is None:
             raise AssertionError(f"gradient {k} is None")
-        _close(_np(g), r, f"gradient {k}")
-
-
-def _np(x):
-    if hasattr(x, "detach"):
-        x = x.detach()
-    return np.asarray(x)
+        close(g, r, f"gradient {k}", TOL)
 
 
 # --------------------------------------------------------------------------
@@ -284,80 +262,15 @@ SECTIONS = {
 # Timing
 
 
-def _warm(fn, first, budget):
-    """Warm-up calls (the check call, `first` seconds, counts as one; a slow
-    path gets no more) -> the fastest call seen, an estimate of one call."""
-    warm = [first]
-    if first < budget / 4:
-        t_start = time.perf_counter()
-        while len(warm) < 3 or (time.perf_counter() - t_start < 0.2 and len(warm) < 50):
-            t = time.perf_counter()
-            fn()
-            warm.append(time.perf_counter() - t)
-    return max(min(warm), 1e-7)
-
-
-def measure(fns, estimates, repeats=None, budget=1.5):
-    """Median seconds per call of each function, timed *interleaved*: the
-    repeats of every peer are spread evenly over the same stretch of time, so
-    a burst of load from other processes hits all of them alike.
-
-    A repeat times `number` back-to-back calls (number so that a repeat lasts
-    >= ~5 ms, timeit-style) with time.perf_counter, gc off.  Unless `repeats`
-    is given, each function gets enough repeats for ~`budget` seconds (at
+def _repeats(args):
+    """Repeats per cell: `--repeats`, or enough for ~`--budget` seconds (at
     least 5; at least 3 for calls slower than budget/4)."""
-    plan = []
-    for est in estimates:
-        number = max(1, int(0.005 / est))
-        if repeats is None:
-            reps = max(3 if est > budget / 4 else 5, min(int(budget / (number * est)), 2000))
-        else:
-            reps = repeats
-        plan.append((number, reps))
-    rounds = max(reps for _, reps in plan)
-    times = [[] for _ in fns]
-    gc.collect()
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
-        for r in range(rounds):
-            order = list(range(len(fns)))
-            order = order[r % len(order):] + order[: r % len(order)]  # rotate who goes first
-            for k in order:
-                number, reps = plan[k]
-                if (r + 1) * reps // rounds == r * reps // rounds:
-                    continue                    # this path's repeats are spread thinner
-                fn = fns[k]
-                t = time.perf_counter()
-                for _ in range(number):
-                    fn()
-                times[k].append((time.perf_counter() - t) / number)
-    finally:
-        if gc_was:
-            gc.enable()
-    return [(statistics.median(ts), len(ts), number) for ts, (number, _) in zip(times, plan)]
-
-
-class Cell:
-    def __init__(self, seconds=None, error=None, repeats=0, number=0):
-        self.seconds, self.error, self.repeats, self.number = seconds, error, repeats, number
-
-    def text(self):
-        if self.error is not None:   # the full message goes under the table
-            return "ERR: " + self.error.split(":")[0]
-        return f"{self.seconds * 1e3:.3f}"
-
-
-def _short(msg, n=60):
-    msg = " ".join(str(msg).split())
-    msg = msg.replace("|", "/")
-    return msg if len(msg) <= n else msg[: n - 1] + "…"
-
-
-def _error(err, args):
-    if args.verbose:
-        traceback.print_exc()
-    return Cell(error=f"{type(err).__name__}: {err}")
+    def repeats_for(number, est):
+        if args.repeats is not None:
+            return args.repeats
+        return max(3 if est > args.budget / 4 else 5,
+                   min(int(args.budget / (number * est)), 2000))
+    return repeats_for
 
 
 def run_workload(cols, eq, ops, ct, ref, args):
@@ -367,26 +280,23 @@ def run_workload(cols, eq, ops, ct, ref, args):
     for col, path in cols:
         try:
             fn = path(eq, ops, ct)
-            fn()                            # jit compile / plan / first touch
-            t = time.perf_counter()
-            result = fn()
-            first = time.perf_counter() - t
+            result, first = harness.first_call(fn)   # after jit compile / plan
             check(result, ref)              # checked once, before any timing
             if args.quick:
                 cells[col] = Cell(first, repeats=1, number=1)
             else:
-                ready.append((col, fn, _warm(fn, first, args.budget)))
+                ready.append((col, fn, harness.warm(fn, first, args.budget, 3, 0.2)))
         except Exception as err:  # noqa: BLE001 - a failing path is a result
-            cells[col] = _error(err, args)
+            cells[col] = harness.error_cell(err, args.verbose)
     if ready:
         try:
-            timed = measure([fn for _, fn, _ in ready], [est for _, _, est in ready],
-                            args.repeats, args.budget)
-            for (col, _, _), (sec, reps, number) in zip(ready, timed):
+            timed = harness.measure([fn for _, fn, _ in ready],
+                                    [est for _, _, est in ready], _repeats(args))
+            for (col, _, _), (sec, reps, number, _) in zip(ready, timed):
                 cells[col] = Cell(sec, repeats=reps, number=number)
         except Exception as err:  # noqa: BLE001
             for col, _, _ in ready:
-                cells[col] = _error(err, args)
+                cells[col] = harness.error_cell(err, args.verbose)
     return {col: cells[col] for col, _ in cols}
 
 
@@ -406,8 +316,7 @@ def section_table(sec, results, names):
     each, mean = cfg["target"]
     lines = [f"### {cfg['title']}", "",
              "median ms per forward+backward (float32)", "",
-             "| workload | " + " | ".join(cols) + f" | ratio {num} / {den} |",
-             "|---|" + "---:|" * (len(cols) + 1)]
+             *harness.table_head(["workload", *cols, f"ratio {num} / {den}"])]
     ratios, notes = [], []
     for name in names:
         row = results[name]
@@ -421,7 +330,7 @@ def section_table(sec, results, names):
         lines.append(f"| {name} | " + " | ".join(row[c].text() for c in cols) + f" | {rtext} |")
         for c in cols:
             if row[c].error is not None:
-                notes.append(f"- {name} / {c}: {_short(row[c].error, 300)}")
+                notes.append(f"- {name} / {c}: {harness.short(row[c].error, 300)}")
     g = geomean(ratios)
     gtext = "—" if g is None else f"{g:.2f}"
     if g is not None and mean is not None:
@@ -438,78 +347,20 @@ def section_table(sec, results, names):
     return "\n".join(lines)
 
 
-def machine():
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    vers = [f"python {platform.python_version()}", f"numpy {np.__version__}"]
-    try:
-        blas = np.__config__.CONFIG["Build Dependencies"]["blas"]
-        vers[-1] += f" ({blas['name']} {blas.get('version', '')})"
-    except Exception:  # noqa: BLE001
-        pass
-    for mod in ("torch", "jax", "opt_einsum", "autograd"):
-        try:
-            from importlib.metadata import version
-            vers.append(f"{mod} {version(mod)}")
-        except Exception:  # noqa: BLE001
-            pass
-    try:
-        commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", HERE, "status", "--porcelain", "--",
-                                "../einvjp", "../backends"],
-                               capture_output=True, text=True).stdout.strip()
-        vers.append(f"einvjp @ {commit}" + (" + uncommitted changes" if dirty else ""))
-    except Exception:  # noqa: BLE001
-        pass
-    return cpu, os.cpu_count(), vers, _loadavg()
-
-
-def _loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
-
-
 def header(args):
-    date = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
-    cpu, cores, vers, load = machine()
-    cmd = "python bench/run.py" + ("" if len(sys.argv) == 1 else " " + " ".join(sys.argv[1:]))
+    vers = harness.versions(("torch", "jax", "opt_einsum", "autograd"), blas=True)
     mode = "quick (tiny sizes, 1 call, smoke test only)" if args.quick else (
         f"{args.repeats} repeats" if args.repeats else
         f"repeats chosen for ~{args.budget:g} s per cell")
     return "\n".join([
-        f"- date: {date}",
-        f"- machine: {cpu}, {cores} cores; load average at start {load}",
+        f"- date: {harness.date_utc()}",
+        f"- machine: {harness.cpu_name()}, {os.cpu_count()} cores; "
+        f"load average at start {harness.loadavg()}",
         f"- versions: {', '.join(vers)}",
-        f"- command: `{cmd}`",
+        f"- command: `{harness.command('bench/run.py')}`",
         f"- float32; torch.set_num_threads({TORCH_THREADS}); {mode}; "
         "median of timed repeats after warm-up",
     ])
-
-
-def write_readme(text):
-    body = f"{START}\n{text}\n{END}"
-    if os.path.exists(README):
-        old = open(README).read()
-        if START in old and END in old:
-            new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: body, old,
-                         flags=re.S)
-        else:
-            new = old.rstrip() + "\n\n" + body + "\n"
-    else:
-        new = "# einvjp benchmarks\n\n" + body + "\n"
-    with open(README, "w") as f:
-        f.write(new)
 
 
 # --------------------------------------------------------------------------
@@ -570,12 +421,13 @@ def main(argv=None):
         tables.append(table)
         print("\n" + table + "\n", flush=True)
 
-    load_end = f"- load average at end {_loadavg()} (other processes share the 2 cores: " \
+    load_end = f"- load average at end {harness.loadavg()} (other processes share the 2 cores: " \
         "medians resist them, they do not remove them)"
     print(load_end)
     if args.write:
-        write_readme(head + "\n" + load_end + "\n" + "\n".join(shapes_lines) + "\n\n"
-                     + "\n\n".join(tables))
+        harness.write_section(START, END, head + "\n" + load_end + "\n"
+                              + "\n".join(shapes_lines) + "\n\n" + "\n\n".join(tables),
+                              new_file="# einvjp benchmarks\n\n")
         print(f"wrote {os.path.relpath(README)}")
     return 0
 
