@@ -14,10 +14,10 @@ Each rule binds `ge_p` again, so derivatives of derivatives (grad of grad,
 `jax.hessian`, `jacfwd` of `jacrev`) stay GEs.  Diagonals are strided slices
 and diagonal embeddings interior padding: no delta, gather or scatter.
 
-`differentiable(key, run, vjp, jvp)` makes a whole function of arrays (an
-einvjp program) differentiate through its derived programs: a
-`jax.custom_jvp` whose tangent is the primitive `linear_p` (impl `jvp`,
-transpose `vjp`); see the section at the end.
+`differentiable(rule)` makes a whole function of arrays (an einvjp program)
+differentiate through its derived programs: a `jax.custom_jvp` whose
+tangent is the primitive `linear_p` (impl: the JVP program, transpose: the
+VJP program); see the section at the end.
 
 >>> import jax.numpy as jnp
 >>> diagonal(jnp.arange(9.0).reshape(3, 3), ((0, 1),)).tolist()
@@ -212,49 +212,35 @@ batching.primitive_batchers[ge_p] = _batch
 
 # --- A whole function through its derived programs ---------------------------------
 #
-# `differentiable(key, run, vjp, jvp)` is a `jax.custom_jvp` function whose
-# tangent is `linear_p`: linear in the tangents, evaluated by `jvp`, and
-# transposed by `vjp`.  Forward mode (jvp, jacfwd) thus evaluates the JVP
+# `differentiable(rule)` is a `jax.custom_jvp` function whose tangent is
+# `linear_p`: linear in the tangents, evaluated by `rule.jvp`, and
+# transposed by `rule.vjp`.  Forward mode (jvp, jacfwd) thus evaluates the JVP
 # program and reverse mode (grad, vjp, jacrev, the jacrev inside hessian)
 # the VJP program; both are jax ops and GEs again, so any composition
 # differentiates further.  (`jax.custom_vjp` alone allows no forward mode.)
 
 
-class _Rule:
-    """`run(*arrays) -> tuple`; `vjp(arrays, cotangents, wanted)`, one
-    gradient per array (None where not wanted); `jvp(arrays, tangents)`,
-    one tangent per output (a None tangent is zero).  Compared by `key`: it
-    is a (hashable) parameter of `linear_p`, which jit caches by."""
-
-    def __init__(self, key, run, vjp, jvp):
-        self.key, self.run, self.vjp, self.jvp = key, run, vjp, jvp
-
-    def __eq__(self, other):
-        return isinstance(other, _Rule) and self.key == other.key
-
-    def __hash__(self):
-        return hash(self.key)
-
-    def __repr__(self):
-        return f"_Rule({self.key!r})"
-
-
-def differentiable(key, run, vjp, jvp):
+def differentiable(rule):
     """A function of jax arrays that every JAX transform (jit, vmap, grad,
-    jvp, jacfwd, jacrev, hessian, and their compositions) differentiates by
-    `vjp` in reverse mode and `jvp` in forward mode (see `_Rule`)."""
-    rule = _Rule(key, run, vjp, jvp)
+    jvp, jacfwd, jacrev, hessian, and their compositions) differentiates
+    through `rule` (an einvjp program's `_Autodiff`, hashable: jit caches
+    by it):
 
+      * `rule.run(*arrays)` -> the outputs, a tuple;
+      * `rule.vjp(arrays, cotangents, wanted)` -> one gradient per array
+        (None where `wanted` is false): reverse mode;
+      * `rule.jvp(arrays, tangents)` -> one tangent per output: forward mode.
+    """
     @jax.custom_jvp
     def f(*arrays):
-        return tuple(run(*arrays))
+        return tuple(rule.run(*arrays))
 
     @f.defjvp
     def _(primals, tangents):
         diff = tuple(k for k, x in enumerate(primals) if jnp.issubdtype(x.dtype, jnp.inexact))
         lin = linear_p.bind(*primals, *(tangents[k] for k in diff), rule=rule, diff=diff,
                             levels=())
-        return tuple(run(*primals)), tuple(lin)
+        return tuple(rule.run(*primals)), tuple(lin)
     return f
 
 

@@ -18,10 +18,10 @@ runs as plain torch ops, differentiated by torch itself, and so does the
 broadcast ending a GE of several operands; under torch.compile the Function
 has no `jvp`: see `_run` for why.
 
-`differentiable(key, run, vjp, jvp)` turns a whole function of tensors (an
-einvjp program) into one `ProgramFunction`: backward evaluates `vjp` (the
-derived VJP program) and jvp `jvp` (its transpose) with these same ops, so
-both are differentiable again.
+`differentiable(rule)` turns a whole function of tensors (an einvjp
+program) into one `ProgramFunction`: backward evaluates the derived VJP
+program and jvp its transpose with these same ops, so both are
+differentiable again.
 
 dtypes: `torch.einsum` rejects operands of different dtypes; einvjp promotes
 them first, by torch's own rule (`torch.result_type`: dimensioned tensors,
@@ -179,51 +179,54 @@ _table = sys.modules[__name__]
 # --- A whole function through its own VJP -----------------------------------------
 
 
-class _Rule:
-    """What `ProgramFunction` runs: `run(*arrays) -> tuple`,
-    `vjp(arrays, cotangents, wanted)` (one gradient per array, None where
-    not wanted) and `jvp(arrays, tangents)` (one tangent per output); a
-    None cotangent or tangent stands for zero."""
-
-    def __init__(self, key, run, vjp, jvp):
-        self.key, self.run, self.vjp, self.jvp = key, run, vjp, jvp
-
-    def __repr__(self):
-        return f"_Rule({self.key!r})"
-
-
 class ProgramFunction(torch.autograd.Function):
-    """`ProgramFunction.apply(rule, *arrays)`: `rule.run` forward; backward
-    evaluates `rule.vjp` and jvp `rule.jvp` with torch ops and GEs, so both
-    are recorded by autograd and differentiable again (double backward,
-    `torch.func.hessian`); `generate_vmap_rule` batches all three."""
+    """`ProgramFunction.apply(rule, *arrays)`, for a rule as described at
+    `differentiable`: the outputs, then the residuals (non-differentiable
+    outputs, so that they can be saved).  Backward evaluates `rule.vjp` and
+    jvp `rule.jvp` with torch ops and GEs, both recorded by autograd and so
+    differentiable again (double backward, `torch.func.hessian`);
+    `generate_vmap_rule` batches all three."""
     generate_vmap_rule = True
 
     @staticmethod
     def forward(rule, *arrays):
-        return tuple(_own(y, arrays) for y in rule.run(*arrays))
+        outs, residuals = rule.forward(*arrays)
+        # A residual is an output of its own (`detach`), never an alias of a
+        # differentiable one.
+        return tuple(_own(y, arrays) for y in outs) + tuple(r.detach() for r in residuals)
 
     @staticmethod
     def setup_context(ctx, inputs, outputs):
         rule, *arrays = inputs
-        ctx.rule = rule
+        ctx.rule, ctx.n = rule, len(arrays)
         ctx.set_materialize_grads(False)  # absent (co)tangents arrive as None
-        ctx.save_for_backward(*arrays)
-        ctx.save_for_forward(*arrays)
+        ctx.mark_non_differentiable(*outputs[rule.n_outputs:])
+        # The same list twice: vmap's generated rule keeps one record of
+        # batch dims for both (see `_GE.setup_context`).
+        ctx.save_for_backward(*arrays, *outputs)
+        ctx.save_for_forward(*arrays, *outputs)
 
     @staticmethod
     def backward(ctx, *cotangents):
         # `vjp` transposes (JAX's convention); torch's gradient is its
         # conjugate at the conjugated cotangent (for y = a b, g conj(b)).
         wanted = ctx.needs_input_grad[1:]
+        cotangents = cotangents[:ctx.rule.n_outputs]
         if all(c is None for c in cotangents):
             return (None,) * (1 + len(wanted))
-        grads = ctx.rule.vjp(ctx.saved_tensors, tuple(map(_conj, cotangents)), wanted)
+        saved = ctx.saved_tensors
+        # The saved outputs and residuals serve a backward that is not
+        # recorded; a recorded one recomputes them from the inputs, so that
+        # they connect to them.
+        residuals = None if torch.is_grad_enabled() else saved[ctx.n:]
+        grads = ctx.rule.vjp(saved[:ctx.n], tuple(map(_conj, cotangents)), wanted, residuals)
         return (None,) + tuple(_conj(g) if w else None for g, w in zip(grads, wanted))
 
     @staticmethod
     def jvp(ctx, _rule_tangent, *tangents):
-        return ctx.rule.jvp(ctx.saved_tensors, tangents)
+        saved = ctx.saved_tensors
+        residuals = len(saved) - ctx.n - ctx.rule.n_outputs
+        return ctx.rule.jvp(saved[:ctx.n], tangents) + (None,) * residuals
 
 
 def _conj(x):
@@ -239,12 +242,21 @@ def _own(y, inputs):
     return y.clone() if any(y is x for x in inputs) else y
 
 
-def differentiable(key, run, vjp, jvp):
+def differentiable(rule):
     """A function of tensors that torch autograd and torch.func
-    differentiate by `vjp` (reverse mode) and `jvp` (forward mode), to any
-    order, as both run on torch ops again (see `_Rule`); `key` names it."""
-    rule = _Rule(key, run, vjp, jvp)
-    return lambda *arrays: ProgramFunction.apply(rule, *arrays)
+    differentiate through `rule` (an einvjp program's `_Autodiff`):
+
+      * `rule.forward(*arrays)` -> (outputs, residuals), tuples of tensors;
+      * `rule.vjp(arrays, cotangents, wanted, residuals)` -> one gradient per
+        array (None where `wanted` is false), `residuals` being the outputs
+        and then forward's residuals, or None (recompute them);
+      * `rule.jvp(arrays, tangents)` -> one tangent per output;
+      * `rule.n_outputs`; a None (co)tangent stands for zero.
+
+    Both derivatives run on torch ops again, so they differentiate to any
+    order."""
+    n = rule.n_outputs
+    return lambda *arrays: ProgramFunction.apply(rule, *arrays)[:n]
 
 
 def _run(plan, tensors):
@@ -257,11 +269,14 @@ def _run(plan, tensors):
       give under batched forward mode (vmap of jvp);
     * a GE of several operands that ends in a broadcast runs the broadcast
       that way too, after the Function (see `_split`);
+    * with grad mode off (a Function's forward, a backward not recorded),
+      there is no tape to write: plain torch ops, which forward mode and
+      vmap see through anyway;
     * under torch.compile the Function without `jvp` (Dynamo refuses a custom
       `jvp`), and no Function when no operand requires grad (Dynamo's
       no-grad path of autograd.Function passes its ctx to `forward(plan,
       *operands)` as the plan)."""
-    if plan.n == 1:
+    if plan.n == 1 or not torch.is_grad_enabled():
         return plan(_table, tensors)
     if len(plan.steps) > 1:
         # Step by step, so that autograd's tape keeps the intermediates and

@@ -796,16 +796,14 @@ class Graph:
     def through_derived(self, values, B, fns):
         """The outputs at `values`, as one function of the array inputs (and
         constants) that B's autodiff differentiates through the derived
-        programs: `B.differentiable` of `_Autodiff`'s run, vjp and jvp."""
+        programs: `B.differentiable(_Autodiff(...))`."""
         feed = self.feed(values, B)
         nodes = tuple(n for n, v in feed.items() if not _is_number(v))
         numbers = tuple((n, v) for n, v in feed.items() if _is_number(v))
         key = (B.name, nodes, numbers)
         f = self._functions.get(key)
         if f is None:
-            rule = _Autodiff(self, nodes, dict(numbers), B, fns)
-            f = self._functions[key] = B.differentiable((self,) + key, rule.run, rule.vjp,
-                                                        rule.jvp)
+            f = self._functions[key] = B.differentiable(_Autodiff(self, nodes, numbers, B, fns))
         return list(f(*[feed[n] for n in nodes]))
 
     def linearized(self, wrt):
@@ -839,28 +837,67 @@ class Graph:
 
 class _Autodiff:
     """A bound graph as a function of its array inputs (`nodes`), Python
-    numbers fixed: `run` evaluates the forward program, `vjp` the derived VJP
-    program and `jvp` its transpose, all with B's ops (which the library can
-    differentiate again).  `vjp` and `jvp` recompute the forward tensors
-    they read from the inputs, so that under autograd they connect to them
-    (the price of a second forward)."""
+    numbers fixed, for a backend's `differentiable`: `run` evaluates the
+    forward program, `vjp` the derived VJP program and `jvp` its transpose,
+    all with B's ops (which the library can differentiate again).
+
+    `vjp` and `jvp` recompute the forward tensors they read from the
+    inputs, so that under autograd they connect to them; a backward that is
+    not differentiated again can pass the `residuals` that `forward` kept
+    instead.  Equal (and hashed) by graph, inputs and numbers: a parameter
+    fit for a JAX primitive."""
 
     def __init__(self, graph, nodes, numbers, B, fns):
         self.graph, self.nodes, self.numbers, self.B, self.fns = graph, nodes, numbers, B, fns
+        self.n_outputs = len(graph.outputs)
+        self._residual_nodes = None
+
+    def _key(self):
+        return (self.graph, self.B.name, self.nodes, self.numbers)
+
+    def __eq__(self, other):
+        return isinstance(other, _Autodiff) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return f"_Autodiff({', '.join(self.graph.output_names)})"
 
     def _feed(self, arrays):
         feed = dict(zip(self.nodes, arrays))
         feed.update(self.numbers)
         return feed
 
-    def run(self, *arrays):
-        outs = evaluate(self.graph.outputs, self._feed(arrays), self.B, self.fns)
+    def _outputs(self, outs, arrays):
         return tuple(_tensor(self.B, self.fns, y, arrays[0]) if _is_number(y) else y
                      for y in outs)
 
-    def vjp(self, arrays, cotangents, wanted):
+    def run(self, *arrays):
+        """The outputs."""
+        return self._outputs(evaluate(self.graph.outputs, self._feed(arrays), self.B,
+                                      self.fns), arrays)
+
+    def forward(self, *arrays):
+        """(outputs, residuals): the residuals are the forward tensors other
+        than the outputs that the VJP program (for every inexact array)
+        reads."""
+        known = {}
+        outs = evaluate(self.graph.outputs, self._feed(arrays), self.B, self.fns, known)
+        if self._residual_nodes is None:
+            names = tuple(n.name for n, x in zip(self.nodes, arrays) if _inexact(x))
+            _, _, grads = self.graph.derived(names)
+            reads = set(topo([g for g in grads if g is not None]))
+            skip = set(self.graph.outputs)
+            self._residual_nodes = [n for n in topo(self.graph.outputs) if n in reads
+                                    and n not in skip and not isinstance(n, (Input, Const))
+                                    and not _is_number(known[n])]
+        return self._outputs(outs, arrays), tuple(known[n] for n in self._residual_nodes)
+
+    def vjp(self, arrays, cotangents, wanted, residuals=None):
         """One gradient per array (None where not wanted or not inexact),
-        given one cotangent per output (None for zero)."""
+        given one cotangent per output (None for zero); `residuals`, when
+        given, are the outputs followed by `forward`'s residuals."""
         wanted = [w and _inexact(x) for w, x in zip(wanted, arrays)]
         names = tuple(n.name for n, w in zip(self.nodes, wanted) if w)
         cts, _, grads = self.graph.derived(names)
@@ -868,7 +905,9 @@ class _Autodiff:
         like = next(c for c in cotangents if c is not None)
         feed.update((n, self.fns["full"](_shape(n), 0, like) if c is None else c)
                     for n, c in zip(cts, cotangents))
-        vals = iter(evaluate([x for x in grads if x is not None], feed, self.B, self.fns))
+        known = None if residuals is None else dict(zip(
+            list(self.graph.outputs) + self._residual_nodes, residuals))
+        vals = iter(evaluate([x for x in grads if x is not None], feed, self.B, self.fns, known))
         result, grads = [], iter(grads)
         for x, w in zip(arrays, wanted):
             if not w:

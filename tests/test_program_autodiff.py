@@ -274,7 +274,8 @@ def _transforms(c, fn):
                 "vmap_grad": jax.vmap(jax.grad(loss), (0, None))(c.batch, rest),
                 "jacrev": jax.jacrev(out)(x, rest),
                 "jacfwd": jax.jacfwd(out)(x, rest),
-                "hessian": jax.hessian(loss)(x, rest)}
+                "hessian": jax.hessian(loss)(x, rest),
+                "jacfwd_of_jacfwd": jax.jacfwd(jax.jacfwd(loss))(x, rest)}
     return run(c.lib(c.inputs["x"]), {n: c.lib(c.inputs[n]) for n in c.arrays if n != "x"})
 
 
