@@ -18,6 +18,7 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 import pytest
+from conftest import jax_fast_x64
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
@@ -30,15 +31,8 @@ TOL = {"float64": 1e-10, "complex128": 1e-10, "float32": 2e-5}
 
 @pytest.fixture(autouse=True, scope="module")
 def x64():
-    """float64 on; XLA's optimizations off (they cost compile time, not accuracy)."""
-    flags = {"jax_enable_x64": True, "jax_disable_most_optimizations": True,
-             "jax_optimization_level": "O0"}
-    previous = {flag: jax.config.values[flag] for flag in flags}
-    for flag, value in flags.items():
-        jax.config.update(flag, value)
-    yield
-    for flag, value in previous.items():
-        jax.config.update(flag, value)
+    with jax_fast_x64():
+        yield
 
 
 class Case(NamedTuple):

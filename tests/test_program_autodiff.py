@@ -15,6 +15,7 @@ import types
 
 import numpy as np
 import pytest
+from conftest import jax_fast_x64
 
 import einvjp
 from einvjp.program import _Autodiff
@@ -239,15 +240,8 @@ JAX = types.SimpleNamespace(exp=jnp.exp, log=jnp.log, sqrt=jnp.sqrt,
 
 @pytest.fixture(autouse=True, scope="module")
 def _jax_x64():
-    """float64 on; XLA's optimizations off (they cost compile time only)."""
-    flags = {"jax_enable_x64": True, "jax_disable_most_optimizations": True,
-             "jax_optimization_level": "O0"}
-    previous = {flag: jax.config.values[flag] for flag in flags}
-    for flag, value in flags.items():
-        jax.config.update(flag, value)
-    yield
-    for flag, value in previous.items():
-        jax.config.update(flag, value)
+    with jax_fast_x64():
+        yield
 
 
 def jax_case(name):
