@@ -88,7 +88,7 @@ class Binary:
     """Two operands with distinct labels -> `lc` (every label of an operand is
     either in the other operand or in `lc`)."""
     __slots__ = ("mode", "perm_a", "shape_a", "swap_a", "perm_b", "shape_b", "swap_b",
-                 "shape_c", "perm_c")
+                 "flip", "shape_c", "perm_c")
 
     def __init__(self, la, lb, lc):
         sa, sb, sc = set(la), set(lb), set(lc)
@@ -99,19 +99,23 @@ class Binary:
         size = lambda labs: math.prod(lab.size for lab in labs)  # noqa: E731
         sizes = lambda labs: tuple(lab.size for lab in labs)  # noqa: E731
         if size(con) == 1:  # nothing (or only size-1 labels) to contract: broadcast multiply
+            # Each side is laid out in lc's order with size-1 axes for the
+            # labels it lacks, so the product comes out in lc's order.
             self.mode = "mul"
-            self.perm_a = _perm(la, batch + a_keep + con)
-            self.shape_a = sizes(batch + a_keep) + (1,) * len(b_keep)
-            self.perm_b = _perm(lb, batch + b_keep + con)
-            self.shape_b = sizes(batch) + (1,) * len(a_keep) + sizes(b_keep)
-            self.swap_a = self.swap_b = False
+            self.perm_a = _perm(la, [lab for lab in lc if lab in sa] + con)
+            self.shape_a = tuple(lab.size if lab in sa else 1 for lab in lc)
+            self.perm_b = _perm(lb, [lab for lab in lc if lab in sb] + con)
+            self.shape_b = tuple(lab.size if lab in sb else 1 for lab in lc)
+            self.swap_a = self.swap_b = self.flip = False
+            natural = list(lc)
         elif batch and not a_keep and not b_keep:
             # A batch of dot products: multiply and sum, not a bmm of 1xk @ kx1.
             self.mode = "dot"
             self.perm_a = _perm(la, batch + con)
             self.perm_b = _perm(lb, batch + con)
             self.shape_a = self.shape_b = (size(batch), size(con))
-            self.swap_a = self.swap_b = False
+            self.swap_a = self.swap_b = self.flip = False
+            natural = batch
         else:
             self.mode = "mm"
             lead = (size(batch),) if batch else ()
@@ -127,7 +131,11 @@ class Binary:
             self.perm_b = _perm(lb, batch + (b_keep + con if self.swap_b else con + b_keep))
             self.shape_b = lead + ((size(b_keep), size(con)) if self.swap_b
                                    else (size(con), size(b_keep)))
-        natural = batch + a_keep + b_keep
+            # When lc wants b's labels first, compute (b^T a^T) = c^T: the
+            # result then comes out in lc's order instead of as a transposed view.
+            self.flip = _perm(batch + a_keep + b_keep, list(lc)) is not None and \
+                _perm(batch + b_keep + a_keep, list(lc)) is None
+            natural = batch + (b_keep + a_keep if self.flip else a_keep + b_keep)
         self.shape_c = sizes(natural)
         self.perm_c = _perm(natural, list(lc))
 
@@ -147,7 +155,7 @@ class Binary:
                 a = B.swap_last(a)
             if self.swap_b:
                 b = B.swap_last(b)
-            c = B.matmul(a, b)
+            c = B.matmul(B.swap_last(b), B.swap_last(a)) if self.flip else B.matmul(a, b)
         c = B.reshape(c, self.shape_c)
         if self.perm_c is not None:
             c = B.transpose(c, self.perm_c)
