@@ -194,6 +194,14 @@ def standard_form(equation: str, sizes: dict):
     return ",".join(lhs) + "->" + "".join(new_out), extras, summed
 
 
+def expected_einsum(eq, operands, sizes=None):
+    """The forward an einvjp.einsum must equal: `np.einsum` where NumPy accepts
+    the equation, else `reference_einsum`."""
+    if is_numpy_einsum(eq, [np.shape(x) for x in operands]):
+        return np.einsum(eq, *operands)
+    return reference_einsum(eq, operands, sizes)
+
+
 def reference_einsum(equation: str, operands, sizes=None, xp=None):
     """A GE computed by `xp.einsum` (NumPy by default; pass `jax.numpy` for
     a JAX-differentiable reference) with deltas and ones materialized.
