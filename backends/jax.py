@@ -49,6 +49,7 @@ reshape = jnp.reshape
 matmul = jnp.matmul
 multiply = jnp.multiply
 add = jnp.add
+subtract = jnp.subtract
 broadcast_to = jnp.broadcast_to
 conj = jnp.conj
 

@@ -18,6 +18,7 @@ reshape = np.reshape
 matmul = np.matmul
 multiply = np.multiply
 add = np.add
+subtract = np.subtract
 broadcast_to = np.broadcast_to
 
 

@@ -53,6 +53,7 @@ reshape = torch.reshape
 matmul = torch.matmul
 multiply = torch.mul
 add = torch.add
+subtract = torch.sub
 
 
 def asarray(x):
@@ -76,7 +77,14 @@ def swap_last(x):
 
 
 def scale(x, c):
-    return x * (c if isinstance(c, (int, float, complex)) else float(c))
+    return torch.mul(x, c if isinstance(c, (int, float, complex, torch.Tensor)) else float(c))
+
+
+def scalar(value, like):
+    """A number as the 0-d tensor an op with `like` reads it as (torch's
+    binary ops take a 0-d tensor faster than a Python number); on the CPU,
+    which any device accepts for a 0-d operand."""
+    return torch.tensor(value, dtype=torch.result_type(like, value))
 
 
 def diagonal(x, groups):
@@ -179,10 +187,10 @@ _table = sys.modules[__name__]
 # --- A whole function through its own VJP -----------------------------------------
 
 
-class ProgramFunction(torch.autograd.Function):
-    """`ProgramFunction.apply(rule, *arrays)`, for a rule as described at
-    `differentiable`: the outputs, then the residuals (non-differentiable
-    outputs, so that they can be saved).  Backward evaluates `rule.vjp` and
+class _TransformableProgramFunction(torch.autograd.Function):
+    """`_TransformableProgramFunction.apply(rule, *arrays)`, for a rule as
+    described at `differentiable`: the outputs, then the residuals
+    (non-differentiable outputs, so that they can be saved).  Backward evaluates `rule.vjp` and
     jvp `rule.jvp` with torch ops and GEs, both recorded by autograd and so
     differentiable again (double backward, `torch.func.hessian`);
     `generate_vmap_rule` batches all three."""
@@ -229,6 +237,23 @@ class ProgramFunction(torch.autograd.Function):
         return ctx.rule.jvp(saved[:ctx.n], tangents) + (None,) * residuals
 
 
+class ProgramFunction(torch.autograd.Function):
+    """`_TransformableProgramFunction` without `setup_context`, for calls
+    outside torch.func transforms: `Function.apply` then skips binding the
+    arguments to `forward`'s signature (`inspect.signature`, tens of
+    microseconds a call).  Under a transform torch refuses it, and
+    `differentiable` falls back to the other."""
+
+    @staticmethod
+    def forward(ctx, rule, *arrays):
+        outputs = _TransformableProgramFunction.forward(rule, *arrays)
+        _TransformableProgramFunction.setup_context(ctx, (rule,) + arrays, outputs)
+        return outputs
+
+    backward = _TransformableProgramFunction.backward
+    jvp = _TransformableProgramFunction.jvp
+
+
 def _conj(x):
     return torch.conj_physical(x) if x is not None and x.is_complex() else x
 
@@ -256,7 +281,15 @@ def differentiable(rule):
     Both derivatives run on torch ops again, so they differentiate to any
     order."""
     n = rule.n_outputs
-    return lambda *arrays: ProgramFunction.apply(rule, *arrays)[:n]
+
+    def call(*arrays):
+        try:
+            return ProgramFunction.apply(rule, *arrays)[:n]
+        except RuntimeError as err:  # under torch.func: the setup_context form
+            if "setup_context" not in str(err):
+                raise
+        return _TransformableProgramFunction.apply(rule, *arrays)[:n]
+    return call
 
 
 def _run(plan, tensors):

@@ -28,176 +28,12 @@ from __future__ import annotations
 import math
 
 from .errors import ProgramError
-from .ge import GE, Index
+from .ge import Index
 from .ir import (Add, Const, Contract, Expr, Func, Input, Map, axes, contract,
                  distinct, is_zero, key, materialize, product, topo, total, uses)
 from .ir import add as add_node
-from .plan import plan_for
+from .execute import Lowered, _is_number, _shape, _tensor, evaluate
 from . import prims
-
-# --- Evaluation ---------------------------------------------------------------
-
-
-def _is_number(v):
-    return isinstance(v, (int, float, complex))
-
-
-def _align(B, x, term, order):
-    """x (axes `term`, distinct) transposed and reshaped to broadcast against
-    `order` (a superset of term)."""
-    if _is_number(x):
-        return x
-    ranked = sorted(range(len(term)), key=lambda a: order.index(term[a]))
-    if ranked != list(range(len(term))):
-        x = B.transpose(x, tuple(ranked))
-    if len(term) < len(order):
-        present = set(term)
-        x = B.reshape(x, tuple(int(l.size) if l in present else 1 for l in order))
-    return x
-
-
-def _lowered(node, numbers):
-    """The plan of a Contract over its array operands (`numbers` flags the
-    operands that arrive as Python numbers), and its coefficient as a
-    number; cached on the node."""
-    if node.cache is None:
-        node.cache = {}
-    hit = node.cache.get(numbers)
-    if hit is None:
-        plain = {}
-
-        def lab(l):
-            if l not in plain:
-                plain[l] = Index(l.name, int(l.size))
-            return plain[l]
-        terms = [[lab(l) for l in t] for t, n in zip(node.terms, numbers) if not n]
-        out = [lab(l) for l in node.out]
-        p = plan_for(GE(terms, out, 1)) if terms else None
-        hit = node.cache[numbers] = (p, out, node.coeff.number())
-    return hit
-
-
-def _tensor(B, fns, v, like):
-    return B.cast_like(B.asarray(v), like) if like is not None else B.asarray(v)
-
-
-def _like(values):
-    return next((v for v in values if not _is_number(v)), None)
-
-
-def _shape(node):
-    return tuple(int(s) for s in node.shape)
-
-
-def evaluate_node(node, args, B, fns, like=None):
-    if isinstance(node, Const):
-        return node.value.number()
-    if isinstance(node, Contract):
-        numbers = tuple(_is_number(a) for a in args)
-        p, out, scale = _lowered(node, numbers)
-        ops = []
-        for a, n in zip(args, numbers):
-            if n:
-                scale = scale * a
-            else:
-                ops.append(a)
-        if not ops:  # a constant: broadcast, or embedded on a diagonal (an identity)
-            if not out:
-                return scale
-            labels = distinct(out)
-            ones = fns["full"](tuple(l.size for l in labels), 1, like)
-            if len(labels) < len(out):
-                ones = plan_for(GE([labels], out, 1))(B, [ones])
-            return ones if scale == 1 else B.scale(ones, scale)
-        r = B.apply(p, ops) if hasattr(B, "apply") else p(B, ops)
-        return r if scale == 1 else B.scale(r, scale)
-    if isinstance(node, Add):
-        out = list(node.out)
-        acc = None
-        for a, t, c in zip(args, node.terms, node.coeffs):
-            c = c.number()
-            v = _align(B, a, list(t), out)
-            v = v if c == 1 else (v * c if _is_number(v) else B.scale(v, c))
-            acc = v if acc is None else (acc + v if _is_number(acc) and _is_number(v)
-                                         else B.add(acc, v) if not _is_number(acc)
-                                         else B.add(v, acc))
-        if _is_number(acc) or tuple(acc.shape) != _shape(node):
-            acc = B.broadcast_to(_tensor(B, fns, acc, _like(args)) if _is_number(acc) else acc,
-                                 _shape(node))
-        return acc
-    if isinstance(node, Map):
-        out = list(node.out)
-        like = _like(args)
-        vals = [_align(B, a, list(t), out) for a, t in zip(args, node.terms)]
-        if B.name != "numpy":
-            vals = [_tensor(B, fns, v, like) if _is_number(v) else v for v in vals]
-        return fns[node.prim.name](*vals, *node.params)
-    if isinstance(node, Func):
-        return _evaluate_func(node, args, B, fns)
-    raise ProgramError(f"cannot evaluate {node!r}")
-
-
-def _evaluate_func(node, args, B, fns):
-    name = node.prim.name
-    out = list(node.out)
-    x, term = args[0], list(node.terms[0])
-    if name in ("logsumexp", "max", "min"):
-        over = list(node.params[0])
-        order = out + over
-        xs = _align(B, x, term, order)
-        axes_ = tuple(range(len(out), len(order)))
-        if len(args) > 1:
-            return fns[name](xs, axes_, _align(B, args[1], list(node.terms[1]), order))
-        return fns[name](xs, axes_)
-    if name in ("softmax", "log_softmax"):
-        xs = _align(B, x, term, out)
-        return fns[name](xs, tuple(out.index(l) for l in node.params[0]))
-    r, c = node.params[0]
-    if name in ("det", "logdet"):
-        return fns[name](_align(B, x, term, out + [r, c]))
-    if name == "inv":
-        order = [l for l in out if l not in (r, c)] + [r, c]
-        y = fns["inv"](_align(B, x, term, order))
-        return _align(B, y, order, out)
-    if name == "solve":
-        batch = [l for l in term if l not in (r, c)]
-        bterm = list(node.terms[1])
-        rest = [l for l in bterm if l not in batch and l is not r]
-        a = _align(B, x, term, batch + [r, c])
-        order = batch + [r] + rest
-        b = _align(B, args[1], bterm, order)
-        full = tuple(int(l.size) for l in order)
-        if tuple(b.shape) != full:
-            b = B.broadcast_to(b, full)
-        n = int(r.size)
-        k = 1
-        for l in rest:
-            k *= int(l.size)
-        b = B.reshape(b, tuple(int(l.size) for l in batch) + (n, k))
-        y = fns["solve"](a, b)
-        y = B.reshape(y, tuple(int(l.size) for l in batch + [c] + rest))
-        return _align(B, y, batch + [c] + rest, out)
-    raise ProgramError(f"no evaluation rule for {name}")
-
-
-def evaluate(outputs, values, B, fns, known=None):
-    """Evaluate `outputs`; `values` maps Input nodes to arrays (or numbers);
-    `known` maps already computed nodes to values (updated in place)."""
-    vals = dict(values)
-    if known:
-        vals.update(known)
-    like = _like(vals.values())
-    for node in topo(outputs):
-        if node in vals:
-            continue
-        if isinstance(node, Input):
-            raise ProgramError(f"no value for input {node.name!r}")
-        vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())], B, fns,
-                                   like)
-    if known is not None:
-        known.update(vals)
-    return [vals[o] for o in outputs]
-
 
 # --- VJP --------------------------------------------------------------------
 
@@ -768,12 +604,27 @@ class Graph:
         self.constants = {}  # Input node -> array, for arrays a traced function closed over
         self._derived = {}
         self._functions = {}  # (backend, array inputs, numbers) -> B.custom_vjp function
+        self._lowered = {}  # (backend, outputs, given nodes) -> Lowered
 
     def feed(self, values, B):
         """Input nodes -> values (the program's inputs and its constants)."""
         feed = {self.inputs[n]: v for n, v in values.items() if n in self.inputs}
         feed.update({n: B.asarray(v) for n, v in self.constants.items()})
         return feed
+
+    def lowered(self, outputs, given, B, fns, fixed=()) -> Lowered:
+        """`outputs` from the values of the `given` nodes as straight-line
+        code (`einvjp.execute.Lowered`), the (node, number) pairs of `fixed`
+        written in as constants; cached."""
+        key = (B.name, tuple(outputs), tuple(given), tuple(fixed))
+        found = self._lowered.get(key)
+        if found is None:
+            found = self._lowered[key] = Lowered(outputs, given, B, fns, dict(fixed))
+        return found
+
+    def evaluate(self, outputs, feed, B, fns):
+        """`evaluate(outputs, feed, ...)` through `lowered` code."""
+        return self.lowered(outputs, list(feed), B, fns)(list(feed.values()))
 
     def cotangent_inputs(self):
         return [Input(f"∂l/∂{n}", o.shape) for n, o in zip(self.output_names, self.outputs)]
@@ -875,24 +726,35 @@ class _Autodiff:
 
     def run(self, *arrays):
         """The outputs."""
-        return self._outputs(evaluate(self.graph.outputs, self._feed(arrays), self.B,
-                                      self.fns), arrays)
+        return self._outputs(self._evaluate(self.graph.outputs, (), arrays), arrays)
+
+    def _evaluate(self, outputs, given, arrays, values=()):
+        """`outputs` from the arrays and further `given` nodes (with their
+        `values`), through the graph's lowered code (the numbers fixed)."""
+        given = self.nodes + tuple(given)
+        return self.graph.lowered(outputs, given, self.B, self.fns, self.numbers)(
+            list(arrays) + list(values))
 
     def forward(self, *arrays):
         """(outputs, residuals): the residuals are the forward tensors other
         than the outputs that the VJP program (for every inexact array)
         reads."""
-        known = {}
-        outs = evaluate(self.graph.outputs, self._feed(arrays), self.B, self.fns, known)
         if self._residual_nodes is None:
+            known = {}
+            evaluate(self.graph.outputs, self._feed(arrays), self.B, self.fns, known)
             names = tuple(n.name for n, x in zip(self.nodes, arrays) if _inexact(x))
             _, _, grads = self.graph.derived(names)
-            reads = set(topo([g for g in grads if g is not None]))
+            grads = [g for g in grads if g is not None]
+            forward = set(topo(self.graph.outputs))
+            # What the VJP program reads of the forward: not their ancestors.
+            reads = set(grads).union(*(getattr(n, "args", ()) for n in topo(grads)
+                                       if n not in forward))
             skip = set(self.graph.outputs)
             self._residual_nodes = [n for n in topo(self.graph.outputs) if n in reads
                                     and n not in skip and not isinstance(n, (Input, Const))
                                     and not _is_number(known[n])]
-        return self._outputs(outs, arrays), tuple(known[n] for n in self._residual_nodes)
+        vals = self._evaluate(list(self.graph.outputs) + self._residual_nodes, (), arrays)
+        return self._outputs(vals[:self.n_outputs], arrays), tuple(vals[self.n_outputs:])
 
     def vjp(self, arrays, cotangents, wanted, residuals=None):
         """One gradient per array (None where not wanted or not inexact),
@@ -901,13 +763,13 @@ class _Autodiff:
         wanted = [w and _inexact(x) for w, x in zip(wanted, arrays)]
         names = tuple(n.name for n, w in zip(self.nodes, wanted) if w)
         cts, _, grads = self.graph.derived(names)
-        feed = self._feed(arrays)
         like = next(c for c in cotangents if c is not None)
-        feed.update((n, self.fns["full"](_shape(n), 0, like) if c is None else c)
-                    for n, c in zip(cts, cotangents))
-        known = None if residuals is None else dict(zip(
-            list(self.graph.outputs) + self._residual_nodes, residuals))
-        vals = iter(evaluate([x for x in grads if x is not None], feed, self.B, self.fns, known))
+        given, values = list(cts), [self.fns["full"](_shape(n), 0, like) if c is None else c
+                                    for n, c in zip(cts, cotangents)]
+        if residuals is not None:
+            given += list(self.graph.outputs) + self._residual_nodes
+            values += list(residuals)
+        vals = iter(self._evaluate([x for x in grads if x is not None], given, arrays, values))
         result, grads = [], iter(grads)
         for x, w in zip(arrays, wanted):
             if not w:
@@ -923,9 +785,8 @@ class _Autodiff:
         moving = [(n, t) for n, x, t in zip(self.nodes, arrays, tangents)
                   if t is not None and _inexact(x)]
         ts, outs = self.graph.linearized(n.name for n, _ in moving)
-        feed = self._feed(arrays)
-        feed.update(zip(ts, (t for _, t in moving)))
-        vals = iter(evaluate([o for o in outs if o is not None], feed, self.B, self.fns))
+        vals = iter(self._evaluate([o for o in outs if o is not None], ts, arrays,
+                                   [t for _, t in moving]))
         like = moving[0][1] if moving else arrays[0]
         return tuple(self.fns["full"](_shape(y), 0, like) if o is None
                      else _tensor(self.B, self.fns, next(vals), like)
@@ -980,7 +841,7 @@ class Program:
         if hasattr(B, "differentiable"):  # torch, jax: differentiated by derived programs
             out = g.through_derived(values, B, fns)
         else:
-            out = evaluate(g.outputs, g.feed(values, B), B, fns)
+            out = g.evaluate(g.outputs, g.feed(values, B), B, fns)
         return out[0] if len(out) == 1 else tuple(out)
 
     def wrt_names(self, values):
@@ -1006,7 +867,7 @@ class Program:
                                      f"{name!r} has shape {_shape(node)}")
             feed[node] = c
         present = [x for x in grads if x is not None]
-        vals = iter(evaluate(present, feed, B, fns))
+        vals = iter(g.evaluate(present, feed, B, fns))
         result = {}
         for n, gnode in zip(wrt, grads):
             x = values[n]

@@ -1,0 +1,525 @@
+"""Running IR nodes on a backend: an interpreter and straight-line code.
+
+`evaluate` interprets a graph node by node (`evaluate_node`).  `Lowered`
+runs the same graph as straight-line Python generated for it: the nodes in
+topological order, each lowered once to the backend calls it needs, with
+every shape, permutation and coefficient known when the code is written —
+the per-call work of the interpreter (aligning operands, planning, checking
+what is a number) done once.  A contraction's steps are written out inline,
+its coefficient multiplies its smallest operand or intermediate (not the
+full result), no-op reshapes and transposes are dropped, and intermediates
+are released after their last read.  The code is specialised to which inputs
+are Python numbers and to the inputs' dtypes (probed on the first call, which
+the interpreter evaluates); a node without a lowering (a structured
+primitive, a constant tensor) calls the interpreter from the code.
+
+>>> import numpy as np
+>>> from einvjp.ir import Input, Expr
+>>> from einvjp.ge import Index
+>>> from einvjp import prims
+>>> from einvjp.backend import backend_for
+>>> i, j = Index("i", 2), Index("j", 3)
+>>> x = Expr(Input("x", (2, 3)), (i, j))
+>>> y = (prims.exp(x) * x).sum([j]) / 3
+>>> B = backend_for([np.ones(1)])
+>>> run = Lowered([y.node], [x.node], B, prims.table("numpy"))
+>>> a = np.arange(6.0).reshape(2, 3)
+>>> np.allclose(run([a])[0], (np.exp(a) * a).sum(1) / 3)
+True
+>>> print(run.source([a]))
+def run(v0):
+    v1 = f_exp(v0)
+    v2 = multiply(v1, v0)
+    del v1
+    v3 = sum(v2, (1,))
+    del v2
+    v4 = scale(v3, 0.3333333333333333)
+    del v3
+    return (v4, )
+"""
+
+from __future__ import annotations
+
+import math
+
+from .errors import ProgramError
+from .ge import GE, Index
+from .ir import Add, Const, Contract, Func, Input, Map, distinct, topo
+from .plan import plan_for
+
+
+def _is_number(v):
+    return isinstance(v, (int, float, complex))
+
+
+def _align(B, x, term, order):
+    """x (axes `term`, distinct) transposed and reshaped to broadcast against
+    `order` (a superset of term)."""
+    if _is_number(x):
+        return x
+    ranked = sorted(range(len(term)), key=lambda a: order.index(term[a]))
+    if ranked != list(range(len(term))):
+        x = B.transpose(x, tuple(ranked))
+    if len(term) < len(order):
+        present = set(term)
+        x = B.reshape(x, tuple(int(l.size) if l in present else 1 for l in order))
+    return x
+
+
+def _lowered(node, numbers):
+    """The plan of a Contract over its array operands (`numbers` flags the
+    operands that arrive as Python numbers), and its coefficient as a
+    number; cached on the node."""
+    if node.cache is None:
+        node.cache = {}
+    hit = node.cache.get(numbers)
+    if hit is None:
+        plain = {}
+
+        def lab(l):
+            if l not in plain:
+                plain[l] = Index(l.name, int(l.size))
+            return plain[l]
+        terms = [[lab(l) for l in t] for t, n in zip(node.terms, numbers) if not n]
+        out = [lab(l) for l in node.out]
+        p = plan_for(GE(terms, out, 1)) if terms else None
+        hit = node.cache[numbers] = (p, out, node.coeff.number())
+    return hit
+
+
+def _tensor(B, fns, v, like):
+    return B.cast_like(B.asarray(v), like) if like is not None else B.asarray(v)
+
+
+def _like(values):
+    return next((v for v in values if not _is_number(v)), None)
+
+
+def _shape(node):
+    return tuple(int(s) for s in node.shape)
+
+
+def evaluate_node(node, args, B, fns, like=None):
+    if isinstance(node, Const):
+        return node.value.number()
+    if isinstance(node, Contract):
+        numbers = tuple(_is_number(a) for a in args)
+        p, out, scale = _lowered(node, numbers)
+        ops = []
+        for a, n in zip(args, numbers):
+            if n:
+                scale = scale * a
+            else:
+                ops.append(a)
+        if not ops:  # a constant: broadcast, or embedded on a diagonal (an identity)
+            if not out:
+                return scale
+            labels = distinct(out)
+            ones = fns["full"](tuple(l.size for l in labels), 1, like)
+            if len(labels) < len(out):
+                ones = plan_for(GE([labels], out, 1))(B, [ones])
+            return ones if scale == 1 else B.scale(ones, scale)
+        r = B.apply(p, ops) if hasattr(B, "apply") else p(B, ops)
+        return r if scale == 1 else B.scale(r, scale)
+    if isinstance(node, Add):
+        out = list(node.out)
+        acc = None
+        for a, t, c in zip(args, node.terms, node.coeffs):
+            c = c.number()
+            v = _align(B, a, list(t), out)
+            v = v if c == 1 else (v * c if _is_number(v) else B.scale(v, c))
+            acc = v if acc is None else (acc + v if _is_number(acc) and _is_number(v)
+                                         else B.add(acc, v) if not _is_number(acc)
+                                         else B.add(v, acc))
+        if _is_number(acc) or tuple(acc.shape) != _shape(node):
+            acc = B.broadcast_to(_tensor(B, fns, acc, _like(args)) if _is_number(acc) else acc,
+                                 _shape(node))
+        return acc
+    if isinstance(node, Map):
+        out = list(node.out)
+        like = _like(args)
+        vals = [_align(B, a, list(t), out) for a, t in zip(args, node.terms)]
+        if B.name != "numpy":
+            vals = [_tensor(B, fns, v, like) if _is_number(v) else v for v in vals]
+        return fns[node.prim.name](*vals, *node.params)
+    if isinstance(node, Func):
+        return _evaluate_func(node, args, B, fns)
+    raise ProgramError(f"cannot evaluate {node!r}")
+
+
+def _evaluate_func(node, args, B, fns):
+    name = node.prim.name
+    out = list(node.out)
+    x, term = args[0], list(node.terms[0])
+    if name in ("logsumexp", "max", "min"):
+        over = list(node.params[0])
+        order = out + over
+        xs = _align(B, x, term, order)
+        axes_ = tuple(range(len(out), len(order)))
+        if len(args) > 1:
+            return fns[name](xs, axes_, _align(B, args[1], list(node.terms[1]), order))
+        return fns[name](xs, axes_)
+    if name in ("softmax", "log_softmax"):
+        xs = _align(B, x, term, out)
+        return fns[name](xs, tuple(out.index(l) for l in node.params[0]))
+    r, c = node.params[0]
+    if name in ("det", "logdet"):
+        return fns[name](_align(B, x, term, out + [r, c]))
+    if name == "inv":
+        order = [l for l in out if l not in (r, c)] + [r, c]
+        y = fns["inv"](_align(B, x, term, order))
+        return _align(B, y, order, out)
+    if name == "solve":
+        batch = [l for l in term if l not in (r, c)]
+        bterm = list(node.terms[1])
+        rest = [l for l in bterm if l not in batch and l is not r]
+        a = _align(B, x, term, batch + [r, c])
+        order = batch + [r] + rest
+        b = _align(B, args[1], bterm, order)
+        full = tuple(int(l.size) for l in order)
+        if tuple(b.shape) != full:
+            b = B.broadcast_to(b, full)
+        n = int(r.size)
+        k = 1
+        for l in rest:
+            k *= int(l.size)
+        b = B.reshape(b, tuple(int(l.size) for l in batch) + (n, k))
+        y = fns["solve"](a, b)
+        y = B.reshape(y, tuple(int(l.size) for l in batch + [c] + rest))
+        return _align(B, y, batch + [c] + rest, out)
+    raise ProgramError(f"no evaluation rule for {name}")
+
+
+def evaluate(outputs, values, B, fns, known=None):
+    """Evaluate `outputs`; `values` maps Input nodes to arrays (or numbers);
+    `known` maps already computed nodes to values (updated in place)."""
+    vals = dict(values)
+    if known:
+        vals.update(known)
+    like = _like(vals.values())
+    for node in topo(outputs):
+        if node in vals:
+            continue
+        if isinstance(node, Input):
+            raise ProgramError(f"no value for input {node.name!r}")
+        vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())], B, fns,
+                                   like)
+    if known is not None:
+        known.update(vals)
+    return [vals[o] for o in outputs]
+
+
+# --- Straight-line code ------------------------------------------------------
+
+
+def _order(outputs, given):
+    """The nodes to compute, operands first, stopping at the `given` ones."""
+    order, seen = [], set(given)
+    stack = [(n, False) for n in reversed(outputs)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.append((node, True))
+        stack.extend((a, False) for a in reversed(getattr(node, "args", ())) if a not in seen)
+    return order
+
+
+def _broadcast(*shapes):
+    rank = max((len(s) for s in shapes), default=0)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    return tuple(max(sizes) for sizes in zip(*padded))
+
+
+def _literal(v):
+    """Source text for a number that repr round-trips (else None)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return repr(v) if math.isfinite(v) else None
+
+
+class Lowered:
+    """`outputs` as a function of the values of the `given` nodes, run as
+    straight-line code: `Lowered(outputs, given, B, fns)(values)` returns
+    what `evaluate` would.  One function is written per signature of the
+    values (which are Python numbers, and the arrays' dtypes).  `fixed` maps
+    further nodes to numbers that every call shares (written into the code
+    as constants)."""
+
+    def __init__(self, outputs, given, B, fns, fixed=None):
+        self.outputs, self.given = list(outputs), list(given)
+        self.fixed = dict(fixed or {})
+        self.B, self.fns = B, fns
+        self._code = {}  # signature -> (function, source)
+
+    def __call__(self, values):
+        sig = self._signature(values)
+        found = self._code.get(sig)
+        if found is not None:
+            return found[0](*values)
+        vals = dict(self.fixed)
+        vals.update(zip(self.given, values))
+        like = _like(values)
+        order = _order(self.outputs, list(vals))
+        for node in order:
+            if isinstance(node, Input):
+                raise ProgramError(f"no value for input {node.name!r}")
+            vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())],
+                                       self.B, self.fns, like)
+        self._code[sig] = _Writer(self, order, vals).write()
+        return tuple(vals[o] for o in self.outputs)
+
+    def source(self, values):
+        """The code written for values like these, once a call has written it."""
+        return self._code[self._signature(values)][1]
+
+    @staticmethod
+    def _signature(values):
+        return tuple(None if _is_number(v) else getattr(v, "dtype", None) for v in values)
+
+
+class _Writer:
+    """Writes one `Lowered` function; `probe` holds a value of every node
+    (from the interpreter), which says what is a number."""
+
+    OPS = ("transpose", "reshape", "matmul", "multiply", "add", "subtract", "sum",
+           "swap_last", "scale", "broadcast_to", "diagonal", "diag_embed")
+
+    def __init__(self, lowered, order, probe):
+        self.lowered, self.order, self.probe = lowered, order, probe
+        self.B, self.fns = lowered.B, lowered.fns
+        self.env = {op: getattr(self.B, op) for op in self.OPS if hasattr(self.B, op)}
+        self.var = {node: f"v{k}" for k, node in enumerate(lowered.given)}
+        self.var.update((node, self.const(v)) for node, v in lowered.fixed.items())
+        arrays = [self.var[n] for n in lowered.given if not _is_number(probe[n])]
+        self.like = arrays[0] if arrays else "None"
+        self.lines = []
+
+    def known(self, node):
+        """The number a node always has (a constant, a fixed input), else None."""
+        if isinstance(node, Const) or node in self.lowered.fixed:
+            return self.probe[node]
+        return None
+
+    def scalar(self, value, node):
+        """Source for the number `value` in an op producing `node`'s array:
+        the backend's constant for it (`B.scalar`: torch's 0-d tensor, which
+        its ops take faster than a Python number), else the number."""
+        make = getattr(self.B, "scalar", None)
+        if make is None:
+            return self.const(value)
+        name = f"c{len(self.env)}"
+        self.env[name] = make(value, self.probe[node])
+        return name
+
+    def number(self, node):
+        return _is_number(self.probe[node])
+
+    def const(self, value):
+        text = _literal(value)
+        if text is None:
+            text = f"c{len(self.env)}"
+            self.env[text] = value
+        return text
+
+    def write(self):
+        kept = set(self.lowered.outputs) | set(self.lowered.given) | set(self.lowered.fixed)
+        last = {}
+        for k, node in enumerate(self.order):
+            for a in getattr(node, "args", ()):
+                last[a] = k
+        for k, node in enumerate(self.order):
+            self.var[node] = f"v{len(self.var)}"
+            self.lines.append(f"{self.var[node]} = {self.expression(node)}")
+            dead = [self.var[a] for a in dict.fromkeys(getattr(node, "args", ()))
+                    if last.get(a) == k and a not in kept]
+            if dead:
+                self.lines.append(f"del {', '.join(dead)}")
+        params = ", ".join(self.var[n] for n in self.lowered.given)
+        results = "".join(f"{self.var[o]}, " for o in self.lowered.outputs)
+        source = "\n    ".join([f"def run({params}):"] + self.lines + [f"return ({results})"])
+        exec(source, self.env)  # noqa: S102 - code written above from the graph, no user text
+        return self.env["run"], source
+
+    # --- one node
+
+    def expression(self, node):
+        if isinstance(node, Const) and _literal(self.probe[node]) is not None:
+            return _literal(self.probe[node])
+        args = getattr(node, "args", ())
+        if not self.number(node):
+            if isinstance(node, Contract) and not all(self.number(a) for a in args):
+                return self.contraction(node)
+            if isinstance(node, Add) and not all(self.number(a) for a in args):
+                return self.addition(node)
+            if isinstance(node, Map) and (self.B.name == "numpy" or all(
+                    not self.number(a) or self.known(a) is not None for a in args)):
+                return self.elementwise(node)
+        return self.interpreted(node)
+
+    def interpreted(self, node):
+        """The interpreter's `evaluate_node`, called from the code."""
+        name = f"n{len(self.env)}"
+        B, fns = self.B, self.fns
+        self.env[name] = lambda like, *args: evaluate_node(node, list(args), B, fns, like)
+        return f"{name}({', '.join([self.like] + [self.var[a] for a in node.args])})"
+
+    def operand(self, node):
+        """(source, shape) of an operand (shape None for a number)."""
+        return self.var[node], (None if self.number(node) else _shape(node))
+
+    def aligned(self, node, term, order):
+        """`_align`, written out."""
+        x, shape = self.operand(node)
+        if shape is None:
+            return x, None
+        ranked = sorted(range(len(term)), key=lambda a: order.index(term[a]))
+        if ranked != list(range(len(term))):
+            x, shape = f"transpose({x}, {tuple(ranked)!r})", tuple(shape[a] for a in ranked)
+        if len(term) < len(order):
+            present = set(term)
+            target = tuple(int(lab.size) if lab in present else 1 for lab in order)
+            if target != shape:
+                x, shape = f"reshape({x}, {target!r})", target
+        return x, shape
+
+    def contraction(self, node):
+        numbers = tuple(self.number(a) for a in node.args)
+        plan, _, scale = _lowered(node, numbers)
+        varying = []
+        for a, n in zip(node.args, numbers):
+            if n and self.known(a) is not None:
+                scale = scale * self.known(a)
+            elif n:
+                varying.append(self.var[a])
+        factors = varying + [self.const(scale)] if scale != 1 or varying else []
+        if not varying and scale != 1:
+            factors = [self.scalar(scale, node)]
+        slots = [self.operand(a) for a, n in zip(node.args, numbers) if not n]
+        # The coefficient multiplies the smallest tensor the plan handles.
+        sizes = [math.prod(s) for _, s in slots] + [
+            math.prod(int(lab.size) for lab in step.ge.out) for step in plan.steps]
+        target = sizes.index(min(sizes)) if factors else -1
+        factor = " * ".join(factors)
+
+        def scaled(k, x):
+            return f"scale({x}, {factor})" if k == target else x
+        slots = [(scaled(k, x), s) for k, (x, s) in enumerate(slots)]
+        for step in plan.steps:
+            ins = [slots[i] for i in step.ins]
+            x, shape = (self.unary(step.op, node, *ins[0]) if len(ins) == 1
+                        else self.binary(step.op, step.ge, *ins[0], *ins[1]))
+            slots.append((scaled(len(slots), x), shape))
+        return slots[-1][0]
+
+    def unary(self, op, node, x, shape):
+        if op.groups is not None:
+            x, shape = f"diagonal({x}, {op.groups!r})", tuple(shape[g[0]] for g in op.groups)
+        if op.sum_axes:
+            x = f"sum({x}, {op.sum_axes!r})"
+            shape = tuple(s for a, s in enumerate(shape) if a not in op.sum_axes)
+        if op.squeeze is not None and op.squeeze != shape:
+            x, shape = f"reshape({x}, {op.squeeze!r})", op.squeeze
+        if op.perm is not None:
+            x, shape = f"transpose({x}, {op.perm!r})", tuple(shape[a] for a in op.perm)
+        if op.expand_shape is not None:
+            if op.expand_shape != shape:
+                x = f"reshape({x}, {op.expand_shape!r})"
+            x, shape = f"broadcast_to({x}, {op.broadcast_shape!r})", op.broadcast_shape
+        if op.embed is not None:
+            x, shape = f"diag_embed({x}, {op.out_shape!r}, {op.embed!r})", op.out_shape
+        if op.coeff != 1:
+            x = f"scale({x}, {self.scalar(op.coeff, node)})"
+        return x, shape
+
+    def binary(self, op, ge, a, sa, b, sb):
+        if op.mode == "dot":
+            return self.dot(ge, a, b)
+        if op.perm_a is not None:
+            a, sa = f"transpose({a}, {op.perm_a!r})", tuple(sa[p] for p in op.perm_a)
+        if op.perm_b is not None:
+            b, sb = f"transpose({b}, {op.perm_b!r})", tuple(sb[p] for p in op.perm_b)
+        if op.shape_a != sa:
+            a = f"reshape({a}, {op.shape_a!r})"
+        if op.shape_b != sb:
+            b = f"reshape({b}, {op.shape_b!r})"
+        sa, sb = op.shape_a, op.shape_b
+        if op.mode == "mul":
+            c, shape = f"multiply({a}, {b})", _broadcast(sa, sb)
+        else:
+            if op.swap_a:
+                a, sa = f"swap_last({a})", sa[:-2] + (sa[-1], sa[-2])
+            if op.swap_b:
+                b, sb = f"swap_last({b})", sb[:-2] + (sb[-1], sb[-2])
+            if op.flip:
+                c, shape = f"matmul(swap_last({b}), swap_last({a}))", sa[:-2] + (sb[-1], sa[-2])
+            else:
+                c, shape = f"matmul({a}, {b})", sa[:-2] + (sa[-2], sb[-1])
+        if op.shape_c != shape:
+            c, shape = f"reshape({c}, {op.shape_c!r})", op.shape_c
+        if op.perm_c is not None:
+            c, shape = f"transpose({c}, {op.perm_c!r})", tuple(shape[p] for p in op.perm_c)
+        return c, shape
+
+    def dot(self, ge, a, b):
+        """Batched dot products (both operands carry the same labels) in the
+        first operand's layout: multiply, sum the contracted axes."""
+        (la, lb), lc = ge.terms, list(ge.out)
+        if list(lb) != list(la):
+            b = f"transpose({b}, {tuple(lb.index(lab) for lab in la)!r})"
+        summed = tuple(k for k, lab in enumerate(la) if lab not in lc)
+        kept = [lab for lab in la if lab in lc]
+        c = f"sum(multiply({a}, {b}), {summed!r})"
+        if kept != lc:
+            c = f"transpose({c}, {tuple(kept.index(lab) for lab in lc)!r})"
+        return c, tuple(int(lab.size) for lab in lc)
+
+    def addition(self, node):
+        out = list(node.out)
+        terms, number = [], 0
+        for a, t, c in zip(node.args, node.terms, node.coeffs):
+            if self.known(a) is not None:  # constants add up while writing
+                number = number + c.number() * self.known(a)
+            else:
+                terms.append((self.aligned(a, list(t), out), c.number()))
+        # An array read with coefficient 1 first: the others add or subtract.
+        terms.sort(key=lambda item: (item[0][1] is None, item[1] != 1))
+        (acc, shape), c = terms[0]
+        if c != 1:
+            acc = f"scale({acc}, {self.scalar(c, node)})"
+        for (x, s), c in terms[1:]:
+            if s is None:  # a number that varies
+                acc = f"add({acc}, {x if c == 1 else f'{self.const(c)} * {x}'})"
+            elif c == 1:
+                acc = f"add({acc}, {x})"
+            elif c == -1:
+                acc = f"subtract({acc}, {x})"
+            else:
+                acc = f"add({acc}, scale({x}, {self.scalar(c, node)}))"
+            shape = _broadcast(shape, s or ())
+        if number != 0:
+            acc = f"add({acc}, {self.scalar(number, node)})"
+        if shape != _shape(node):
+            acc = f"broadcast_to({acc}, {_shape(node)!r})"
+        return acc
+
+    def elementwise(self, node):
+        out = list(node.out)
+        args = [self.aligned(a, list(t), out)[0] for a, t in zip(node.args, node.terms)]
+        if self.B.name != "numpy":  # numbers as arrays, as the interpreter passes them
+            like = _like([self.probe[a] for a in node.args])
+            for k, a in enumerate(node.args):
+                if self.known(a) is not None:
+                    args[k] = f"c{len(self.env)}"
+                    self.env[args[k]] = _tensor(self.B, self.fns, self.known(a), like)
+        name = f"f_{node.prim.name}"
+        self.env[name] = self.fns[node.prim.name]
+        if node.params:
+            params = f"p{len(self.env)}"
+            self.env[params] = tuple(node.params)
+            args.append(f"*{params}")
+        return f"{name}({', '.join(args)})"
