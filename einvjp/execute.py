@@ -235,6 +235,22 @@ def _broadcast(*shapes):
     return tuple(max(sizes) for sizes in zip(*padded))
 
 
+def _swap_last(x):
+    """Source swapping the last two axes of the source `x` (undoing a swap)."""
+    if x.startswith("swap_last(") and x.endswith(")") and _balanced(x[10:-1]):
+        return x[10:-1]
+    return f"swap_last({x})"
+
+
+def _balanced(text):
+    depth = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
 def _literal(v):
     """Source text for a number that repr round-trips (else None)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -327,12 +343,16 @@ class _Writer:
         return text
 
     def write(self):
-        kept = set(self.lowered.outputs) | set(self.lowered.given) | set(self.lowered.fixed)
+        kept = set(self.lowered.outputs) | set(self.lowered.given) | set(self.lowered.fixed) | {
+            n for n in self.order if isinstance(n, Const)}
         last = {}
         for k, node in enumerate(self.order):
             for a in getattr(node, "args", ()):
                 last[a] = k
         for k, node in enumerate(self.order):
+            if isinstance(node, Const) and _literal(self.probe[node]) is not None:
+                self.var[node] = _literal(self.probe[node])  # written where it is read
+                continue
             self.var[node] = f"v{len(self.var)}"
             self.lines.append(f"{self.var[node]} = {self.expression(node)}")
             dead = [self.var[a] for a in dict.fromkeys(getattr(node, "args", ()))
@@ -348,8 +368,6 @@ class _Writer:
     # --- one node
 
     def expression(self, node):
-        if isinstance(node, Const) and _literal(self.probe[node]) is not None:
-            return _literal(self.probe[node])
         args = getattr(node, "args", ())
         if not self.number(node):
             if isinstance(node, Contract) and not all(self.number(a) for a in args):
@@ -383,9 +401,17 @@ class _Writer:
         if len(term) < len(order):
             present = set(term)
             target = tuple(int(lab.size) if lab in present else 1 for lab in order)
-            if target != shape:
-                x, shape = f"reshape({x}, {target!r})", target
+            x, shape = self.reshaped(x, shape, target)
         return x, shape
+
+    @staticmethod
+    def reshaped(x, shape, target):
+        """x reshaped to broadcast as `target`: no reshape when that only
+        prepends size-1 axes (broadcasting does it)."""
+        if target[len(target) - len(shape):] == shape and not any(
+                s != 1 for s in target[:len(target) - len(shape)]):
+            return x, shape
+        return f"reshape({x}, {target!r})", target
 
     def contraction(self, node):
         numbers = tuple(self.number(a) for a in node.args)
@@ -443,20 +469,22 @@ class _Writer:
             a, sa = f"transpose({a}, {op.perm_a!r})", tuple(sa[p] for p in op.perm_a)
         if op.perm_b is not None:
             b, sb = f"transpose({b}, {op.perm_b!r})", tuple(sb[p] for p in op.perm_b)
-        if op.shape_a != sa:
-            a = f"reshape({a}, {op.shape_a!r})"
-        if op.shape_b != sb:
-            b = f"reshape({b}, {op.shape_b!r})"
-        sa, sb = op.shape_a, op.shape_b
+        if op.mode == "mul":  # broadcasting: leading size-1 axes need no reshape
+            a, sa = self.reshaped(a, sa, op.shape_a)
+            b, sb = self.reshaped(b, sb, op.shape_b)
+        else:
+            a = a if op.shape_a == sa else f"reshape({a}, {op.shape_a!r})"
+            b = b if op.shape_b == sb else f"reshape({b}, {op.shape_b!r})"
+            sa, sb = op.shape_a, op.shape_b
         if op.mode == "mul":
             c, shape = f"multiply({a}, {b})", _broadcast(sa, sb)
         else:
             if op.swap_a:
-                a, sa = f"swap_last({a})", sa[:-2] + (sa[-1], sa[-2])
+                a, sa = _swap_last(a), sa[:-2] + (sa[-1], sa[-2])
             if op.swap_b:
-                b, sb = f"swap_last({b})", sb[:-2] + (sb[-1], sb[-2])
+                b, sb = _swap_last(b), sb[:-2] + (sb[-1], sb[-2])
             if op.flip:
-                c, shape = f"matmul(swap_last({b}), swap_last({a}))", sa[:-2] + (sb[-1], sa[-2])
+                c, shape = f"matmul({_swap_last(b)}, {_swap_last(a)})", sa[:-2] + (sb[-1], sa[-2])
             else:
                 c, shape = f"matmul({a}, {b})", sa[:-2] + (sa[-2], sb[-1])
         if op.shape_c != shape:

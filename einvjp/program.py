@@ -583,6 +583,9 @@ def simplify(outputs, stable=True, rounds=12):
 # --- Programs -------------------------------------------------------------------
 
 
+_NUMBERS = (int, float, complex)
+
+
 def _is_array(v):
     return not isinstance(v, (int, float, complex, bool)) and hasattr(v, "shape")
 
@@ -644,10 +647,10 @@ class Graph:
                                                                self.inputs[name])
         return self._derived["jacobian", name, k]
 
-    def through_derived(self, values, B, fns):
-        """The outputs at `values`, as one function of the array inputs (and
-        constants) that B's autodiff differentiates through the derived
-        programs: `B.differentiable(_Autodiff(...))`."""
+    def derived_function(self, values, B, fns):
+        """(f, nodes): `B.differentiable(_Autodiff(...))` for the numbers in
+        `values` (fixed), a function of the values of `nodes` (the array
+        inputs and constants); cached."""
         feed = self.feed(values, B)
         nodes = tuple(n for n, v in feed.items() if not _is_number(v))
         numbers = tuple((n, v) for n, v in feed.items() if _is_number(v))
@@ -655,7 +658,7 @@ class Graph:
         f = self._functions.get(key)
         if f is None:
             f = self._functions[key] = B.differentiable(_Autodiff(self, nodes, numbers, B, fns))
-        return list(f(*[feed[n] for n in nodes]))
+        return f, nodes
 
     def linearized(self, wrt):
         """(tangent inputs, one JVP node per output or None) for the inputs
@@ -837,12 +840,43 @@ class Program:
         return self._setup(args, kwargs)[3]
 
     def __call__(self, *args, **kwargs):
-        values, B, fns, g = self._setup(args, kwargs)
-        if hasattr(B, "differentiable"):  # torch, jax: differentiated by derived programs
-            out = g.through_derived(values, B, fns)
-        else:
-            out = g.evaluate(g.outputs, g.feed(values, B), B, fns)
+        values = args if not kwargs and len(args) == len(self.input_names) else \
+            [self._values(args, kwargs)[n] for n in self.input_names]
+        try:
+            key = tuple(v if isinstance(v, _NUMBERS) else (type(v), tuple(v.shape))
+                        for v in values)
+        except AttributeError:  # a list or other array-like: no fast path
+            key = None
+        runs = self.__dict__.setdefault("_runs", {})
+        run = runs.get(key)
+        if run is None:
+            run = self._runner(dict(zip(self.input_names, values)))
+            if key is not None:
+                if len(runs) >= 64:  # e.g. a number input that changes every call
+                    runs.clear()
+                runs[key] = run
+        out = run(values)
         return out[0] if len(out) == 1 else tuple(out)
+
+    def _runner(self, values):
+        """A function of the input values (in `input_names` order) giving the
+        outputs, for inputs of these types, shapes and numbers: what is
+        decided once per signature (the backend, the bound graph, the
+        lowered code) decided here."""
+        values, B, fns, g = self._setup((), values)
+        if hasattr(B, "differentiable"):  # torch, jax: differentiated by derived programs
+            f, given = g.derived_function(values, B, fns)
+        else:
+            given = list(g.feed(values, B))
+            f = g.lowered(g.outputs, given, B, fns)
+        position = {n: k for k, n in enumerate(self.input_names)}
+        picks = [(position[n.name], None) if n.name in position and g.inputs.get(n.name) is n
+                 else (None, B.asarray(g.constants[n])) for n in given]
+        asarray = B.asarray
+        if hasattr(B, "differentiable"):
+            return lambda vals: f(*[c if k is None else asarray(vals[k]) for k, c in picks])
+        return lambda vals: f([c if k is None else vals[k] if isinstance(vals[k], _NUMBERS)
+                               else asarray(vals[k]) for k, c in picks])
 
     def wrt_names(self, values):
         return [n for n in self.input_names if _is_array(values[n]) and _inexact(values[n])]

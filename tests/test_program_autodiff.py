@@ -1,6 +1,6 @@
 """Programs on torch tensors and jax arrays are differentiated by torch
 autograd, torch.func and JAX's transforms *through their derived programs*
-(`Program.__call__` -> `Graph.through_derived` -> the backend's
+(`Program.__call__` -> `Graph.derived_function` -> the backend's
 `differentiable`): reverse mode evaluates the VJP program, forward mode its
 transpose (`Graph.linearized`).  They agree with each library's own
 autodiff of the same math written in its ops (float64, 1e-10).
