@@ -705,6 +705,8 @@ class _Autodiff:
         self.graph, self.nodes, self.numbers, self.B, self.fns = graph, nodes, numbers, B, fns
         self.n_outputs = len(graph.outputs)
         self._residual_nodes = None
+        self._forward = None  # the Lowered outputs + residuals
+        self._vjps = {}  # (wanted, dtypes, with residuals) -> what vjp needs
 
     def _key(self):
         return (self.graph, self.B.name, self.nodes, self.numbers)
@@ -756,23 +758,26 @@ class _Autodiff:
             self._residual_nodes = [n for n in topo(self.graph.outputs) if n in reads
                                     and n not in skip and not isinstance(n, (Input, Const))
                                     and not _is_number(known[n])]
-        vals = self._evaluate(list(self.graph.outputs) + self._residual_nodes, (), arrays)
+            self._forward = self.graph.lowered(
+                list(self.graph.outputs) + self._residual_nodes, self.nodes, self.B, self.fns,
+                self.numbers)
+        vals = self._forward(list(arrays))
         return self._outputs(vals[:self.n_outputs], arrays), tuple(vals[self.n_outputs:])
 
     def vjp(self, arrays, cotangents, wanted, residuals=None):
         """One gradient per array (None where not wanted or not inexact),
         given one cotangent per output (None for zero); `residuals`, when
         given, are the outputs followed by `forward`'s residuals."""
-        wanted = [w and _inexact(x) for w, x in zip(wanted, arrays)]
-        names = tuple(n.name for n, w in zip(self.nodes, wanted) if w)
-        cts, _, grads = self.graph.derived(names)
+        key = (tuple(wanted), tuple(getattr(x, "dtype", None) for x in arrays),
+               residuals is None)
+        found = self._vjps.get(key)
+        if found is None:
+            found = self._vjps[key] = self._prepare_vjp(arrays, wanted, residuals is not None)
+        wanted, cts, grads, lowered = found
         like = next(c for c in cotangents if c is not None)
-        given, values = list(cts), [self.fns["full"](_shape(n), 0, like) if c is None else c
-                                    for n, c in zip(cts, cotangents)]
-        if residuals is not None:
-            given += list(self.graph.outputs) + self._residual_nodes
-            values += list(residuals)
-        vals = iter(self._evaluate([x for x in grads if x is not None], given, arrays, values))
+        values = list(arrays) + [self.fns["full"](_shape(n), 0, like) if c is None else c
+                                 for n, c in zip(cts, cotangents)]
+        vals = iter(lowered(values if residuals is None else values + list(residuals)))
         result, grads = [], iter(grads)
         for x, w in zip(arrays, wanted):
             if not w:
@@ -782,6 +787,18 @@ class _Autodiff:
             result.append(self.fns["zeros_like"](x) if gnode is None
                           else self.B.cast_like(self.B.asarray(next(vals)), x))
         return tuple(result)
+
+    def _prepare_vjp(self, arrays, wanted, with_residuals):
+        """(wanted, cotangent nodes, gradient nodes, their Lowered code)."""
+        wanted = [w and _inexact(x) for w, x in zip(wanted, arrays)]
+        names = tuple(n.name for n, w in zip(self.nodes, wanted) if w)
+        cts, _, grads = self.graph.derived(names)
+        given = self.nodes + tuple(cts)
+        if with_residuals:
+            given += tuple(self.graph.outputs) + tuple(self._residual_nodes)
+        lowered = self.graph.lowered([x for x in grads if x is not None], given, self.B,
+                                     self.fns, self.numbers)
+        return wanted, cts, grads, lowered
 
     def jvp(self, arrays, tangents):
         """One tangent per output, given one per array (None for zero)."""
@@ -840,10 +857,12 @@ class Program:
         return self._setup(args, kwargs)[3]
 
     def __call__(self, *args, **kwargs):
-        values = args if not kwargs and len(args) == len(self.input_names) else \
-            [self._values(args, kwargs)[n] for n in self.input_names]
+        if kwargs or len(args) != len(self.input_names):
+            named = self._values(args, kwargs)
+            args = [named[n] for n in self.input_names]
+        values = args
         try:
-            key = tuple(v if isinstance(v, _NUMBERS) else (type(v), tuple(v.shape))
+            key = tuple((type(v), v if isinstance(v, _NUMBERS) else tuple(v.shape))
                         for v in values)
         except AttributeError:  # a list or other array-like: no fast path
             key = None
