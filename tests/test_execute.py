@@ -1,0 +1,268 @@
+"""Straight-line code (`einvjp.execute.Lowered`) against the interpreter
+(`einvjp.execute.evaluate`) as the oracle, on numpy, torch and (fewer cases:
+it compiles each new op) jax.  A Lowered's first call for a signature returns
+the interpreter's values (its probe), so every check calls twice: the second
+call runs the written code."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import einvjp
+from einvjp import execute, prims
+from einvjp.backend import backend_for, library_of
+from einvjp.execute import Lowered, evaluate
+
+from conftest import jax_fast_x64
+from test_examples import NAMES, load
+
+torch = pytest.importorskip("torch")
+ALL = pytest.mark.parametrize("xp", ["numpy", "torch", "jax"], indirect=True)
+CONVERT = {"numpy": lambda v: v,  # numpy arrays (numbers pass) -> the backend's
+           "torch": lambda v: torch.as_tensor(v) if isinstance(v, np.ndarray) else v}
+
+
+@pytest.fixture(params=["numpy", "torch"])
+def xp(request):
+    if request.param != "jax":
+        yield CONVERT[request.param]
+        return
+    import jax.numpy as jnp
+    with jax_fast_x64():
+        yield lambda v: jnp.asarray(v) if isinstance(v, np.ndarray) else v
+
+
+def _np(v):
+    return v.resolve_conj().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+
+
+def _plain(v):  # a Python number (numpy's scalars count as 0-d arrays)
+    return type(v) in (int, float, complex)
+
+
+def same(got, want, rtol=1e-12):
+    """got is what want is: a Python number where it is one, else an array
+    of its library, shape and dtype; and the same values."""
+    assert _plain(got) == _plain(want), (got, want)
+    if not _plain(want):
+        assert library_of(got) == library_of(want), (type(got), type(want))
+        assert got.dtype == want.dtype and tuple(got.shape) == tuple(want.shape)
+    np.testing.assert_allclose(_np(got), _np(want), rtol=rtol, atol=rtol * 1e-2)
+
+
+def check(outputs, feed, fixed=None, rtol=1e-12):
+    """Lowered(outputs, the feed's nodes, fixed) against evaluate, twice."""
+    fixed = dict(fixed or {})
+    B = backend_for(list(feed.values()))
+    fns = prims.table(B.name)
+    want = evaluate(outputs, {**feed, **fixed}, B, fns)
+    run, values = Lowered(outputs, list(feed), B, fns, fixed), list(feed.values())
+    for got in (run(values), run(values)):  # the probe, then the written code
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            same(g, w, rtol)
+
+
+def check_program(prog, xp, fixed=(), rtol=1e-12, seed=0, **inputs):
+    """The forward program and the VJP program (for every inexact array),
+    the inputs named in `fixed` written in as constants; inputs the program
+    does not read are left out."""
+    inputs = {n: inputs[n] for n in prog.input_names}
+    values = {n: xp(v) for n, v in inputs.items()}
+    g = prog.graph(**values)
+    feed = g.feed(values, backend_for(list(values.values())))
+    consts = {g.inputs[n]: feed.pop(g.inputs[n]) for n in fixed}
+    check(g.outputs, feed, consts, rtol)
+    arrays = {n: v for n, v in inputs.items() if isinstance(v, np.ndarray)}
+    wrt = [n for n, v in arrays.items() if v.dtype.kind in "fc"]
+    if wrt:
+        cts, _, grads = g.derived(wrt)
+        rng = np.random.default_rng(seed)
+        for c in cts:
+            ct = rng.normal(size=tuple(int(s) for s in c.shape))
+            feed[c] = xp(ct.astype(np.result_type(*arrays.values())))
+        check([x for x in grads if x is not None], feed, consts, rtol)
+
+
+@ALL
+@pytest.mark.parametrize("name", NAMES)
+def test_example(name, xp):
+    example = load(name)
+    inputs = example.inputs(np.random.default_rng(0))
+    check_program(example.PROGRAM, xp, **inputs)
+    numbers = [n for n, v in inputs.items() if not isinstance(v, np.ndarray)]
+    if numbers:  # layer norm's eps
+        check_program(example.PROGRAM, xp, fixed=numbers, **inputs)
+
+
+def test_numbers_given_or_fixed(xp):
+    prog = einvjp.compile("u[i,j] = a * x[i,j] + b\nv[i] = maximum(x[i,j] w[j], b) / a\n"
+                          "y[i,j] = u[i,j] * v[i] - b * exp(a) + 2.5\nreturn y, v")
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(2, 3)), rng.normal(size=3)
+    for a, b in [(0.5, -2.0), (3, 1), (1.5, 2)]:
+        for fixed in [(), ("a",), ("a", "b")]:
+            check_program(prog, xp, fixed=fixed, a=a, b=b, x=x, w=w)
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.complex64, np.float32])
+def test_complex_and_single(xp, dtype):
+    x, w, xi, wi = np.random.default_rng(2).normal(size=(4, 3, 3))
+    x, w = (x[:2], w) if dtype == np.float32 else (x[:2] + 1j * xi[:2], w - 1j * wi)
+    prog = einvjp.compile("y[i,k] = exp(x[i,j]) w[j,k] / 3 - a * x[i,k] w[k,k] + a")
+    for a in (0.5, 2 - 1j):
+        for fixed in ((), ("a",)):
+            check_program(prog, xp, fixed=fixed, rtol=1e-12 if dtype == np.complex128 else 1e-5,
+                          a=a, x=x.astype(dtype), w=w.astype(dtype))
+
+
+def test_integers_and_mixed_dtypes(xp):
+    """int64 arrays with int or float numbers; float32 with float64 arrays
+    where no matmul is written (see test_mixed_dtypes_matmul)."""
+    rng = np.random.default_rng(3)
+    x, w = rng.integers(-5, 5, size=(2, 3)), rng.integers(-5, 5, size=(3, 3))
+    for text in ["y[i,k] = x[i,j] w[j,k] + n", "y[i,k] = 2 x[i,j] w[j,k] - n * x[i,k]",
+                 "y[i] = x[i,j] / 4 + n", "y[i,j] = maximum(x[i,j], n) + w[j,j]"]:
+        for n in (3, 0.5):
+            check_program(einvjp.compile(text), xp, n=n, x=x, w=w)
+    for text in ["y[i,j] = x[i,j] w[j,j] + x[i,j]", "y[i,j] = exp(x[i,j]) - sin(w[j,j]) x[i,j]",
+                 "y[i,j] = maximum(x[i,j], w[j,j]) / 2 + 1.5 x[i,j]"]:
+        check_program(einvjp.compile(text), xp, rtol=1e-6, x=(x / 4).astype(np.float32), w=w / 3)
+
+
+MATMUL_BUG = ("Lowered writes torch.matmul for a contraction step without the dtype "
+              "promotion of the interpreter's B.apply: the code raises 'expected m1 and m2 to "
+              "have the same dtype' where evaluate returns the promoted result")
+
+
+@pytest.mark.parametrize("xp", ["numpy", pytest.param("torch", marks=pytest.mark.xfail(
+    strict=True, raises=RuntimeError, reason=MATMUL_BUG))], indirect=True)
+@pytest.mark.parametrize("text,dx,dw,a", [
+    ("y[i,k] = x[i,j] w[j,k]", np.float32, np.float64, 0),
+    ("y[i,k] = x[i,j] w[j,k]", np.int64, np.float64, 0),
+    ("y[i,k] = x[i,j] w[j,k]", np.float64, np.complex128, 0),
+    ("y[i,j] = x[i,k] w[k,k] - 2 x[i,j]", np.float32, np.float64, 0),
+    # one dtype, made two by the code: the coefficient scales an operand first
+    ("y[i,k] = x[i,j] w[j,k] / 4 + 1.5", np.int64, np.int64, 0),
+    ("y[i,k] = x[i,j] w[j,k] * a", np.float64, np.float64, 1.5j),
+])
+def test_mixed_dtypes_matmul(xp, text, dx, dw, a):
+    x, w = np.linspace(-4, 4, 6).reshape(2, 3), np.linspace(-3, 5, 9).reshape(3, 3)
+    check_program(einvjp.compile(text), xp, rtol=1e-6, x=x.astype(dx), w=w.astype(dw), a=a)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "an integer array times a number equal to 1: evaluate skips B.scale when the "
+    "coefficient times the numbers == 1 and keeps int64; the code always writes "
+    "scale(v0, v1 * 1) and returns float64"))
+def test_integer_times_number_one():
+    check_program(einvjp.compile("y[i,j] = a * x[i,j]"), CONVERT["numpy"], a=1.0,
+                  x=np.arange(6).reshape(2, 3))
+
+
+@ALL
+def test_structured_primitives(xp):
+    prog = einvjp.compile("""
+        s[b,j] = softmax(x[b,j], j) + log_softmax(x[b,j], b)
+        l[b] = logsumexp(x[b,j], j) + max(x[b,j], j) - min(x[b,j], b) 1[b]
+        z[i,j] = inv(a[i,j]) x[j,j]
+        q[j,k] = solve(a[i,j], r[i,k] + z[k,i])
+        d = det(a[i,j]) + logdet(a[i,j]) * eps
+        return s, l, z, q, d
+    """)
+    x, a, r = np.random.default_rng(6).normal(size=(3, 3, 3))
+    for fixed in [(), ("eps",)]:
+        check_program(prog, xp, fixed=fixed, rtol=1e-10, eps=0.5, x=x, r=r,
+                      a=a @ a.T / 3 + np.eye(3))
+
+
+@ALL
+@pytest.mark.parametrize("text", [
+    "y[i] = x[i,i]", "y = x[i,i] + v[i] v[i]", "y[i,j] = delta[i,j] v[i]",
+    "y[i,j,k] = delta[i,j] x[j,k] + x[i,i] v[k]", "y[i,j] = x[i,j] x[j,i] - x[i,i] 1[j]",
+    "y[h,b] = 1[h] v[b]", "y[b] = 1[h] x[b,h] + 2", "y[i] = v[i]",  # the input itself
+    "u[i] = v[i]\ny[i] = u[i] * 2\nreturn y, u", "c = 2.5\ny[i] = v[i] * c\nreturn y, c",
+    "c[i] = 3 * 1[i]\ny[i] = v[i] + x[i,i]\nreturn c, y", "y[i,j] = 1[i] 1[j] * n",
+    "y[i,j] = v[i] 1[j] + exp(v[i]) 1[j]", "y[i,j] = tanh(v[i]) + 1[j] + v[j] * n"])
+def test_diagonals_broadcasts_and_plain_outputs(xp, text):
+    x = np.random.default_rng(7).normal(size=(4, 3))
+    check_program(einvjp.compile(text, sizes={"h": 2, "i": 3, "j": 3}), xp, n=0.5, x=x[:3], v=x[3])
+
+
+SIZES = {"i": 2, "k": 2, "j": 3, "n": 3}
+INPUTS = {"a": "ij", "b": "jn", "c": "k"}
+
+
+@st.composite
+def programs(draw):
+    """One to four statements over a[i,j], b[j,n], c[k] and a number s, the
+    operands read under any labels of their sizes (transposes, diagonals),
+    the left side any labels (sums, broadcasts)."""
+    env, lines = dict(INPUTS), []
+
+    def ref():
+        name = draw(st.sampled_from(sorted(env)))
+        labs = [draw(st.sampled_from([m for m in SIZES if SIZES[m] == SIZES[lab]]))
+                for lab in env[name]]
+        return f"{name}[{','.join(labs)}]" if labs else name, labs
+
+    for t in range(draw(st.integers(1, 4))):
+        (x, lx), (y, ly) = ref(), ref()
+        rhs = draw(st.sampled_from([
+            f"tanh({x})", f"exp(0.5 * {x}) - s", f"{x} {y}", f"{x} + 0.5 * {y}",
+            f"{x} / (1.5 + {y}^2)", f"maximum({x}, {y}) * s", "reduce"]))
+        if rhs == "reduce":
+            f = draw(st.sampled_from(["logsumexp", "max", "softmax"]))
+            rhs = f"{f}({x}, {draw(st.sampled_from(lx))}) - {y}" if lx else f"{x} * {y}"
+        labels = sorted(set(lx) | set(ly) | draw(st.sets(st.sampled_from(sorted(SIZES)))))
+        out = draw(st.permutations(labels))[:draw(st.integers(0, min(3, len(labels))))]
+        env[f"t{t}"] = "".join(out)
+        lines.append(f"t{t}{'[' + ','.join(out) + ']' if out else ''} = {rhs}")
+    if len(lines) > 1 and draw(st.booleans()):
+        lines.append(f"return t{len(lines) - 1}, t0")
+    return "\n".join(lines)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(), st.sampled_from(["numpy", "torch"]), st.booleans(), st.integers(0, 99))
+def test_generated_programs(text, backend, fix_s, seed):
+    rng = np.random.default_rng(seed)
+    inputs = {n: rng.normal(size=[SIZES[lab] for lab in labs]) for n, labs in INPUTS.items()}
+    prog = einvjp.compile(text, sizes=SIZES)
+    fixed = ["s"] if fix_s and "s" in prog.input_names else ()
+    check_program(prog, CONVERT[backend], fixed=fixed, rtol=1e-10, seed=seed, s=0.7, **inputs)
+
+
+@ALL
+def test_code_per_signature(xp, monkeypatch):
+    """One function per signature (which values are numbers, the dtypes):
+    a call with a known signature runs its code (no node interpreted) on its
+    own values; a new signature writes new code."""
+    calls, real = [], execute.evaluate_node
+    monkeypatch.setattr(execute, "evaluate_node", lambda *a: calls.append(a[0]) or real(*a))
+    prog = einvjp.compile("y[b,h] = (x[b,h] - x[b,j] / J) * a + w[h] x[b,h]^2 - a")
+    x, w = np.random.default_rng(8).normal(size=(2, 3)), np.linspace(-1, 2, 3)
+    g, B = prog.graph(x=xp(x), w=xp(w), a=0.5), backend_for([xp(x)])
+    run = Lowered(g.outputs, [g.inputs[n] for n in "xwa"], B, prims.table(B.name))
+
+    def call(x, w, a, rtol=1e-12):
+        """(nodes interpreted, the code's source) of one call, checked."""
+        values = [xp(x), xp(w), xp(a)]
+        del calls[:]
+        got, interpreted = run(values), len(calls)
+        same(got[0], evaluate(g.outputs, dict(zip(run.given, values)), B, run.fns)[0], rtol)
+        return interpreted, run.source(values)
+
+    n, code = call(x, w, 0.5)
+    assert n > 0  # the probe
+    for k in (1, 2):
+        assert call(x + k, w * k, 2.0 + k) == (0, code)
+    n, array_code = call(x, w, np.array(0.5))  # `a` an array
+    assert n > 0 and array_code != code
+    assert call(x - 1, w, np.array(-2.0)) == (0, array_code)
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    n, single_code = call(x32, w32, 0.5, 1e-5)
+    assert n > 0 and call(x32 * 2, w32, 1.5, 1e-5) == (0, single_code)
+    assert call(x, w, 3) == (0, code)  # an int is a number too
+    assert call(x, w, np.array(1.5)) == (0, array_code)
