@@ -120,7 +120,8 @@ def evaluate_node(node, args, B, fns, like=None):
                 ones = plan_for(GE([labels], out, 1))(B, [ones])
             return ones if scale == 1 else B.scale(ones, scale)
         r = B.apply(p, ops) if hasattr(B, "apply") else p(B, ops)
-        return r if scale == 1 else B.scale(r, scale)
+        # A number operand always multiplies (the dtype does not depend on its value).
+        return r if scale == 1 and not any(numbers) else B.scale(r, scale)
     if isinstance(node, Add):
         out = list(node.out)
         acc = None
@@ -370,7 +371,8 @@ class _Writer:
     def expression(self, node):
         args = getattr(node, "args", ())
         if not self.number(node):
-            if isinstance(node, Contract) and not all(self.number(a) for a in args):
+            if isinstance(node, Contract) and not all(self.number(a) for a in args) \
+                    and self.uniform(node):
                 return self.contraction(node)
             if isinstance(node, Add) and not all(self.number(a) for a in args):
                 return self.addition(node)
@@ -378,6 +380,14 @@ class _Writer:
                     not self.number(a) or self.known(a) is not None for a in args)):
                 return self.elementwise(node)
         return self.interpreted(node)
+
+    def uniform(self, node):
+        """Every array operand has the dtype of the result: the written
+        contraction does no promotion (torch's matmul refuses mixed dtypes;
+        the interpreter's `B.apply` promotes)."""
+        dtype = getattr(self.probe[node], "dtype", None)
+        return all(getattr(self.probe[a], "dtype", None) == dtype
+                   for a in node.args if not self.number(a))
 
     def interpreted(self, node):
         """The interpreter's `evaluate_node`, called from the code."""
@@ -423,7 +433,7 @@ class _Writer:
             elif n:
                 varying.append(self.var[a])
         factors = varying + [self.const(scale)] if scale != 1 or varying else []
-        if not varying and scale != 1:
+        if not varying and (scale != 1 or any(numbers)):  # as the interpreter
             factors = [self.scalar(scale, node)]
         slots = [self.operand(a) for a, n in zip(node.args, numbers) if not n]
         # The coefficient multiplies the smallest tensor the plan handles.

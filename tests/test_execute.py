@@ -131,13 +131,7 @@ def test_integers_and_mixed_dtypes(xp):
         check_program(einvjp.compile(text), xp, rtol=1e-6, x=(x / 4).astype(np.float32), w=w / 3)
 
 
-MATMUL_BUG = ("Lowered writes torch.matmul for a contraction step without the dtype "
-              "promotion of the interpreter's B.apply: the code raises 'expected m1 and m2 to "
-              "have the same dtype' where evaluate returns the promoted result")
-
-
-@pytest.mark.parametrize("xp", ["numpy", pytest.param("torch", marks=pytest.mark.xfail(
-    strict=True, raises=RuntimeError, reason=MATMUL_BUG))], indirect=True)
+@pytest.mark.parametrize("xp", ["numpy", "torch"], indirect=True)
 @pytest.mark.parametrize("text,dx,dw,a", [
     ("y[i,k] = x[i,j] w[j,k]", np.float32, np.float64, 0),
     ("y[i,k] = x[i,j] w[j,k]", np.int64, np.float64, 0),
@@ -152,10 +146,6 @@ def test_mixed_dtypes_matmul(xp, text, dx, dw, a):
     check_program(einvjp.compile(text), xp, rtol=1e-6, x=x.astype(dx), w=w.astype(dw), a=a)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an integer array times a number equal to 1: evaluate skips B.scale when the "
-    "coefficient times the numbers == 1 and keeps int64; the code always writes "
-    "scale(v0, v1 * 1) and returns float64"))
 def test_integer_times_number_one():
     check_program(einvjp.compile("y[i,j] = a * x[i,j]"), CONVERT["numpy"], a=1.0,
                   x=np.arange(6).reshape(2, 3))
