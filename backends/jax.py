@@ -70,6 +70,11 @@ def scale(x, c):
     return x * c
 
 
+def add_product(acc, a, b, c):
+    """acc + c a b."""
+    return acc + (a * b if c == 1 else c * (a * b))
+
+
 def _step(n, m):
     """Distance between diagonal entries of an (n,)*m block read flat:
     1 + n + … + n**(m-1)."""

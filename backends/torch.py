@@ -80,6 +80,11 @@ def scale(x, c):
     return torch.mul(x, c if isinstance(c, (int, float, complex, torch.Tensor)) else float(c))
 
 
+def add_product(acc, a, b, c):
+    """acc + c a b, in one pass."""
+    return torch.addcmul(acc, a, b, value=c)
+
+
 def scalar(value, like):
     """A number as the 0-d tensor an op with `like` reads it as (torch's
     binary ops take a 0-d tensor faster than a Python number); on the CPU,

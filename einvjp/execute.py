@@ -236,6 +236,11 @@ def _broadcast(*shapes):
     return tuple(max(sizes) for sizes in zip(*padded))
 
 
+def _inexact(v):
+    dtype = str(getattr(v, "dtype", ""))
+    return "float" in dtype or "complex" in dtype
+
+
 def _swap_last(x):
     """Source swapping the last two axes of the source `x` (undoing a swap)."""
     if x.startswith("swap_last(") and x.endswith(")") and _balanced(x[10:-1]):
@@ -304,10 +309,14 @@ class _Writer:
     (from the interpreter), which says what is a number."""
 
     OPS = ("transpose", "reshape", "matmul", "multiply", "add", "subtract", "sum",
-           "swap_last", "scale", "broadcast_to", "diagonal", "diag_embed")
+           "swap_last", "scale", "broadcast_to", "diagonal", "diag_embed", "add_product")
 
-    def __init__(self, lowered, order, probe):
+    def __init__(self, lowered, order, probe, counts=None):
         self.lowered, self.order, self.probe = lowered, order, probe
+        self.counts = counts or {}  # source of a pairwise product -> how often written
+        self.seen, self.hoisted = {}, {}
+        self.parts = {}  # a contraction ending in a product -> (a, b) sources
+        self.inline = set()  # the contractions written into their (one) reader
         self.B, self.fns = lowered.B, lowered.fns
         self.env = {op: getattr(self.B, op) for op in self.OPS if hasattr(self.B, op)}
         self.var = {node: f"v{k}" for k, node in enumerate(lowered.given)}
@@ -344,27 +353,63 @@ class _Writer:
         return text
 
     def write(self):
+        """Writes the function twice: the first time counts the pairwise
+        products written more than once (across nodes), which the second
+        computes once into a temporary."""
+        first = _Writer(self.lowered, self.order, self.probe)
+        first.lines_for()
+        second = _Writer(self.lowered, self.order, self.probe, first.seen)
+        source = second.lines_for()
+        exec(source, second.env)  # noqa: S102 - code written from the graph, no user text
+        return second.env["run"], source
+
+    def lines_for(self):
+        """The source of the function.  A contraction read once, by an Add,
+        is written into the Add (which may fold its last product into an
+        `add_product`); a variable is deleted after the statement that reads
+        it last."""
         kept = set(self.lowered.outputs) | set(self.lowered.given) | set(self.lowered.fixed) | {
             n for n in self.order if isinstance(n, Const)}
-        last = {}
-        for k, node in enumerate(self.order):
+        readers = {}
+        for node in self.order:
             for a in getattr(node, "args", ()):
-                last[a] = k
+                readers.setdefault(a, []).append(node)
+        self.inline = inline = {
+            n for n in self.order if isinstance(n, Contract) and n not in kept
+            and len(readers.get(n, ())) == 1 and isinstance(readers[n][0], Add)}
+        position = {}
+        for k, node in reversed(list(enumerate(self.order))):
+            position[node] = position[readers[node][0]] if node in inline else k
+        dead = {}
+        for node, rs in readers.items():
+            if node not in kept and node not in inline and node in position:
+                dead.setdefault(max(position[r] for r in rs), []).append(node)
         for k, node in enumerate(self.order):
             if isinstance(node, Const) and _literal(self.probe[node]) is not None:
                 self.var[node] = _literal(self.probe[node])  # written where it is read
                 continue
+            if node in inline:
+                self.var[node] = self.expression(node)
+                continue
             self.var[node] = f"v{len(self.var)}"
             self.lines.append(f"{self.var[node]} = {self.expression(node)}")
-            dead = [self.var[a] for a in dict.fromkeys(getattr(node, "args", ()))
-                    if last.get(a) == k and a not in kept]
-            if dead:
-                self.lines.append(f"del {', '.join(dead)}")
+            if dead.get(k):
+                self.lines.append(f"del {', '.join(self.var[n] for n in dead[k])}")
         params = ", ".join(self.var[n] for n in self.lowered.given)
         results = "".join(f"{self.var[o]}, " for o in self.lowered.outputs)
-        source = "\n    ".join([f"def run({params}):"] + self.lines + [f"return ({results})"])
-        exec(source, self.env)  # noqa: S102 - code written above from the graph, no user text
-        return self.env["run"], source
+        return "\n    ".join([f"def run({params}):"] + self.lines + [f"return ({results})"])
+
+    def shared(self, text):
+        """A pairwise product's source, or the temporary holding it when the
+        function writes it more than once."""
+        self.seen[text] = self.seen.get(text, 0) + 1
+        if self.counts.get(text, 0) < 2:
+            return text
+        name = self.hoisted.get(text)
+        if name is None:
+            name = self.hoisted[text] = f"t{len(self.hoisted)}"
+            self.lines.append(f"{name} = {text}")
+        return name
 
     # --- one node
 
@@ -445,11 +490,16 @@ class _Writer:
         def scaled(k, x):
             return f"scale({x}, {factor})" if k == target else x
         slots = [(scaled(k, x), s) for k, (x, s) in enumerate(slots)]
+        product = None
         for step in plan.steps:
             ins = [slots[i] for i in step.ins]
-            x, shape = (self.unary(step.op, node, *ins[0]) if len(ins) == 1
-                        else self.binary(step.op, step.ge, *ins[0], *ins[1]))
+            if len(ins) == 1:
+                (x, shape), product = self.unary(step.op, node, *ins[0]), None
+            else:
+                x, shape, product = self.binary(step.op, step.ge, *ins[0], *ins[1])
             slots.append((scaled(len(slots), x), shape))
+        if product is not None and target != len(slots) - 1:
+            self.parts[node] = product
         return slots[-1][0]
 
     def unary(self, op, node, x, shape):
@@ -473,8 +523,9 @@ class _Writer:
         return x, shape
 
     def binary(self, op, ge, a, sa, b, sb):
+        """(source, shape, (a, b) when it is the plain product a b)."""
         if op.mode == "dot":
-            return self.dot(ge, a, b)
+            return self.dot(ge, a, b) + (None,)
         if op.perm_a is not None:
             a, sa = f"transpose({a}, {op.perm_a!r})", tuple(sa[p] for p in op.perm_a)
         if op.perm_b is not None:
@@ -487,8 +538,10 @@ class _Writer:
             b = b if op.shape_b == sb else f"reshape({b}, {op.shape_b!r})"
             sa, sb = op.shape_a, op.shape_b
         if op.mode == "mul":
-            c, shape = f"multiply({a}, {b})", _broadcast(sa, sb)
+            c, shape = self.shared(f"multiply({a}, {b})"), _broadcast(sa, sb)
+            product = (a, b) if c.startswith("multiply(") else None
         else:
+            product = None
             if op.swap_a:
                 a, sa = _swap_last(a), sa[:-2] + (sa[-1], sa[-2])
             if op.swap_b:
@@ -497,11 +550,13 @@ class _Writer:
                 c, shape = f"matmul({_swap_last(b)}, {_swap_last(a)})", sa[:-2] + (sb[-1], sa[-2])
             else:
                 c, shape = f"matmul({a}, {b})", sa[:-2] + (sa[-2], sb[-1])
+            c = self.shared(c)
         if op.shape_c != shape:
-            c, shape = f"reshape({c}, {op.shape_c!r})", op.shape_c
+            c, shape, product = f"reshape({c}, {op.shape_c!r})", op.shape_c, None
         if op.perm_c is not None:
             c, shape = f"transpose({c}, {op.perm_c!r})", tuple(shape[p] for p in op.perm_c)
-        return c, shape
+            product = None
+        return c, shape, product
 
     def dot(self, ge, a, b):
         """Batched dot products (both operands carry the same labels) in the
@@ -511,7 +566,7 @@ class _Writer:
             b = f"transpose({b}, {tuple(lb.index(lab) for lab in la)!r})"
         summed = tuple(k for k, lab in enumerate(la) if lab not in lc)
         kept = [lab for lab in la if lab in lc]
-        c = f"sum(multiply({a}, {b}), {summed!r})"
+        c = self.shared(f"sum(multiply({a}, {b}), {summed!r})")
         if kept != lc:
             c = f"transpose({c}, {tuple(kept.index(lab) for lab in lc)!r})"
         return c, tuple(int(lab.size) for lab in lc)
@@ -519,19 +574,27 @@ class _Writer:
     def addition(self, node):
         out = list(node.out)
         terms, number = [], 0
+        fusable = _inexact(self.probe[node]) and all(
+            self.number(a) or self.probe[a].dtype == self.probe[node].dtype for a in node.args)
         for a, t, c in zip(node.args, node.terms, node.coeffs):
             if self.known(a) is not None:  # constants add up while writing
                 number = number + c.number() * self.known(a)
-            else:
-                terms.append((self.aligned(a, list(t), out), c.number()))
+                continue
+            x, shape = self.aligned(a, list(t), out)
+            # A product read as it is: folded into the sum (`add_product`).
+            product = self.parts.get(a) if fusable and a in self.inline and x == self.var[a] \
+                else None
+            terms.append((x, shape, c.number(), product))
         # An array read with coefficient 1 first: the others add or subtract.
-        terms.sort(key=lambda item: (item[0][1] is None, item[1] != 1))
-        (acc, shape), c = terms[0]
+        terms.sort(key=lambda item: (item[1] is None, item[3] is not None, item[2] != 1))
+        acc, shape, c, _ = terms[0]
         if c != 1:
             acc = f"scale({acc}, {self.scalar(c, node)})"
-        for (x, s), c in terms[1:]:
+        for x, s, c, product in terms[1:]:
             if s is None:  # a number that varies
                 acc = f"add({acc}, {x if c == 1 else f'{self.const(c)} * {x}'})"
+            elif product is not None:
+                acc = f"add_product({acc}, {product[0]}, {product[1]}, {self.const(c)})"
             elif c == 1:
                 acc = f"add({acc}, {x})"
             elif c == -1:
