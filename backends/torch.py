@@ -85,6 +85,11 @@ def add_product(acc, a, b, c):
     return torch.addcmul(acc, a, b, value=c)
 
 
+def add_matmul(acc, a, b, c):
+    """acc + c a @ b for matrices a and b, in one call (what F.linear does)."""
+    return torch.addmm(acc, a, b, alpha=c)
+
+
 def scalar(value, like):
     """A number as the 0-d tensor an op with `like` reads it as (torch's
     binary ops take a 0-d tensor faster than a Python number); on the CPU,
@@ -121,6 +126,8 @@ def diag_embed(x, shape, groups):
 
 def cast_like(g, x):
     """A gradient in the dtype of its primal (the real part for a real one)."""
+    if g.dtype == x.dtype:
+        return g
     if g.is_complex() and not x.is_complex():
         g = g.real
     return g.to(x.dtype)
@@ -195,9 +202,10 @@ _table = sys.modules[__name__]
 class _TransformableProgramFunction(torch.autograd.Function):
     """`_TransformableProgramFunction.apply(rule, *arrays)`, for a rule as
     described at `differentiable`: the outputs, then the residuals
-    (non-differentiable outputs, so that they can be saved).  Backward evaluates `rule.vjp` and
-    jvp `rule.jvp` with torch ops and GEs, both recorded by autograd and so
-    differentiable again (double backward, `torch.func.hessian`);
+    (non-differentiable outputs, so that they can be saved).  Backward
+    evaluates `rule.vjp` and jvp `rule.jvp` with torch ops and GEs, both
+    recorded by autograd and so differentiable again (double backward,
+    `torch.func.hessian`);
     `generate_vmap_rule` batches all three."""
     generate_vmap_rule = True
 
@@ -246,17 +254,34 @@ class ProgramFunction(torch.autograd.Function):
     """`_TransformableProgramFunction` without `setup_context`, for calls
     outside torch.func transforms: `Function.apply` then skips binding the
     arguments to `forward`'s signature (`inspect.signature`, tens of
-    microseconds a call).  Under a transform torch refuses it, and
-    `differentiable` falls back to the other."""
+    microseconds a call), and the residuals, intermediates that are neither
+    inputs nor outputs, stay on `ctx` instead of being returned as outputs
+    (a backward that is recorded recomputes them).  Under a transform torch
+    refuses it, and `differentiable` falls back to the other."""
 
     @staticmethod
     def forward(ctx, rule, *arrays):
-        outputs = _TransformableProgramFunction.forward(rule, *arrays)
-        _TransformableProgramFunction.setup_context(ctx, (rule,) + arrays, outputs)
-        return outputs
+        outs, ctx.residuals = rule.forward(*arrays)
+        outs = tuple(_own(y, arrays) for y in outs)
+        ctx.rule, ctx.n = rule, len(arrays)
+        ctx.set_materialize_grads(False)  # absent (co)tangents arrive as None
+        ctx.save_for_backward(*arrays, *outs)
+        ctx.save_for_forward(*arrays, *outs)
+        return outs
 
-    backward = _TransformableProgramFunction.backward
-    jvp = _TransformableProgramFunction.jvp
+    @staticmethod
+    def backward(ctx, *cotangents):
+        wanted = ctx.needs_input_grad[1:]
+        if all(c is None for c in cotangents):
+            return (None,) * (1 + len(wanted))
+        saved = ctx.saved_tensors
+        residuals = None if torch.is_grad_enabled() else saved[ctx.n:] + tuple(ctx.residuals)
+        grads = ctx.rule.vjp(saved[:ctx.n], tuple(map(_conj, cotangents)), wanted, residuals)
+        return (None,) + tuple(_conj(g) if w else None for g, w in zip(grads, wanted))
+
+    @staticmethod
+    def jvp(ctx, _rule_tangent, *tangents):
+        return ctx.rule.jvp(ctx.saved_tensors[:ctx.n], tangents)
 
 
 def _conj(x):

@@ -48,8 +48,11 @@ from .ir import Add, Const, Contract, Func, Input, Map, distinct, topo
 from .plan import plan_for
 
 
+_NUMBERS = (int, float, complex)
+
+
 def _is_number(v):
-    return isinstance(v, (int, float, complex))
+    return isinstance(v, _NUMBERS)
 
 
 def _align(B, x, term, order):
@@ -301,7 +304,8 @@ class Lowered:
 
     @staticmethod
     def _signature(values):
-        return tuple(None if _is_number(v) else getattr(v, "dtype", None) for v in values)
+        return tuple([None if isinstance(v, _NUMBERS) else getattr(v, "dtype", None)
+                      for v in values])
 
 
 class _Writer:
@@ -309,13 +313,14 @@ class _Writer:
     (from the interpreter), which says what is a number."""
 
     OPS = ("transpose", "reshape", "matmul", "multiply", "add", "subtract", "sum",
-           "swap_last", "scale", "broadcast_to", "diagonal", "diag_embed", "add_product")
+           "swap_last", "scale", "broadcast_to", "diagonal", "diag_embed", "add_product",
+           "add_matmul")
 
     def __init__(self, lowered, order, probe, counts=None):
         self.lowered, self.order, self.probe = lowered, order, probe
         self.counts = counts or {}  # source of a pairwise product -> how often written
         self.seen, self.hoisted = {}, {}
-        self.parts = {}  # a contraction ending in a product -> (a, b) sources
+        self.parts = {}  # a contraction ending in a product -> (op, a, b)
         self.inline = set()  # the contractions written into their (one) reader
         self.B, self.fns = lowered.B, lowered.fns
         self.env = {op: getattr(self.B, op) for op in self.OPS if hasattr(self.B, op)}
@@ -523,7 +528,8 @@ class _Writer:
         return x, shape
 
     def binary(self, op, ge, a, sa, b, sb):
-        """(source, shape, (a, b) when it is the plain product a b)."""
+        """(source, shape, ("add_product" or "add_matmul", a, b) when it is a
+        plain product or matrix product of a and b)."""
         if op.mode == "dot":
             return self.dot(ge, a, b) + (None,)
         if op.perm_a is not None:
@@ -539,18 +545,19 @@ class _Writer:
             sa, sb = op.shape_a, op.shape_b
         if op.mode == "mul":
             c, shape = self.shared(f"multiply({a}, {b})"), _broadcast(sa, sb)
-            product = (a, b) if c.startswith("multiply(") else None
+            product = ("add_product", a, b) if c.startswith("multiply(") else None
         else:
-            product = None
             if op.swap_a:
                 a, sa = _swap_last(a), sa[:-2] + (sa[-1], sa[-2])
             if op.swap_b:
                 b, sb = _swap_last(b), sb[:-2] + (sb[-1], sb[-2])
             if op.flip:
-                c, shape = f"matmul({_swap_last(b)}, {_swap_last(a)})", sa[:-2] + (sb[-1], sa[-2])
+                a, b, shape = _swap_last(b), _swap_last(a), sa[:-2] + (sb[-1], sa[-2])
             else:
-                c, shape = f"matmul({a}, {b})", sa[:-2] + (sa[-2], sb[-1])
-            c = self.shared(c)
+                shape = sa[:-2] + (sa[-2], sb[-1])
+            c = self.shared(f"matmul({a}, {b})")
+            product = ("add_matmul", a, b) if c.startswith("matmul(") and len(shape) == 2 \
+                else None
         if op.shape_c != shape:
             c, shape, product = f"reshape({c}, {op.shape_c!r})", op.shape_c, None
         if op.perm_c is not None:
@@ -593,8 +600,8 @@ class _Writer:
         for x, s, c, product in terms[1:]:
             if s is None:  # a number that varies
                 acc = f"add({acc}, {x if c == 1 else f'{self.const(c)} * {x}'})"
-            elif product is not None:
-                acc = f"add_product({acc}, {product[0]}, {product[1]}, {self.const(c)})"
+            elif product is not None:  # add_product or add_matmul
+                acc = f"{product[0]}({acc}, {product[1]}, {product[2]}, {self.const(c)})"
             elif c == 1:
                 acc = f"add({acc}, {x})"
             elif c == -1:

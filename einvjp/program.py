@@ -32,7 +32,7 @@ from .ge import Index
 from .ir import (Add, Const, Contract, Expr, Func, Input, Map, axes, contract,
                  distinct, is_zero, key, materialize, product, topo, total, uses)
 from .ir import add as add_node
-from .execute import Lowered, _is_number, _shape, _tensor, evaluate
+from .execute import _NUMBERS, Lowered, _is_number, _shape, _tensor, evaluate
 from . import prims
 
 # --- VJP --------------------------------------------------------------------
@@ -581,9 +581,6 @@ def simplify(outputs, stable=True, rounds=12):
 
 
 # --- Programs -------------------------------------------------------------------
-
-
-_NUMBERS = (int, float, complex)
 
 
 def _is_array(v):
