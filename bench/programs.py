@@ -27,8 +27,12 @@ Every path runs once (planning, jit), then once more with its output and
 gradients checked against a float64 torch reference (so a wrong answer is never
 timed), then warm-up, then the median of N timed repeats (timeit-style:
 time.perf_counter around `number` back-to-back calls so a repeat lasts >= 5 ms,
-gc off), the repeats of all paths of a workload interleaved round-robin so that
-load from other processes falls on every path alike.  A path that raises
+gc off), the repeats of one library's paths of a workload interleaved
+round-robin so that load from other processes falls on every path alike (the
+torch paths, then einvjp-numpy, then the jax ones: a torch call right after a
+jax call runs ~25% slower while XLA's thread pool still holds a core, and in
+one round-robin of all paths the path after jax paid that every round).  A
+path that raises
 prints its error in its cell and the run goes on.
 
 `--threads 2,1` re-runs the torch columns at 1 thread after the full table at 2
@@ -315,12 +319,23 @@ def run_workload(w, args, columns=None):
             except AssertionError as e:
                 cells[col] = Cell(error=f"AssertionError: {e}")
                 ready = [r for r in ready if r[0] != col]
-    if ready:
-        timed = harness.measure([fn for _, fn, _ in ready], [est for _, _, est in ready],
+    # One library's paths timed together, interleaved; the libraries one after
+    # another: a torch call right after a jax one runs ~25% slower on two cores
+    # (XLA's thread pool still holds a core), and in one round-robin the path
+    # after jax would pay that every round.
+    for library in ("torch", "numpy", "jax"):
+        group = [r for r in ready if _library(r[0]) == library]
+        if not group:
+            continue
+        timed = harness.measure([fn for _, fn, _ in group], [est for _, _, est in group],
                                 _repeats(args))
-        for (col, _, _), (sec, reps, number, best) in zip(ready, timed):
+        for (col, _, _), (sec, reps, number, best) in zip(group, timed):
             cells[col] = Cell(sec, repeats=reps, number=number, err=cells[col].err, best=best)
     return cells
+
+
+def _library(col):
+    return "numpy" if col == "einvjp-numpy" else "jax" if "jax" in col else "torch"
 
 
 # --------------------------------------------------------------------------
@@ -383,7 +398,8 @@ def header(args, load_start, load_end, threads):
         f"- command: `{harness.command('bench/programs.py')}`",
         f"- float32; torch.set_num_threads({', then '.join(map(str, threads))}); {mode}; "
         "median of timed "
-        "repeats after warm-up, all paths of a workload interleaved",
+        "repeats after warm-up, one library's paths of a workload interleaved (torch, "
+        "then numpy, then jax)",
     ])
 
 
@@ -407,8 +423,11 @@ are `jax.jit(jax.value_and_grad(lambda *a: sum(f(*a) * ct)))` with
 `block_until_ready`. Each path runs once, then once more with its output and
 gradients checked against a float64 torch reference (and einvjp's gradients
 against the peer's float32 ones): a wrong answer is never timed. Then warm-up
-and the median of the timed repeats, the repeats of all paths of a workload
-interleaved round-robin. A cell shows the median (the fastest repeat in
+and the median of the timed repeats, the repeats of one library's paths of a
+workload interleaved round-robin, the libraries one after another (a torch call
+right after a jax call measured ~25% slower on two cores while XLA's thread
+pool still holds one; in one round-robin of every path, einvjp-torch came
+right after jax every round). A cell shows the median (the fastest repeat in
 parentheses); a ratio is the ratio of medians (of the fastest repeats in
 parentheses). Ratio targets: einvjp-torch / torch ≤ 1.0; einvjp-jax / jax is
 reported.
