@@ -28,11 +28,12 @@ gradients checked against a float64 torch reference (so a wrong answer is never
 timed), then warm-up, then the median of N timed repeats (timeit-style:
 time.perf_counter around `number` back-to-back calls so a repeat lasts >= 5 ms,
 gc off), the repeats of one library's paths of a workload interleaved
-round-robin so that load from other processes falls on every path alike (the
-torch paths, then einvjp-numpy, then the jax ones: a torch call right after a
-jax call runs ~25% slower while XLA's thread pool still holds a core, and in
-one round-robin of all paths the path after jax paid that every round).  A
-path that raises
+round-robin so that load from other processes falls on every path alike.  One
+library at a time (torch, then einvjp-numpy, then jax, each run, checked,
+warmed and timed before the next starts): a torch call right after a jax call
+runs ~25% slower while XLA's thread pool still holds a core, and in one
+round-robin of all paths the path after jax paid that every round.  A path
+that raises
 prints its error in its cell and the run goes on.
 
 `--threads 2,1` re-runs the torch columns at 1 thread after the full table at 2
@@ -297,40 +298,43 @@ class Cell(harness.Cell):
 
 
 def run_workload(w, args, columns=None):
+    """The cells of one workload.  One library at a time (torch, then NumPy,
+    then jax): its paths run, are checked, warmed up and timed interleaved
+    before the next library's paths first run.  A torch call right after a
+    jax one measured ~25% slower on two cores (XLA's thread pool still holds
+    a core), and OpenBLAS's threads spin after a NumPy call: timed in one
+    round-robin with them, a torch path pays for its neighbours."""
     columns = columns or COLUMNS
     ref = reference(w)
-    cells, ready, results = {}, [], {}
-    for col, path, _ in columns:
-        try:
-            fn = path(w)
-            result, first = harness.first_call(fn)   # after planning, jit
-            err = check(result, ref)              # checked before any timing
-            results[col] = result
-            cells[col] = Cell(first, repeats=1, number=1, err=err)
-            if not args.quick:
-                ready.append((col, fn, harness.warm(fn, first, args.budget, 5, 0.3)))
-        except Exception as e:  # noqa: BLE001 - a failing path is a result
-            cells[col] = harness.error_cell(e, args.verbose, Cell)
-    # einvjp's gradients against its peer's, directly (float32 vs float32).
-    for col, _, peer in columns:
-        if peer and col in results and peer in results:
-            try:
-                check_pair(results[col], results[peer], list(ref[1]))
-            except AssertionError as e:
-                cells[col] = Cell(error=f"AssertionError: {e}")
-                ready = [r for r in ready if r[0] != col]
-    # One library's paths timed together, interleaved; the libraries one after
-    # another: a torch call right after a jax one runs ~25% slower on two cores
-    # (XLA's thread pool still holds a core), and in one round-robin the path
-    # after jax would pay that every round.
+    cells, results = {}, {}
     for library in ("torch", "numpy", "jax"):
-        group = [r for r in ready if _library(r[0]) == library]
-        if not group:
-            continue
-        timed = harness.measure([fn for _, fn, _ in group], [est for _, _, est in group],
-                                _repeats(args))
-        for (col, _, _), (sec, reps, number, best) in zip(group, timed):
-            cells[col] = Cell(sec, repeats=reps, number=number, err=cells[col].err, best=best)
+        group = [c for c in columns if _library(c[0]) == library]
+        ready = []
+        for col, path, _ in group:
+            try:
+                fn = path(w)
+                result, first = harness.first_call(fn)   # after planning, jit
+                err = check(result, ref)              # checked before any timing
+                results[col] = result
+                cells[col] = Cell(first, repeats=1, number=1, err=err)
+                if not args.quick:
+                    ready.append((col, fn, harness.warm(fn, first, args.budget, 5, 0.3)))
+            except Exception as e:  # noqa: BLE001 - a failing path is a result
+                cells[col] = harness.error_cell(e, args.verbose, Cell)
+        # einvjp's gradients against its peer's, directly (float32 vs float32).
+        for col, _, peer in group:
+            if peer and col in results and peer in results:
+                try:
+                    check_pair(results[col], results[peer], list(ref[1]))
+                except AssertionError as e:
+                    cells[col] = Cell(error=f"AssertionError: {e}")
+                    ready = [r for r in ready if r[0] != col]
+        if ready:
+            timed = harness.measure([fn for _, fn, _ in ready], [est for _, _, est in ready],
+                                    _repeats(args))
+            for (col, _, _), (sec, reps, number, best) in zip(ready, timed):
+                cells[col] = Cell(sec, repeats=reps, number=number, err=cells[col].err,
+                                  best=best)
     return cells
 
 

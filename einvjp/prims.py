@@ -469,8 +469,7 @@ def _torch():
         sin=torch.sin, cos=torch.cos, tanh=torch.tanh, abs=torch.abs, sign=torch.sign,
         erf=torch.special.erf, reciprocal=torch.reciprocal, sigmoid=torch.sigmoid,
         softplus=F.softplus, relu=torch.relu, gelu=F.gelu,
-        gelu_grad=lambda x: torch.ops.aten.gelu_backward(
-            torch.ones((), dtype=x.dtype, device=x.device).expand(x.shape), x),
+        gelu_grad=lambda x: torch.ops.aten.gelu_backward(torch.ones_like(x), x),
         maximum=lambda x, y: torch.maximum(torch.as_tensor(x), torch.as_tensor(y)),
         minimum=lambda x, y: torch.minimum(torch.as_tensor(x), torch.as_tensor(y)),
         where=where, pow=lambda x, p: torch.square(x) if p == 2 else x ** p,
