@@ -8,7 +8,11 @@ the per-call work of the interpreter (aligning operands, planning, checking
 what is a number) done once.  A contraction's steps are written out inline,
 its coefficient multiplies its smallest operand or intermediate (not the
 full result), no-op reshapes and transposes are dropped, and intermediates
-are released after their last read.  The code is specialised to which inputs
+are released after their last read.  Fewer passes over memory: a contraction
+read once by an Add is written into it, a last step that is a product or a
+matrix product folding into the sum (`B.add_product`, `B.add_matmul`: torch's
+`addcmul`, `addmm`), and a pairwise product the function would compute twice
+is computed once.  The code is specialised to which inputs
 are Python numbers and to the inputs' dtypes (probed on the first call, which
 the interpreter evaluates); a node without a lowering (a structured
 primitive, a constant tensor) calls the interpreter from the code.
