@@ -93,8 +93,12 @@ def add_matmul(acc, a, b, c):
 def scalar(value, like):
     """A number as the 0-d tensor an op with `like` reads it as (torch's
     binary ops take a 0-d tensor faster than a Python number); on the CPU,
-    which any device accepts for a 0-d operand."""
-    return torch.tensor(value, dtype=torch.result_type(like, value))
+    which any device accepts for a 0-d operand.  For a half-precision result
+    the number itself: torch applies a Python number in float32, a 0-d tensor
+    would round it to half first."""
+    dtype = torch.result_type(like, value)
+    return value if dtype.itemsize < 4 or dtype == torch.complex32 else \
+        torch.tensor(value, dtype=dtype)
 
 
 def diagonal(x, groups):
@@ -255,17 +259,17 @@ class ProgramFunction(torch.autograd.Function):
     outside torch.func transforms: `Function.apply` then skips binding the
     arguments to `forward`'s signature (`inspect.signature`, tens of
     microseconds a call), and the residuals, intermediates that are neither
-    inputs nor outputs, stay on `ctx` instead of being returned as outputs
-    (a backward that is recorded recomputes them).  Under a transform torch
+    inputs nor outputs, are saved without being returned as outputs (a
+    backward that is recorded recomputes them).  Under a transform torch
     refuses it, and `differentiable` falls back to the other."""
 
     @staticmethod
     def forward(ctx, rule, *arrays):
-        outs, ctx.residuals = rule.forward(*arrays)
+        outs, residuals = rule.forward(*arrays)
         outs = tuple(_own(y, arrays) for y in outs)
         ctx.rule, ctx.n = rule, len(arrays)
         ctx.set_materialize_grads(False)  # absent (co)tangents arrive as None
-        ctx.save_for_backward(*arrays, *outs)
+        ctx.save_for_backward(*arrays, *outs, *residuals)
         ctx.save_for_forward(*arrays, *outs)
         return outs
 
@@ -275,7 +279,7 @@ class ProgramFunction(torch.autograd.Function):
         if all(c is None for c in cotangents):
             return (None,) * (1 + len(wanted))
         saved = ctx.saved_tensors
-        residuals = None if torch.is_grad_enabled() else saved[ctx.n:] + tuple(ctx.residuals)
+        residuals = None if torch.is_grad_enabled() else saved[ctx.n:]
         grads = ctx.rule.vjp(saved[:ctx.n], tuple(map(_conj, cotangents)), wanted, residuals)
         return (None,) + tuple(_conj(g) if w else None for g, w in zip(grads, wanted))
 

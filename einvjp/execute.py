@@ -44,6 +44,7 @@ def run(v0):
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from .errors import ProgramError
@@ -275,7 +276,7 @@ class Lowered:
     """`outputs` as a function of the values of the `given` nodes, run as
     straight-line code: `Lowered(outputs, given, B, fns)(values)` returns
     what `evaluate` would.  One function is written per signature of the
-    values (which are Python numbers, and the arrays' dtypes).  `fixed` maps
+    values (which are Python numbers of which type, the arrays' dtypes).  `fixed` maps
     further nodes to numbers that every call shares (written into the code
     as constants)."""
 
@@ -308,7 +309,7 @@ class Lowered:
 
     @staticmethod
     def _signature(values):
-        return tuple([None if isinstance(v, _NUMBERS) else getattr(v, "dtype", None)
+        return tuple([v.__class__ if isinstance(v, _NUMBERS) else getattr(v, "dtype", None)
                       for v in values])
 
 
@@ -328,8 +329,12 @@ class _Writer:
         self.inline = set()  # the contractions written into their (one) reader
         self.B, self.fns = lowered.B, lowered.fns
         self.env = {op: getattr(self.B, op) for op in self.OPS if hasattr(self.B, op)}
-        self.var = {node: f"v{k}" for k, node in enumerate(lowered.given)}
+        self.params = [f"v{k}" for k in range(len(lowered.given))]
+        self.var = {}
+        for name, node in zip(self.params, lowered.given):  # a node given twice: its first
+            self.var.setdefault(node, name)
         self.var.update((node, self.const(v)) for node, v in lowered.fixed.items())
+        self.names = itertools.count(len(lowered.given))
         arrays = [self.var[n] for n in lowered.given if not _is_number(probe[n])]
         self.like = arrays[0] if arrays else "None"
         self.lines = []
@@ -400,11 +405,11 @@ class _Writer:
             if node in inline:
                 self.var[node] = self.expression(node)
                 continue
-            self.var[node] = f"v{len(self.var)}"
+            self.var[node] = f"v{next(self.names)}"
             self.lines.append(f"{self.var[node]} = {self.expression(node)}")
             if dead.get(k):
                 self.lines.append(f"del {', '.join(self.var[n] for n in dead[k])}")
-        params = ", ".join(self.var[n] for n in self.lowered.given)
+        params = ", ".join(self.params)
         results = "".join(f"{self.var[o]}, " for o in self.lowered.outputs)
         return "\n    ".join([f"def run({params}):"] + self.lines + [f"return ({results})"])
 
@@ -584,17 +589,19 @@ class _Writer:
 
     def addition(self, node):
         out = list(node.out)
-        terms, number = [], 0
+        terms, number, numbers = [], 0, False
         fusable = _inexact(self.probe[node]) and all(
             self.number(a) or self.probe[a].dtype == self.probe[node].dtype for a in node.args)
         for a, t, c in zip(node.args, node.terms, node.coeffs):
             if self.known(a) is not None:  # constants add up while writing
-                number = number + c.number() * self.known(a)
+                number, numbers = number + c.number() * self.known(a), True
                 continue
             x, shape = self.aligned(a, list(t), out)
             # A product read as it is: folded into the sum (`add_product`).
             product = self.parts.get(a) if fusable and a in self.inline and x == self.var[a] \
                 else None
+            if product is not None and product[0] == "add_matmul" and len(out) != 2:
+                product = None  # addmm adds to a matrix only
             terms.append((x, shape, c.number(), product))
         # An array read with coefficient 1 first: the others add or subtract.
         terms.sort(key=lambda item: (item[1] is None, item[3] is not None, item[2] != 1))
@@ -613,7 +620,7 @@ class _Writer:
             else:
                 acc = f"add({acc}, scale({x}, {self.scalar(c, node)}))"
             shape = _broadcast(shape, s or ())
-        if number != 0:
+        if numbers:  # even a 0 (as the interpreter: it may promote, and -0.0 + 0 is 0)
             acc = f"add({acc}, {self.scalar(number, node)})"
         if shape != _shape(node):
             acc = f"broadcast_to({acc}, {_shape(node)!r})"

@@ -583,6 +583,9 @@ def simplify(outputs, stable=True, rounds=12):
 # --- Programs -------------------------------------------------------------------
 
 
+_CACHED = 64  # entries a per-graph cache keyed by number values keeps before it starts over
+
+
 def _is_array(v):
     return not isinstance(v, (int, float, complex, bool)) and hasattr(v, "shape")
 
@@ -619,6 +622,8 @@ class Graph:
         key = (B.name, tuple(outputs), tuple(given), tuple(fixed))
         found = self._lowered.get(key)
         if found is None:
+            if len(self._lowered) >= 4 * _CACHED:
+                self._lowered.clear()
             found = self._lowered[key] = Lowered(outputs, given, B, fns, dict(fixed))
         return found
 
@@ -654,6 +659,8 @@ class Graph:
         key = (B.name, nodes, numbers)
         f = self._functions.get(key)
         if f is None:
+            if len(self._functions) >= _CACHED:  # e.g. a number input that changes every call
+                self._functions.clear()
             f = self._functions[key] = B.differentiable(_Autodiff(self, nodes, numbers, B, fns))
         return f, nodes
 
@@ -868,7 +875,7 @@ class Program:
         if run is None:
             run = self._runner(dict(zip(self.input_names, values)))
             if key is not None:
-                if len(runs) >= 64:  # e.g. a number input that changes every call
+                if len(runs) >= _CACHED:  # e.g. a number input that changes every call
                     runs.clear()
                 runs[key] = run
         out = run(values)
@@ -886,13 +893,16 @@ class Program:
             given = list(g.feed(values, B))
             f = g.lowered(g.outputs, given, B, fns)
         position = {n: k for k, n in enumerate(self.input_names)}
+        # A constant (an array the traced function closed over) is converted
+        # on every call, as the inputs are: it may have changed in place, and
+        # under jax.jit a converted one would be a tracer of that trace.
         picks = [(position[n.name], None) if n.name in position and g.inputs.get(n.name) is n
-                 else (None, B.asarray(g.constants[n])) for n in given]
+                 else (None, g.constants[n]) for n in given]
         asarray = B.asarray
         if hasattr(B, "differentiable"):
-            return lambda vals: f(*[c if k is None else asarray(vals[k]) for k, c in picks])
-        return lambda vals: f([c if k is None else vals[k] if isinstance(vals[k], _NUMBERS)
-                               else asarray(vals[k]) for k, c in picks])
+            return lambda vals: f(*[asarray(c if k is None else vals[k]) for k, c in picks])
+        return lambda vals: f([vals[k] if k is not None and isinstance(vals[k], _NUMBERS)
+                               else asarray(c if k is None else vals[k]) for k, c in picks])
 
     def wrt_names(self, values):
         return [n for n in self.input_names if _is_array(values[n]) and _inexact(values[n])]
@@ -1049,7 +1059,7 @@ class _Latex(_Text):
             return rf"\sqrt{{{args[0]}}}"
         head = {"exp": r"\exp", "log": r"\log", "sin": r"\sin", "cos": r"\cos",
                 "tanh": r"\tanh", "det": r"\det", "max": r"\max", "min": r"\min"}.get(
-                    name, rf"\operatorname{{{name}}}")
+                    name, r"\operatorname{" + name.replace("_", r"\_") + "}")
         return rf"{head}\left({', '.join(args)}\right)"
 
     def power(self, base, p):

@@ -226,7 +226,8 @@ def test_generated_programs(text, backend, fix_s, seed):
 
 @ALL
 def test_code_per_signature(xp, monkeypatch):
-    """One function per signature (which values are numbers, the dtypes):
+    """One function per signature (which values are numbers and of which
+    type, the dtypes):
     a call with a known signature runs its code (no node interpreted) on its
     own values; a new signature writes new code."""
     calls, real = [], execute.evaluate_node
@@ -254,5 +255,94 @@ def test_code_per_signature(xp, monkeypatch):
     x32, w32 = x.astype(np.float32), w.astype(np.float32)
     n, single_code = call(x32, w32, 0.5, 1e-5)
     assert n > 0 and call(x32 * 2, w32, 1.5, 1e-5) == (0, single_code)
-    assert call(x, w, 3) == (0, code)  # an int is a number too
+    n, int_code = call(x, w, 3)  # a number's type is part of the signature (int: new code)
+    assert n > 0 and call(x + 1, w, 4) == (0, int_code)
     assert call(x, w, np.array(1.5)) == (0, array_code)
+
+
+# --- Programs through the lowered code: cases a review found -----------------
+
+
+def twice(f):
+    """f() called twice: the first call probes (the interpreter), the second
+    runs the written code; both returned."""
+    return f(), f()
+
+
+def test_matmul_added_to_a_3d_tensor():
+    """addmm adds to a matrix only: a 3-d sum keeps add + matmul."""
+    p = einvjp.compile("y[b,i,j] = z[b,i,j] + x[i,k] w[k,j]")
+    z, x, w = (torch.randn(*s, dtype=torch.float64) for s in ((2, 3, 4), (3, 5), (5, 4)))
+    for y in twice(lambda: p(z=z, x=x, w=w)):
+        assert torch.allclose(y, z + x @ w)
+
+
+@pytest.mark.parametrize("text,want", [
+    ("y[i] = v[i]", lambda v: torch.ones_like(v)),
+    ("u[i] = v[i]\ny[i] = u[i] * 2\nreturn y, u", lambda v: 3 * torch.ones_like(v)),
+    ("y[i] = exp(v[i])\nz[i] = exp(v[i])\nreturn y, z", lambda v: 2 * torch.exp(v)),
+])
+def test_torch_backward_output_is_input_or_repeated(text, want):
+    """A node given twice to the lowered VJP (an output that is an input, or
+    two outputs that are one node) is one parameter of the code per slot."""
+    p = einvjp.compile(text)
+    v = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    for _ in range(2):
+        out = p(v=v)
+        total = sum(o.sum() for o in out) if isinstance(out, tuple) else out.sum()
+        g, = torch.autograd.grad(total, v)
+        assert torch.allclose(g, want(v.detach()))
+
+
+def test_number_zero_still_adds():
+    """x + s with s = 0.0 promotes an integer x and turns -0.0 into 0.0, on
+    every call (the interpreter adds the number whatever its value)."""
+    p = einvjp.compile("y[i] = x[i] + s")
+    for y in twice(lambda: p(x=torch.arange(3), s=0.0)):
+        assert y.dtype == torch.get_default_dtype()
+    for y in twice(lambda: p(x=torch.tensor([-0.0, 1.0]), s=0.0)):
+        assert torch.equal(torch.signbit(y), torch.tensor([False, False]))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_coefficients_as_the_interpreter(dtype):
+    """A coefficient is applied to a half tensor as a Python number (in
+    float32, as torch does), not first rounded to a half 0-d tensor."""
+    p = einvjp.compile("y[i] = x[i] / 3 + 0.1 * z[i]")
+    x, z = (torch.linspace(-3, 3, 1000).to(getattr(torch, dtype)) for _ in range(2))
+    first, second = twice(lambda: p(x=x, z=z))
+    assert torch.equal(first, second) and torch.equal(second, x / 3 + 0.1 * z)
+
+
+def test_torch_residuals_are_saved_tensors():
+    """The forward tensors the VJP reads go through autograd's saved-tensor
+    hooks (save_on_cpu, checkpointing) and are freed by backward."""
+    p = einvjp.compile("h[b,o] = tanh(x[b,i] w[i,o])\ny = h[b,o] h[b,o]")
+    x, w = torch.randn(8, 4, requires_grad=True), torch.randn(4, 16)
+    packed = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t.shape) or t,
+                                                  lambda t: t):
+        y = p(x=x, w=w)
+    assert torch.Size([8, 16]) in packed
+    y.backward()
+    with pytest.raises(RuntimeError, match="freed"):
+        y.grad_fn.saved_tensors
+
+
+def test_jax_constants_converted_per_call():
+    """An array a traced function closes over is converted on every call: under
+    jax.jit it is not a tracer left over from an earlier trace, and a change in
+    place is seen."""
+    jax = pytest.importorskip("jax")
+    w = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+
+    @einvjp.compile
+    def f(x):
+        return einvjp.einsum("i,i->", x, w) + einvjp.exp(x).sum()
+
+    x = jax.numpy.ones(3)
+    want = float(w.sum() + 3 * np.e)
+    assert np.isclose(jax.jit(f)(x), want) and np.isclose(f(x), want)
+    assert np.isclose(jax.jit(lambda x: f(x) * 2)(x), 2 * want)
+    w[:] = 2
+    assert np.isclose(f(x), 6 + 3 * np.e)
