@@ -70,16 +70,6 @@ def scale(x, c):
     return x * c
 
 
-def add_product(acc, a, b, c):
-    """acc + c a b."""
-    return acc + (a * b if c == 1 else c * (a * b))
-
-
-def add_matmul(acc, a, b, c):
-    """acc + c a @ b."""
-    return acc + (matmul(a, b) if c == 1 else c * matmul(a, b))
-
-
 def _step(n, m):
     """Distance between diagonal entries of an (n,)*m block read flat:
     1 + n + … + n**(m-1)."""

@@ -38,16 +38,6 @@ def scale(x, c):
     return x * c
 
 
-def add_product(acc, a, b, c):
-    """acc + c a b."""
-    return acc + (a * b if c == 1 else c * (a * b))
-
-
-def add_matmul(acc, a, b, c):
-    """acc + c a @ b."""
-    return acc + (matmul(a, b) if c == 1 else c * matmul(a, b))
-
-
 def _diagonal_view(x, groups, writeable):
     shape = tuple(x.shape[g[0]] for g in groups)
     strides = tuple(int(np.sum([x.strides[a] for a in g])) for g in groups)

@@ -273,15 +273,7 @@ class ProgramFunction(torch.autograd.Function):
         ctx.save_for_forward(*arrays, *outs)
         return outs
 
-    @staticmethod
-    def backward(ctx, *cotangents):
-        wanted = ctx.needs_input_grad[1:]
-        if all(c is None for c in cotangents):
-            return (None,) * (1 + len(wanted))
-        saved = ctx.saved_tensors
-        residuals = None if torch.is_grad_enabled() else saved[ctx.n:]
-        grads = ctx.rule.vjp(saved[:ctx.n], tuple(map(_conj, cotangents)), wanted, residuals)
-        return (None,) + tuple(_conj(g) if w else None for g, w in zip(grads, wanted))
+    backward = _TransformableProgramFunction.backward  # saved: arrays, outputs, residuals
 
     @staticmethod
     def jvp(ctx, _rule_tangent, *tangents):

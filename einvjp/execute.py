@@ -11,7 +11,7 @@ full result), no-op reshapes and transposes are dropped, and intermediates
 are released after their last read.  Fewer passes over memory: a contraction
 read once by an Add is written into it, a last step that is a product or a
 matrix product folding into the sum (`B.add_product`, `B.add_matmul`: torch's
-`addcmul`, `addmm`), and a pairwise product the function would compute twice
+`addcmul`, `addmm`; composed of the backend's own ops where it has none), and a pairwise product the function would compute twice
 is computed once.  The code is specialised to which inputs
 are Python numbers and to the inputs' dtypes (probed on the first call, which
 the interpreter evaluates); a node without a lowering (a structured
@@ -244,6 +244,21 @@ def _broadcast(*shapes):
     return tuple(max(sizes) for sizes in zip(*padded))
 
 
+def _composed_ops(B):
+    """`add_product` and `add_matmul` of a backend that has no fused ones,
+    from its own ops (jax fuses them under jit anyway)."""
+    def add_product(acc, a, b, c):
+        """acc + c a b."""
+        ab = B.multiply(a, b)
+        return B.add(acc, ab if c == 1 else B.scale(ab, c))
+
+    def add_matmul(acc, a, b, c):
+        """acc + c a @ b."""
+        ab = B.matmul(a, b)
+        return B.add(acc, ab if c == 1 else B.scale(ab, c))
+    return add_product, add_matmul
+
+
 def _inexact(v):
     dtype = str(getattr(v, "dtype", ""))
     return "float" in dtype or "complex" in dtype
@@ -333,6 +348,8 @@ class _Writer:
         self.inline = set()  # the contractions written into their (one) reader
         self.B, self.fns = lowered.B, lowered.fns
         self.env = {op: getattr(self.B, op) for op in self.OPS if hasattr(self.B, op)}
+        for op, composed in zip(("add_product", "add_matmul"), _composed_ops(self.B)):
+            self.env.setdefault(op, composed)
         self.params = [f"v{k}" for k in range(len(lowered.given))]
         self.var = {}
         for name, node in zip(self.params, lowered.given):  # a node given twice: its first

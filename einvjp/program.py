@@ -32,7 +32,8 @@ from .ge import Index
 from .ir import (Add, Const, Contract, Expr, Func, Input, Map, axes, contract,
                  distinct, is_zero, key, materialize, product, topo, total, uses)
 from .ir import add as add_node
-from .execute import _NUMBERS, Lowered, _is_number, _shape, _tensor, evaluate
+from .execute import (_NUMBERS, Lowered, _inexact, _is_number, _shape, _tensor,
+                      evaluate)
 from . import prims
 
 # --- VJP --------------------------------------------------------------------
@@ -588,11 +589,6 @@ _CACHED = 64  # entries a per-graph cache keyed by number values keeps before it
 
 def _is_array(v):
     return not isinstance(v, (int, float, complex, bool)) and hasattr(v, "shape")
-
-
-def _inexact(v):
-    dt = str(getattr(v, "dtype", ""))
-    return "float" in dt or "complex" in dt
 
 
 class Graph:
