@@ -60,6 +60,16 @@ def _is_number(v):
     return isinstance(v, _NUMBERS)
 
 
+def number_key(v):
+    """A number as part of a cache key: its type and exact value, so that
+    2, 2.0 and True are apart, 0.0 and -0.0 too, and a NaN finds itself."""
+    if isinstance(v, float):
+        return float, v.hex()
+    if isinstance(v, complex):
+        return complex, v.real.hex(), v.imag.hex()
+    return type(v), v
+
+
 def _align(B, x, term, order):
     """x (axes `term`, distinct) transposed and reshaped to broadcast against
     `order` (a superset of term)."""
@@ -344,6 +354,7 @@ class _Writer:
         self.lowered, self.order, self.probe = lowered, order, probe
         self.counts = counts or {}  # source of a pairwise product -> how often written
         self.seen, self.hoisted = {}, {}
+        self.times = {}  # source of f(x) -> (source of f_times, x): g * f(x) in one call
         self.parts = {}  # a contraction ending in a product -> (op, a, b)
         self.inline = set()  # the contractions written into their (one) reader
         self.B, self.fns = lowered.B, lowered.fns
@@ -409,9 +420,14 @@ class _Writer:
         for node in self.order:
             for a in getattr(node, "args", ()):
                 readers.setdefault(a, []).append(node)
+        # Written into their one reader: a contraction read by an Add, and a
+        # function the library multiplies by an array in the same pass
+        # (`fns["gelu_grad_times"]`) read by a contraction.
         self.inline = inline = {
-            n for n in self.order if isinstance(n, Contract) and n not in kept
-            and len(readers.get(n, ())) == 1 and isinstance(readers[n][0], Add)}
+            n for n in self.order if n not in kept and len(readers.get(n, ())) == 1 and (
+                isinstance(n, Contract) and isinstance(readers[n][0], Add)
+                or isinstance(n, Map) and f"{n.prim.name}_times" in self.fns
+                and isinstance(readers[n][0], Contract))}
         position = {}
         for k, node in reversed(list(enumerate(self.order))):
             position[node] = position[readers[node][0]] if node in inline else k
@@ -574,8 +590,13 @@ class _Writer:
             b = b if op.shape_b == sb else f"reshape({b}, {op.shape_b!r})"
             sa, sb = op.shape_a, op.shape_b
         if op.mode == "mul":
-            c, shape = self.shared(f"multiply({a}, {b})"), _broadcast(sa, sb)
-            product = ("add_product", a, b) if c.startswith("multiply(") else None
+            fused = [(self.times[x], y) for x, y in ((a, b), (b, a)) if x in self.times]
+            if fused and sa == sb:  # g * f(x) as f_times(g, x)
+                (times, x), g = fused[0]
+                c, shape, product = self.shared(f"{times}({g}, {x})"), sa, None
+            else:
+                c, shape = self.shared(f"multiply({a}, {b})"), _broadcast(sa, sb)
+                product = ("add_product", a, b) if c.startswith("multiply(") else None
         else:
             if op.swap_a:
                 a, sa = _swap_last(a), sa[:-2] + (sa[-1], sa[-2])
@@ -662,4 +683,8 @@ class _Writer:
             params = f"p{len(self.env)}"
             self.env[params] = tuple(node.params)
             args.append(f"*{params}")
-        return f"{name}({', '.join(args)})"
+        text = f"{name}({', '.join(args)})"
+        if node in self.inline and len(args) == 1:  # see `lines_for`
+            self.env[f"{name}_times"] = self.fns[f"{node.prim.name}_times"]
+            self.times[text] = (f"{name}_times", args[0])
+        return text

@@ -470,6 +470,8 @@ def _torch():
         erf=torch.special.erf, reciprocal=torch.reciprocal, sigmoid=torch.sigmoid,
         softplus=F.softplus, relu=torch.relu, gelu=F.gelu,
         gelu_grad=lambda x: torch.ops.aten.gelu_backward(torch.ones_like(x), x),
+        # g * gelu'(x) in one pass (lowered code writes it for that product)
+        gelu_grad_times=torch.ops.aten.gelu_backward,
         maximum=lambda x, y: torch.maximum(torch.as_tensor(x), torch.as_tensor(y)),
         minimum=lambda x, y: torch.minimum(torch.as_tensor(x), torch.as_tensor(y)),
         where=where, pow=lambda x, p: torch.square(x) if p == 2 else x ** p,

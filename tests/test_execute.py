@@ -13,6 +13,7 @@ import einvjp
 from einvjp import execute, prims
 from einvjp.backend import backend_for, library_of
 from einvjp.execute import Lowered, evaluate
+from einvjp.ir import Input
 
 from conftest import jax_fast_x64
 from test_examples import NAMES, load
@@ -346,3 +347,59 @@ def test_jax_constants_converted_per_call():
     assert np.isclose(jax.jit(lambda x: f(x) * 2)(x), 2 * want)
     w[:] = 2
     assert np.isclose(f(x), 6 + 3 * np.e)
+
+
+F = torch.nn.functional
+
+
+@pytest.mark.parametrize("text,want,fused", [
+    # g * gelu'(z): one gelu_backward
+    ("y[b,h] = gelu(x[b,i] w[i,h]) v[h]", lambda x, w, v: F.gelu(x @ w) * v, True),
+    # the sum over b first, then one call
+    ("y[b,h] = gelu(c[h]) x[b,h]", lambda c, x: F.gelu(c) * x, True),
+    # the VJP reads gelu'(x) once, times 2 gelu(x) + w^T
+    ("y[b,h] = gelu(x[b,h]) gelu(x[b,h]) + gelu(x[b,h]) w[h,b]",
+     lambda x, w: F.gelu(x) ** 2 + F.gelu(x) * w.T, True),
+])
+def test_torch_gelu_backward_fused(text, want, fused):
+    """g · gelu'(x) of one shape is torch's gelu_backward(g, x); the values
+    (and the second derivative, through gelu_backward's own) are torch's."""
+    p = einvjp.compile(text)
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"x": (4, 3), "w": (3, 5), "v": (5,), "c": (3,)}
+    if "w[h,b]" in text:
+        shapes["w"] = (3, 4)
+    inputs = {n: torch.randn(*shapes[n], generator=gen, dtype=torch.float64,
+                             requires_grad=True) for n in p.input_names}
+    for _ in range(2):
+        got, ref = p(**inputs), want(**inputs)
+        torch.testing.assert_close(got, ref)
+        ct = torch.randn(got.shape, generator=gen, dtype=torch.float64)
+        gs = torch.autograd.grad(got, list(inputs.values()), ct, create_graph=True)
+        ws = torch.autograd.grad(ref, list(inputs.values()), ct, create_graph=True)
+        torch.testing.assert_close(gs, ws)
+        hs = torch.autograd.grad(sum(g.sum() for g in gs), list(inputs.values()))
+        hw = torch.autograd.grad(sum(w.sum() for w in ws), list(inputs.values()))
+        torch.testing.assert_close(hs, hw)
+    g = p.graph(**inputs)
+    cts, _, grads = g.derived(tuple(p.input_names))
+    run = Lowered([x for x in grads if x is not None], list(g.inputs.values()) + list(cts),
+                  backend_for([ct]), prims.table("torch"))
+    values = [t.detach() for t in inputs.values()] + [ct]
+    run(values)
+    assert ("gelu_grad_times(" in run.source(values)) == fused
+
+
+def test_torch_gelu_grad_times_a_broadcast_is_a_multiply():
+    """gelu'(c[h]) times a[b,h] (the product broadcasts): no gelu_backward,
+    whose operands must have one shape."""
+    from einvjp.ir import Expr, axes
+    c, a = Input("c", (3,)), Input("a", (4, 3))
+    b, h = axes(a)
+    y = (prims.gelu_grad(Expr(c, [h])) * Expr(a, [b, h])).node
+    feed = {c: torch.randn(3, dtype=torch.float64), a: torch.randn(4, 3, dtype=torch.float64)}
+    check([y], feed)
+    run = Lowered([y], list(feed), backend_for(list(feed.values())), prims.table("torch"))
+    run(list(feed.values()))
+    source = run.source(list(feed.values()))
+    assert "f_gelu_grad(v0)" in source and "_times" not in source
