@@ -32,7 +32,7 @@ from .ge import Index
 from .ir import (Add, Const, Contract, Expr, Func, Input, Map, axes, contract,
                  distinct, is_zero, key, materialize, product, topo, total, uses)
 from .ir import add as add_node
-from .execute import (_NUMBERS, Lowered, _inexact, _is_number, _shape, _tensor,
+from .execute import (_NUMBERS, Lowered, _inexact, _is_number, _shape, _tensor, number_key,
                       evaluate)
 from . import prims
 
@@ -615,7 +615,7 @@ class Graph:
         """`outputs` from the values of the `given` nodes as straight-line
         code (`einvjp.execute.Lowered`), the (node, number) pairs of `fixed`
         written in as constants; cached."""
-        key = (B.name, tuple(outputs), tuple(given), tuple(fixed))
+        key = (B.name, tuple(outputs), tuple(given), tuple((n, number_key(v)) for n, v in fixed))
         found = self._lowered.get(key)
         if found is None:
             if len(self._lowered) >= 4 * _CACHED:
@@ -652,7 +652,7 @@ class Graph:
         feed = self.feed(values, B)
         nodes = tuple(n for n, v in feed.items() if not _is_number(v))
         numbers = tuple((n, v) for n, v in feed.items() if _is_number(v))
-        key = (B.name, nodes, numbers)
+        key = (B.name, nodes, tuple((n, number_key(v)) for n, v in numbers))
         f = self._functions.get(key)
         if f is None:
             if len(self._functions) >= _CACHED:  # e.g. a number input that changes every call
@@ -709,7 +709,8 @@ class _Autodiff:
         self._vjps = {}  # (wanted, dtypes, with residuals) -> what vjp needs
 
     def _key(self):
-        return (self.graph, self.B.name, self.nodes, self.numbers)
+        return (self.graph, self.B.name, self.nodes,
+                tuple((n, number_key(v)) for n, v in self.numbers))
 
     def __eq__(self, other):
         return isinstance(other, _Autodiff) and self._key() == other._key()
@@ -862,7 +863,7 @@ class Program:
             args = [named[n] for n in self.input_names]
         values = args
         try:
-            key = tuple((type(v), v if isinstance(v, _NUMBERS) else tuple(v.shape))
+            key = tuple(number_key(v) if isinstance(v, _NUMBERS) else (type(v), tuple(v.shape))
                         for v in values)
         except AttributeError:  # a list or other array-like: no fast path
             key = None

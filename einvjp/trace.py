@@ -35,13 +35,19 @@ _contexts = []
 
 
 class _Context:
-    """Constants (NumPy arrays) met while tracing, as Input nodes."""
+    """Constants (NumPy arrays) met while tracing, as Input nodes named
+    c0, c1, … (with a trailing _ where a `taken` name, an argument's, is
+    one of them)."""
 
-    def __init__(self):
+    def __init__(self, taken=()):
         self.constants = {}
+        self.taken = set(taken)
 
     def constant(self, value):
-        node = Input(f"c{len(self.constants)}", tuple(int(d) for d in value.shape))
+        name = f"c{len(self.constants)}"
+        while name in self.taken:
+            name += "_"
+        node = Input(name, tuple(int(d) for d in value.shape))
         self.constants[node] = value
         return node
 
@@ -357,7 +363,7 @@ class TracedProgram(Program):
 
     def _trace(self, sig):
         inputs = {n: Input(n, () if s is None else s) for n, s in sig}
-        ctx = _Context()
+        ctx = _Context(inputs)
         _contexts.append(ctx)
         try:
             out = self.fn(*[Tracer.of(inputs[n]) for n in self.input_names])

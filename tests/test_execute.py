@@ -4,6 +4,8 @@ it compiles each new op) jax.  A Lowered's first call for a signature returns
 the interpreter's values (its probe), so every check calls twice: the second
 call runs the written code."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -303,6 +305,29 @@ def test_number_zero_still_adds():
         assert y.dtype == torch.get_default_dtype()
     for y in twice(lambda: p(x=torch.tensor([-0.0, 1.0]), s=0.0)):
         assert torch.equal(torch.signbit(y), torch.tensor([False, False]))
+
+
+@pytest.mark.parametrize("xp", ["numpy", "torch", "jax"], indirect=True)
+def test_numbers_keyed_by_type_and_exact_value(xp):
+    """Code written for one number is not reused for another that compares
+    equal: -0.0 after 0.0 (x * s keeps the sign), 2.0 after 2 and True (an
+    integer x promotes), and a NaN again finds its own code."""
+    p = einvjp.compile("y[i] = x[i] * s")
+    x, xi = xp(np.array([1.0, 2.0])), xp(np.array([1, 2]))
+    for s in (0.0, -0.0, 0.0, -0.0):
+        y = _np(p(x=x, s=s))
+        assert list(np.signbit(y)) == [np.signbit(s)] * 2
+    for s in (True, 2, 2.0, True):
+        y = p(x=xi, s=s)
+        assert y.dtype == xi.dtype if isinstance(s, int) else _np(y).dtype.kind == "f", (s, y)
+        np.testing.assert_array_equal(_np(y), np.array([1, 2]) * s)
+    runs = len(p._runs)
+    assert np.isnan(_np(p(x=x, s=float("nan")))).all()
+    assert np.isnan(_np(p(x=x, s=float("nan")))).all() and len(p._runs) == runs + 1
+    if library_of(x) == "torch":  # through the program's autograd Function
+        xg = torch.tensor([1.0, 2.0], requires_grad=True)
+        for s in (0.0, -0.0):
+            assert list(torch.signbit(p(x=xg, s=s)).tolist()) == [math.copysign(1, s) < 0] * 2
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])

@@ -98,6 +98,20 @@ def test_constants_closed_over_are_not_differentiated():
     np.testing.assert_allclose(g["x"], w)
 
 
+
+def test_constants_named_apart_from_arguments():
+    """A closed-over array is an input of its own even when an argument has
+    the name it would get (c0): neither replaces the other."""
+    w, v = np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.0, -1.0])
+    prog = einvjp.compile(lambda c0, c0_, x: x * w + c0 + c0_ * v)
+    args = np.full(3, 10.0), np.full(3, 100.0), np.ones(3)
+    np.testing.assert_allclose(prog(*args), w + 10 + 100 * v)
+    g = prog.vjp(np.ones(3), *args)
+    assert sorted(g) == ["c0", "c0_", "x"]
+    np.testing.assert_allclose(g["c0_"], v)
+    np.testing.assert_allclose(g["x"], w)
+
+
 def test_scalar_inputs():
     prog = einvjp.compile(lambda x, eps: einvjp.sqrt(x * x + eps))
     np.testing.assert_allclose(prog(np.array([3.0]), 16.0), [5.0])
