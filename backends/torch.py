@@ -49,6 +49,7 @@ from einvjp.ge import GE
 from einvjp.plan import plan_for
 
 name = "torch"
+numbers_vary = True  # a program's Python numbers are arguments of its code, not constants
 reshape = torch.reshape
 matmul = torch.matmul
 multiply = torch.mul

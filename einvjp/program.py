@@ -25,6 +25,7 @@ nodes directly, so forward intermediates are reused, never recomputed.
 
 from __future__ import annotations
 
+import copy
 import math
 
 from .errors import ProgramError
@@ -602,7 +603,7 @@ class Graph:
         self.outputs = simplify(outputs)
         self.constants = {}  # Input node -> array, for arrays a traced function closed over
         self._derived = {}
-        self._functions = {}  # (backend, array inputs, numbers) -> B.custom_vjp function
+        self._functions = {}  # (backend, array inputs, numbers) -> (_Autodiff, B.differentiable)
         self._lowered = {}  # (backend, outputs, given nodes) -> Lowered
 
     def feed(self, values, B):
@@ -652,12 +653,17 @@ class Graph:
         feed = self.feed(values, B)
         nodes = tuple(n for n, v in feed.items() if not _is_number(v))
         numbers = tuple((n, v) for n, v in feed.items() if _is_number(v))
-        key = (B.name, nodes, tuple((n, number_key(v)) for n, v in numbers))
-        f = self._functions.get(key)
-        if f is None:
+        vary = getattr(B, "numbers_vary", False)  # then one rule for all their values
+        key = (B.name, nodes, tuple((n, type(v) if vary else number_key(v)) for n, v in numbers))
+        found = self._functions.get(key)
+        if found is None:
             if len(self._functions) >= _CACHED:  # e.g. a number input that changes every call
                 self._functions.clear()
-            f = self._functions[key] = B.differentiable(_Autodiff(self, nodes, numbers, B, fns))
+            rule = _Autodiff(self, nodes, numbers, B, fns)
+            found = self._functions[key] = (rule, B.differentiable(rule))
+        rule, f = found
+        if vary and numbers:
+            f = B.differentiable(rule.at(numbers))
         return f, nodes
 
     def linearized(self, wrt):
@@ -690,10 +696,17 @@ class Graph:
 
 
 class _Autodiff:
-    """A bound graph as a function of its array inputs (`nodes`), Python
-    numbers fixed, for a backend's `differentiable`: `run` evaluates the
-    forward program, `vjp` the derived VJP program and `jvp` its transpose,
-    all with B's ops (which the library can differentiate again).
+    """A bound graph as a function of its array inputs (`nodes`) at the
+    Python `numbers` ((node, value) pairs), for a backend's `differentiable`:
+    `run` evaluates the forward program, `vjp` the derived VJP program and
+    `jvp` its transpose, all with B's ops (which the library can
+    differentiate again).
+
+    The numbers are written into the code as constants, or, where the
+    backend says `numbers_vary` (torch, eager: a number that changes every
+    call must not write new code every call), passed to it after the
+    arrays; `at(numbers)` is then the same rule, and the same code, at
+    other values.
 
     `vjp` and `jvp` recompute the forward tensors they read from the
     inputs, so that under autograd they connect to them; a backward that is
@@ -704,9 +717,16 @@ class _Autodiff:
     def __init__(self, graph, nodes, numbers, B, fns):
         self.graph, self.nodes, self.numbers, self.B, self.fns = graph, nodes, numbers, B, fns
         self.n_outputs = len(graph.outputs)
-        self._residual_nodes = None
-        self._forward = None  # the Lowered outputs + residuals
-        self._vjps = {}  # (wanted, dtypes, with residuals) -> what vjp needs
+        self.vary = getattr(B, "numbers_vary", False)
+        # Shared by `at`: the residual nodes, the Lowered outputs + residuals,
+        # and per (wanted, dtypes, with residuals) what vjp needs.
+        self._cache = {"residuals": None, "forward": None, "vjps": {}}
+
+    def at(self, numbers):
+        """This rule at other values of its numbers (`numbers_vary`)."""
+        other = copy.copy(self)
+        other.numbers = numbers
+        return other
 
     def _key(self):
         return (self.graph, self.B.name, self.nodes,
@@ -734,18 +754,32 @@ class _Autodiff:
         """The outputs."""
         return self._outputs(self._evaluate(self.graph.outputs, (), arrays), arrays)
 
+    def _lowered(self, outputs, given=()):
+        """Lowered code for `outputs` of the arrays (then the numbers, when
+        they vary) and further `given` nodes; see `_args`."""
+        if self.vary:
+            return self.graph.lowered(outputs, self.nodes + tuple(n for n, _ in self.numbers)
+                                      + tuple(given), self.B, self.fns)
+        return self.graph.lowered(outputs, self.nodes + tuple(given), self.B, self.fns,
+                                  self.numbers)
+
+    def _args(self, arrays, values=()):
+        """The arguments of `_lowered` code: the arrays, the numbers when
+        they vary, the values of the further given nodes."""
+        numbers = [v for _, v in self.numbers] if self.vary else []
+        return list(arrays) + numbers + list(values)
+
     def _evaluate(self, outputs, given, arrays, values=()):
         """`outputs` from the arrays and further `given` nodes (with their
-        `values`), through the graph's lowered code (the numbers fixed)."""
-        given = self.nodes + tuple(given)
-        return self.graph.lowered(outputs, given, self.B, self.fns, self.numbers)(
-            list(arrays) + list(values))
+        `values`), through the graph's lowered code."""
+        return self._lowered(outputs, given)(self._args(arrays, values))
 
     def forward(self, *arrays):
         """(outputs, residuals): the residuals are the forward tensors other
         than the outputs that the VJP program (for every inexact array)
         reads."""
-        if self._residual_nodes is None:
+        cache = self._cache
+        if cache["residuals"] is None:
             known = {}
             evaluate(self.graph.outputs, self._feed(arrays), self.B, self.fns, known)
             names = tuple(n.name for n, x in zip(self.nodes, arrays) if _inexact(x))
@@ -756,13 +790,11 @@ class _Autodiff:
             reads = set(grads).union(*(getattr(n, "args", ()) for n in topo(grads)
                                        if n not in forward))
             skip = set(self.graph.outputs)
-            self._residual_nodes = [n for n in topo(self.graph.outputs) if n in reads
-                                    and n not in skip and not isinstance(n, (Input, Const))
-                                    and not _is_number(known[n])]
-            self._forward = self.graph.lowered(
-                list(self.graph.outputs) + self._residual_nodes, self.nodes, self.B, self.fns,
-                self.numbers)
-        vals = self._forward(list(arrays))
+            cache["residuals"] = [n for n in topo(self.graph.outputs) if n in reads
+                                  and n not in skip and not isinstance(n, (Input, Const))
+                                  and not _is_number(known[n])]
+            cache["forward"] = self._lowered(list(self.graph.outputs) + cache["residuals"])
+        vals = cache["forward"](self._args(arrays))
         return self._outputs(vals[:self.n_outputs], arrays), tuple(vals[self.n_outputs:])
 
     def vjp(self, arrays, cotangents, wanted, residuals=None):
@@ -771,14 +803,16 @@ class _Autodiff:
         given, are the outputs followed by `forward`'s residuals."""
         key = (tuple(wanted), tuple(getattr(x, "dtype", None) for x in arrays),
                residuals is None)
-        found = self._vjps.get(key)
+        vjps = self._cache["vjps"]
+        found = vjps.get(key)
         if found is None:
-            found = self._vjps[key] = self._prepare_vjp(arrays, wanted, residuals is not None)
+            found = vjps[key] = self._prepare_vjp(arrays, wanted, residuals is not None)
         wanted, cts, grads, lowered = found
         like = next(c for c in cotangents if c is not None)
-        values = list(arrays) + [self.fns["full"](_shape(n), 0, like) if c is None else c
-                                 for n, c in zip(cts, cotangents)]
-        vals = iter(lowered(values if residuals is None else values + list(residuals)))
+        values = [self.fns["full"](_shape(n), 0, like) if c is None else c
+                  for n, c in zip(cts, cotangents)]
+        vals = iter(lowered(self._args(arrays, values if residuals is None
+                                       else values + list(residuals))))
         result, grads = [], iter(grads)
         for x, w in zip(arrays, wanted):
             if not w:
@@ -794,11 +828,10 @@ class _Autodiff:
         wanted = [w and _inexact(x) for w, x in zip(wanted, arrays)]
         names = tuple(n.name for n, w in zip(self.nodes, wanted) if w)
         cts, _, grads = self.graph.derived(names)
-        given = self.nodes + tuple(cts)
+        given = tuple(cts)
         if with_residuals:
-            given += tuple(self.graph.outputs) + tuple(self._residual_nodes)
-        lowered = self.graph.lowered([x for x in grads if x is not None], given, self.B,
-                                     self.fns, self.numbers)
+            given += tuple(self.graph.outputs) + tuple(self._cache["residuals"])
+        lowered = self._lowered([x for x in grads if x is not None], given)
         return wanted, cts, grads, lowered
 
     def jvp(self, arrays, tangents):

@@ -223,6 +223,37 @@ def test_torch_forward_mode_runs_the_jvp_program(monkeypatch):
     close(got, func.jvp(lambda x: c.theirs(x=x), (x,), (t,))[1])
 
 
+def test_torch_numbers_are_arguments_of_the_code(monkeypatch):
+    """A Python number that changes every call (layer norm's eps here) is an
+    argument of the written code: one forward and one VJP function for all
+    its values, each value's output and derivatives (backward, double
+    backward, torch.func) those of the math at that value."""
+    import einvjp.execute as execute
+    written = []
+    write = execute._Writer.write
+    monkeypatch.setattr(execute._Writer, "write", lambda self: written.append(1) or write(self))
+    prog = einvjp.compile(LAYER_NORM)
+    c = torch_case("layer_norm")
+    for k, eps in enumerate([1e-5, 0.5, 3.0, 0.5, 2]):  # 2: an int, its own code
+        x = c.lib(c.inputs["x"]).requires_grad_()
+        xr = c.lib(c.inputs["x"]).requires_grad_()
+        y, r = prog(**c.values(x=x, eps=eps)), c.theirs(x=xr, eps=eps)
+        close(y.detach(), r.detach(), f"value at eps={eps}")
+        (gy,) = torch.autograd.grad((torch.sin(y) * c.w).sum(), x, create_graph=True)
+        (gr,) = torch.autograd.grad((torch.sin(r) * c.w).sum(), xr, create_graph=True)
+        close(gy.detach(), gr.detach(), f"gradient at eps={eps}")
+        close(torch.autograd.grad((gy * c.v["x"]).sum(), x)[0],
+              torch.autograd.grad((gr * c.v["x"]).sum(), xr)[0], f"second at eps={eps}")
+        x0 = c.lib(c.inputs["x"])
+        close(func.grad(lambda x: (torch.sin(prog(**c.values(x=x, eps=eps))) * c.w).sum())(x0),
+              func.grad(lambda x: (torch.sin(c.theirs(x=x, eps=eps)) * c.w).sum())(x0),
+              f"torch.func.grad at eps={eps}")
+        if k == 0:
+            first = len(written)
+        else:  # nothing new written for a new float; an int writes its own
+            assert len(written) == first or (eps == 2 and len(written) > first), (eps, written)
+
+
 # --- JAX ------------------------------------------------------------------------------
 
 jax = pytest.importorskip("jax")
