@@ -57,12 +57,20 @@ def diag_embed(x, shape, groups):
 
 
 def cast_like(g, x):
-    """A gradient in the dtype of its primal (the real part for a real one)."""
+    """A gradient in the dtype of its primal (the real part for a real one),
+    an array (not a NumPy scalar), writeable."""
+    g = np.asarray(g)
     if np.iscomplexobj(g) and not np.iscomplexobj(x):
         g = g.real
     if g.dtype != x.dtype and np.issubdtype(x.dtype, np.inexact):
         g = g.astype(x.dtype)
-    return g
+    return writeable(g)
+
+
+def writeable(x):
+    """A result handed back to the caller, writeable as NumPy's own results
+    are: a read-only view (a diagonal, a broadcast) is copied."""
+    return x.copy() if isinstance(x, np.ndarray) and not x.flags.writeable else x
 
 
 def conj(x):

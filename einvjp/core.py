@@ -60,7 +60,7 @@ def einsum(equation: str, *operands, sizes=None, optimize="auto"):
     p = plan(equation, [_shape(x) for x in arrays], sizes=sizes, optimize=optimize)
     if hasattr(B, "apply"):
         return B.apply(p, arrays)
-    return p(B, arrays)
+    return B.writeable(p(B, arrays))
 
 
 def vjp(equation: str, operands, cotangent, *, sizes=None, optimize="auto", wrt=None):

@@ -931,8 +931,9 @@ class Program:
         asarray = B.asarray
         if hasattr(B, "differentiable"):
             return lambda vals: f(*[asarray(c if k is None else vals[k]) for k, c in picks])
-        return lambda vals: f([vals[k] if k is not None and isinstance(vals[k], _NUMBERS)
-                               else asarray(c if k is None else vals[k]) for k, c in picks])
+        return lambda vals: tuple(map(B.writeable, f([
+            vals[k] if k is not None and isinstance(vals[k], _NUMBERS)
+            else asarray(c if k is None else vals[k]) for k, c in picks])))
 
     def wrt_names(self, values):
         return [n for n in self.input_names if _is_array(values[n]) and _inexact(values[n])]

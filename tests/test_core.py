@@ -141,6 +141,27 @@ def test_vjp_matches_jax(jax_x64, cat, cid, eq, shapes, sizes):
             np.testing.assert_allclose(g, e, **_tol(dtype), err_msg=msg)
 
 
+@pytest.mark.parametrize("eq, shapes, sizes", ALL)
+def test_results_are_writeable(eq, shapes, sizes):
+    """Outputs and gradients can be written to, as NumPy's results can (a
+    diagonal or broadcast view comes back as an array of its own)."""
+    ops = random_operands(shapes, seed=1)
+    y = einvjp.einsum(eq, *ops, sizes=sizes)
+    assert not isinstance(y, np.ndarray) or y.flags.writeable
+    for g in einvjp.vjp(eq, ops, np.ones(np.shape(y)), sizes=sizes):
+        assert g.flags.writeable
+        g[...] = 0
+
+
+def test_program_results_are_writeable():
+    prog = einvjp.compile("y[i,j] = x[i,i] + 0 * w[j]\nz[i] = x[i,i]\nreturn y, z")
+    x, w = np.ones((3, 3)), np.ones(2)
+    for out in prog(x=x, w=w) + tuple(prog.vjp((np.ones((3, 2)), np.ones(3)), x=x, w=w).values()):
+        assert out.flags.writeable
+        out[...] = 7
+    np.testing.assert_array_equal(x, np.ones((3, 3)))
+
+
 # --- vjp properties ---
 
 def test_same_array_twice_gets_two_gradients():
