@@ -44,6 +44,7 @@ from einvjp.ge import GE
 from einvjp.plan import plan_for
 
 name = "jax"
+staged = True  # a call under jit is traced once: `Lowered` returns its written code's result
 transpose = jnp.transpose
 reshape = jnp.reshape
 matmul = jnp.matmul

@@ -329,7 +329,12 @@ class Lowered:
                 raise ProgramError(f"no value for input {node.name!r}")
             vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())],
                                        self.B, self.fns, like)
-        self._code[sig] = _Writer(self, order, vals).write()
+        found = self._code[sig] = _Writer(self, order, vals).write()
+        if getattr(self.B, "staged", False):
+            # Under jax.jit this call is the trace, made once per signature:
+            # the code written for it, not the interpreter's probe, is what
+            # XLA compiles (the probe's ops are dead and dropped).
+            return found[0](*values)
         return tuple(vals[o] for o in self.outputs)
 
     def source(self, values):

@@ -88,7 +88,7 @@ class Binary:
     """Two operands with distinct labels -> `lc` (every label of an operand is
     either in the other operand or in `lc`)."""
     __slots__ = ("mode", "perm_a", "shape_a", "swap_a", "perm_b", "shape_b", "swap_b",
-                 "flip", "shape_c", "perm_c")
+                 "flip", "shape_c", "perm_c", "sum_axes")
 
     def __init__(self, la, lb, lc):
         sa, sb, sc = set(la), set(lb), set(lc)
@@ -110,10 +110,13 @@ class Binary:
             natural = list(lc)
         elif batch and not a_keep and not b_keep:
             # A batch of dot products: multiply and sum, not a bmm of 1xk @ kx1.
+            # In a's layout (b brought to it), the contracted axes summed
+            # where they are: no transposed copy of a (as `_Writer.dot`).
             self.mode = "dot"
-            self.perm_a = _perm(la, batch + con)
-            self.perm_b = _perm(lb, batch + con)
-            self.shape_a = self.shape_b = (size(batch), size(con))
+            self.perm_a = None
+            self.perm_b = _perm(lb, list(la))
+            self.shape_a = self.shape_b = sizes(la)
+            self.sum_axes = tuple(k for k, lab in enumerate(la) if lab not in sc)
             self.swap_a = self.swap_b = self.flip = False
             natural = batch
         else:
@@ -149,7 +152,7 @@ class Binary:
         if self.mode == "mul":
             c = B.multiply(a, b)
         elif self.mode == "dot":
-            c = B.sum(B.multiply(a, b), (1,))
+            c = B.sum(B.multiply(a, b), self.sum_axes)
         else:
             if self.swap_a:
                 a = B.swap_last(a)

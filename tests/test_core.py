@@ -153,6 +153,20 @@ def test_results_are_writeable(eq, shapes, sizes):
         g[...] = 0
 
 
+@pytest.mark.parametrize("eq", ["ab,ab->b", "abc,cba->b", "bca,acb->cb", "ib,bi->b"])
+def test_batched_dots_sum_in_the_first_operands_layout(eq):
+    """A batch of dot products multiplies with the second operand brought to
+    the first's layout and sums the contracted axes where they lie (no
+    transposed copy of the first, which XLA would materialize)."""
+    size = {"a": 3, "b": 4, "c": 2, "i": 5}
+    ins = eq.split("->")[0].split(",")
+    ops = random_operands([tuple(size[c] for c in t) for t in ins], seed=4)
+    (step,) = einvjp.plan(eq, [o.shape for o in ops]).steps
+    assert step.op.mode == "dot" and step.op.perm_a is None
+    np.testing.assert_allclose(einvjp.einsum(eq, *ops), np.einsum(eq, *ops), rtol=1e-12)
+    check_vjp(eq, ops)
+
+
 def test_program_results_are_writeable():
     prog = einvjp.compile("y[i,j] = x[i,i] + 0 * w[j]\nz[i] = x[i,i]\nreturn y, z")
     x, w = np.ones((3, 3)), np.ones(2)

@@ -264,6 +264,31 @@ def test_derivatives_stay_ges():
     assert "dot_general" not in text
 
 
+def test_program_under_jit_traces_its_written_code(monkeypatch):
+    """jit traces a program once per signature: that trace runs the code
+    written for the program (plain jax ops, compiled by XLA), not only the
+    interpreter's first call (whose ops are then unused), for the forward
+    and for the VJP program."""
+    from einvjp import execute
+    written, ran = [], set()
+    write = execute._Writer.write
+
+    def spy(self):
+        fn, source = write(self)
+        written.append(source)
+        return (lambda *a: ran.add(source) or fn(*a)), source
+    monkeypatch.setattr(execute._Writer, "write", spy)
+    prog = einvjp.compile("y[b,h] = x[b,h] w[h] - x[b,j] w[j] 1[h] / H\n"
+                          "z = y[b,h] y[b,h]\nreturn y, z")
+    rng = np.random.default_rng(3)
+    x, w = rand(rng, (3, 4), "float64"), rand(rng, (4,), "float64")
+    f = jax.jit(jax.value_and_grad(lambda x, w: prog(x=x, w=w)[1], (0, 1)))
+    got = f(x, w)
+    assert len(written) >= 2 and ran == set(written)  # the forward's code, the VJP's
+    close(got, jax.value_and_grad(
+        lambda x, w: ((x * w - (x @ w)[:, None] / 4) ** 2).sum(), (0, 1))(x, w))
+
+
 @pytest.mark.parametrize("eq", ["i->ii", "ii->i", "iii->i", "iij->ji", "i,j->iij"])
 def test_no_delta_gather_or_scatter(eq):
     """Diagonals are strided slices and embeddings interior padding, also in
