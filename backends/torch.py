@@ -49,7 +49,7 @@ from einvjp.ge import GE
 from einvjp.plan import plan_for
 
 name = "torch"
-numbers_vary = True  # a program's Python numbers are arguments of its code, not constants
+numbers_vary = True  # a program's Python numbers that vary become arguments of its code
 reshape = torch.reshape
 matmul = torch.matmul
 multiply = torch.mul

@@ -616,7 +616,7 @@ class Graph:
         """`outputs` from the values of the `given` nodes as straight-line
         code (`einvjp.execute.Lowered`), the (node, number) pairs of `fixed`
         written in as constants; cached."""
-        key = (B.name, tuple(outputs), tuple(given), tuple((n, number_key(v)) for n, v in fixed))
+        key = (B.name, tuple(outputs), tuple(given), _exact(fixed))
         found = self._lowered.get(key)
         if found is None:
             if len(self._lowered) >= 4 * _CACHED:
@@ -647,14 +647,19 @@ class Graph:
         return self._derived["jacobian", name, k]
 
     def derived_function(self, values, B, fns):
-        """(f, nodes): `B.differentiable(_Autodiff(...))` for the numbers in
-        `values` (fixed), a function of the values of `nodes` (the array
-        inputs and constants); cached."""
+        """(f, nodes): `B.differentiable(_Autodiff(...))` at the numbers in
+        `values`, a function of the values of `nodes` (the array inputs and
+        constants); cached."""
         feed = self.feed(values, B)
         nodes = tuple(n for n, v in feed.items() if not _is_number(v))
         numbers = tuple((n, v) for n, v in feed.items() if _is_number(v))
-        vary = getattr(B, "numbers_vary", False)  # then one rule for all their values
-        key = (B.name, nodes, tuple((n, type(v) if vary else number_key(v)) for n, v in numbers))
+        # The numbers are constants of the code (the fastest code) until, where
+        # the backend allows (`numbers_vary`: torch), one is met with another
+        # value: from then on they are arguments of the code, written once for
+        # every value (not once a value).
+        exact = _exact(numbers)
+        vary = getattr(B, "numbers_vary", False)
+        key = (B.name, nodes, tuple((n, type(v)) for n, v in numbers) if vary else exact)
         found = self._functions.get(key)
         if found is None:
             if len(self._functions) >= _CACHED:  # e.g. a number input that changes every call
@@ -662,7 +667,10 @@ class Graph:
             rule = _Autodiff(self, nodes, numbers, B, fns)
             found = self._functions[key] = (rule, B.differentiable(rule))
         rule, f = found
-        if vary and numbers:
+        if rule.exact != exact:
+            if not rule.vary:
+                rule = _Autodiff(self, nodes, numbers, B, fns, vary=True)
+                self._functions[key] = (rule, B.differentiable(rule))
             f = B.differentiable(rule.at(numbers))
         return f, nodes
 
@@ -695,6 +703,11 @@ class Graph:
         return self._derived[wrt]
 
 
+def _exact(numbers):
+    """(node, number) pairs as a key: each number by its type and exact value."""
+    return tuple((n, number_key(v)) for n, v in numbers)
+
+
 class _Autodiff:
     """A bound graph as a function of its array inputs (`nodes`) at the
     Python `numbers` ((node, value) pairs), for a backend's `differentiable`:
@@ -702,11 +715,10 @@ class _Autodiff:
     `jvp` its transpose, all with B's ops (which the library can
     differentiate again).
 
-    The numbers are written into the code as constants, or, where the
-    backend says `numbers_vary` (torch, eager: a number that changes every
-    call must not write new code every call), passed to it after the
-    arrays; `at(numbers)` is then the same rule, and the same code, at
-    other values.
+    The numbers are written into the code as constants, or, with `vary`
+    (see `Graph.derived_function`), passed to it after the arrays;
+    `at(numbers)` is then the same rule, and the same code, at other
+    values.
 
     `vjp` and `jvp` recompute the forward tensors they read from the
     inputs, so that under autograd they connect to them; a backward that is
@@ -714,23 +726,22 @@ class _Autodiff:
     instead.  Equal (and hashed) by graph, inputs and numbers: a parameter
     fit for a JAX primitive."""
 
-    def __init__(self, graph, nodes, numbers, B, fns):
-        self.graph, self.nodes, self.numbers, self.B, self.fns = graph, nodes, numbers, B, fns
+    def __init__(self, graph, nodes, numbers, B, fns, vary=False):
+        self.graph, self.nodes, self.B, self.fns, self.vary = graph, nodes, B, fns, vary
+        self.numbers, self.exact = numbers, _exact(numbers)
         self.n_outputs = len(graph.outputs)
-        self.vary = getattr(B, "numbers_vary", False)
         # Shared by `at`: the residual nodes, the Lowered outputs + residuals,
         # and per (wanted, dtypes, with residuals) what vjp needs.
         self._cache = {"residuals": None, "forward": None, "vjps": {}}
 
     def at(self, numbers):
-        """This rule at other values of its numbers (`numbers_vary`)."""
+        """This rule at other values of its numbers (`vary`)."""
         other = copy.copy(self)
-        other.numbers = numbers
+        other.numbers, other.exact = numbers, _exact(numbers)
         return other
 
     def _key(self):
-        return (self.graph, self.B.name, self.nodes,
-                tuple((n, number_key(v)) for n, v in self.numbers))
+        return (self.graph, self.B.name, self.nodes, self.exact)
 
     def __eq__(self, other):
         return isinstance(other, _Autodiff) and self._key() == other._key()
