@@ -25,7 +25,9 @@ def library_of(x) -> str:
     name = _LIBRARY.get(kind)
     if name is None:
         top = kind.__module__.split(".")[0]
-        name = _LIBRARY[kind] = "python" if top == "builtins" else _MODULES.get(top, top)
+        # A Python number of a NumPy type (float64 subclasses float) goes with anything too.
+        number = top == "builtins" or issubclass(kind, (int, float, complex))
+        name = _LIBRARY[kind] = "python" if number else _MODULES.get(top, top)
     return name
 
 

@@ -11,11 +11,15 @@ full result), no-op reshapes and transposes are dropped, and intermediates
 are released after their last read.  Fewer passes over memory: a contraction
 read once by an Add is written into it, a last step that is a product or a
 matrix product folding into the sum (`B.add_product`, `B.add_matmul`: torch's
-`addcmul`, `addmm`; composed of the backend's own ops where it has none), and a pairwise product the function would compute twice
-is computed once.  The code is specialised to which inputs
-are Python numbers and to the inputs' dtypes (probed on the first call, which
-the interpreter evaluates); a node without a lowering (a structured
-primitive, a constant tensor) calls the interpreter from the code.
+`addcmul`, `addmm`; composed of the backend's own ops where it has none), a
+function times an array of its shape in one call where the library has one
+(torch's `gelu_backward(g, x)` for g * gelu'(x)), and a pairwise product the
+function would compute twice is computed once.  The code is specialised to
+which inputs are Python numbers and to the inputs' dtypes (probed on the
+first call, which the interpreter evaluates; under jax, whose first call may
+be the trace jit compiles, that call then returns the written code's
+result); a node without a lowering (a structured primitive, a constant
+tensor) calls the interpreter from the code.
 
 >>> import numpy as np
 >>> from einvjp.ir import Input, Expr
@@ -63,10 +67,10 @@ def _is_number(v):
 def number_key(v):
     """A number as part of a cache key: its type and exact value, so that
     2, 2.0 and True are apart, 0.0 and -0.0 too, and a NaN finds itself."""
-    if isinstance(v, float):
-        return float, v.hex()
+    if isinstance(v, float):  # and its subclasses (NumPy's float64), by their type
+        return type(v), v.hex()
     if isinstance(v, complex):
-        return complex, v.real.hex(), v.imag.hex()
+        return type(v), v.real.hex(), v.imag.hex()
     return type(v), v
 
 
@@ -291,8 +295,9 @@ def _balanced(text):
 
 
 def _literal(v):
-    """Source text for a number that repr round-trips (else None)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    """Source text for a number that repr round-trips (else None): a Python
+    int or float, not a subclass (NumPy's float64 repr is `np.float64(2.0)`)."""
+    if type(v) not in (int, float):
         return None
     return repr(v) if math.isfinite(v) else None
 
@@ -361,7 +366,7 @@ class _Writer:
         self.seen, self.hoisted = {}, {}
         self.times = {}  # source of f(x) -> (source of f_times, x): g * f(x) in one call
         self.parts = {}  # a contraction ending in a product -> (op, a, b)
-        self.inline = set()  # the contractions written into their (one) reader
+        self.inline = set()  # the nodes written into their (one) reader (see lines_for)
         self.B, self.fns = lowered.B, lowered.fns
         self.env = {op: getattr(self.B, op) for op in self.OPS if hasattr(self.B, op)}
         for op, composed in zip(("add_product", "add_matmul"), _composed_ops(self.B)):
@@ -417,8 +422,10 @@ class _Writer:
     def lines_for(self):
         """The source of the function.  A contraction read once, by an Add,
         is written into the Add (which may fold its last product into an
-        `add_product`); a variable is deleted after the statement that reads
-        it last."""
+        `add_product`); a function the library multiplies in the same pass
+        (torch's gelu_backward for g * gelu'(x)), read once by a contraction,
+        is written into it; a variable is deleted after the statement that
+        reads it last."""
         kept = set(self.lowered.outputs) | set(self.lowered.given) | set(self.lowered.fixed) | {
             n for n in self.order if isinstance(n, Const)}
         readers = {}

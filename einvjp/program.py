@@ -667,10 +667,10 @@ class Graph:
             rule = _Autodiff(self, nodes, numbers, B, fns)
             found = self._functions[key] = (rule, B.differentiable(rule))
         rule, f = found
+        if rule.exact != exact and not rule.vary:
+            rule = _Autodiff(self, nodes, numbers, B, fns, vary=True)
+            rule, f = self._functions[key] = (rule, B.differentiable(rule))
         if rule.exact != exact:
-            if not rule.vary:
-                rule = _Autodiff(self, nodes, numbers, B, fns, vary=True)
-                self._functions[key] = (rule, B.differentiable(rule))
             f = B.differentiable(rule.at(numbers))
         return f, nodes
 
@@ -735,7 +735,9 @@ class _Autodiff:
         self._cache = {"residuals": None, "forward": None, "vjps": {}}
 
     def at(self, numbers):
-        """This rule at other values of its numbers (`vary`)."""
+        """This rule at other values of its numbers (`vary`: the code, shared,
+        takes them as arguments)."""
+        assert self.vary, "a rule with its numbers in its code cannot change them"
         other = copy.copy(self)
         other.numbers, other.exact = numbers, _exact(numbers)
         return other

@@ -1,8 +1,9 @@
 """Straight-line code (`einvjp.execute.Lowered`) against the interpreter
 (`einvjp.execute.evaluate`) as the oracle, on numpy, torch and (fewer cases:
 it compiles each new op) jax.  A Lowered's first call for a signature returns
-the interpreter's values (its probe), so every check calls twice: the second
-call runs the written code."""
+the interpreter's values (its probe; on jax, whose calls may be traces, the
+written code's), so every check calls twice: the second call runs the
+written code."""
 
 import math
 
@@ -44,12 +45,16 @@ def _plain(v):  # a Python number (numpy's scalars count as 0-d arrays)
     return type(v) in (int, float, complex)
 
 
+def _library(v):  # a NumPy scalar is a NumPy result (library_of: a number)
+    return "numpy" if isinstance(v, np.generic) else library_of(v)
+
+
 def same(got, want, rtol=1e-12):
     """got is what want is: a Python number where it is one, else an array
     of its library, shape and dtype; and the same values."""
     assert _plain(got) == _plain(want), (got, want)
     if not _plain(want):
-        assert library_of(got) == library_of(want), (type(got), type(want))
+        assert _library(got) == _library(want), (type(got), type(want))
         assert got.dtype == want.dtype and tuple(got.shape) == tuple(want.shape)
     np.testing.assert_allclose(_np(got), _np(want), rtol=rtol, atol=rtol * 1e-2)
 
@@ -321,6 +326,10 @@ def test_numbers_keyed_by_type_and_exact_value(xp):
         y = p(x=xi, s=s)
         assert y.dtype == xi.dtype if isinstance(s, int) else _np(y).dtype.kind == "f", (s, y)
         np.testing.assert_array_equal(_np(y), np.array([1, 2]) * s)
+    for s in (np.float64(2.0), 2.0, np.float64(2.0)):  # a NumPy float is a number of its type
+        y, want = p(x=xp(np.ones(2, np.float32)), s=s), xp(np.ones(2, np.float32)) * s
+        assert y.dtype == want.dtype, (type(s), y.dtype, want.dtype)
+        np.testing.assert_array_equal(_np(y), _np(want))
     runs = len(p._runs)
     assert np.isnan(_np(p(x=x, s=float("nan")))).all()
     assert np.isnan(_np(p(x=x, s=float("nan")))).all() and len(p._runs) == runs + 1

@@ -98,7 +98,6 @@ def test_constants_closed_over_are_not_differentiated():
     np.testing.assert_allclose(g["x"], w)
 
 
-
 def test_constants_named_apart_from_arguments():
     """A closed-over array is an input of its own even when an argument has
     the name it would get (c0): neither replaces the other."""
