@@ -117,6 +117,17 @@ def _like(values):
     return next((v for v in values if not _is_number(v)), None)
 
 
+def _numbers_like(args, like):
+    """The array whose dtype numbers take, as arrays, in a function of
+    `args`: the first array among them; for numbers only, `like` (an array
+    of the program) when it is real floating point, so that exp(s) of a
+    float64 program is computed in float64 (else the library's default)."""
+    found = _like(args)
+    if found is None and "float" in str(getattr(like, "dtype", "")):
+        return like
+    return found
+
+
 def _shape(node):
     return tuple(int(s) for s in node.shape)
 
@@ -160,7 +171,7 @@ def evaluate_node(node, args, B, fns, like=None):
         return acc
     if isinstance(node, Map):
         out = list(node.out)
-        like = _like(args)
+        like = _numbers_like(args, like)
         vals = [_align(B, a, list(t), out) for a, t in zip(args, node.terms)]
         if B.name != "numpy":
             vals = [_tensor(B, fns, v, like) if _is_number(v) else v for v in vals]
@@ -377,8 +388,9 @@ class _Writer:
             self.var.setdefault(node, name)
         self.var.update((node, self.const(v)) for node, v in lowered.fixed.items())
         self.names = itertools.count(len(lowered.given))
-        arrays = [self.var[n] for n in lowered.given if not _is_number(probe[n])]
-        self.like = arrays[0] if arrays else "None"
+        arrays = [n for n in lowered.given if not _is_number(probe[n])]
+        self.like_node = arrays[0] if arrays else None  # see `_numbers_like`
+        self.like = self.var[arrays[0]] if arrays else "None"
         self.lines = []
 
     def known(self, node):
@@ -684,7 +696,7 @@ class _Writer:
         out = list(node.out)
         args = [self.aligned(a, list(t), out)[0] for a, t in zip(node.args, node.terms)]
         if self.B.name != "numpy":  # numbers as arrays, as the interpreter passes them
-            like = _like([self.probe[a] for a in node.args])
+            like = _numbers_like([self.probe[a] for a in node.args], self.probe.get(self.like_node))
             for k, a in enumerate(node.args):
                 if self.known(a) is not None:
                     args[k] = f"c{len(self.env)}"

@@ -437,3 +437,15 @@ def test_torch_gelu_grad_times_a_broadcast_is_a_multiply():
     run(list(feed.values()))
     source = run.source(list(feed.values()))
     assert "f_gelu_grad(v0)" in source and "_times" not in source
+
+
+@ALL
+def test_function_of_numbers_in_the_programs_precision(xp):
+    """exp(s) of a number in a float64 program is computed in float64 (not
+    in the library's default float32), in the interpreter and the code."""
+    p = einvjp.compile("y[i] = exp(s) x[i] + sqrt(s)")
+    x = np.array([1.0, -2.0])
+    for s in (0.5, 0.5, 2.0, 2.0):  # constants, then arguments of the code
+        y = p(x=xp(x), s=s)
+        assert str(y.dtype).endswith("float64")
+        np.testing.assert_allclose(_np(y), np.exp(s) * x + np.sqrt(s), rtol=1e-15)
