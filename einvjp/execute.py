@@ -64,16 +64,6 @@ def _is_number(v):
     return isinstance(v, _NUMBERS)
 
 
-def number_key(v):
-    """A number as part of a cache key: its type and exact value, so that
-    2, 2.0 and True are apart, 0.0 and -0.0 too, and a NaN finds itself."""
-    if isinstance(v, float):  # and its subclasses (NumPy's float64), by their type
-        return type(v), v.hex()
-    if isinstance(v, complex):
-        return type(v), v.real.hex(), v.imag.hex()
-    return type(v), v
-
-
 def _align(B, x, term, order):
     """x (axes `term`, distinct) transposed and reshaped to broadcast against
     `order` (a superset of term)."""
@@ -571,7 +561,7 @@ class _Writer:
             if len(ins) == 1:
                 (x, shape), product = self.unary(step.op, node, *ins[0]), None
             else:
-                x, shape, product = self.binary(step.op, step.ge, *ins[0], *ins[1])
+                x, shape, product = self.binary(step.op, *ins[0], *ins[1])
             slots.append((scaled(len(slots), x), shape))
         if product is not None and target != len(slots) - 1:
             self.parts[node] = product
@@ -597,11 +587,11 @@ class _Writer:
             x = f"scale({x}, {self.scalar(op.coeff, node)})"
         return x, shape
 
-    def binary(self, op, ge, a, sa, b, sb):
+    def binary(self, op, a, sa, b, sb):
         """(source, shape, ("add_product" or "add_matmul", a, b) when it is a
         plain product or matrix product of a and b)."""
         if op.mode == "dot":
-            return self.dot(ge, a, b) + (None,)
+            return self.dot(op, a, b) + (None,)
         if op.perm_a is not None:
             a, sa = f"transpose({a}, {op.perm_a!r})", tuple(sa[p] for p in op.perm_a)
         if op.perm_b is not None:
@@ -640,18 +630,15 @@ class _Writer:
             product = None
         return c, shape, product
 
-    def dot(self, ge, a, b):
-        """Batched dot products (both operands carry the same labels) in the
-        first operand's layout: multiply, sum the contracted axes."""
-        (la, lb), lc = ge.terms, list(ge.out)
-        if list(lb) != list(la):
-            b = f"transpose({b}, {tuple(lb.index(lab) for lab in la)!r})"
-        summed = tuple(k for k, lab in enumerate(la) if lab not in lc)
-        kept = [lab for lab in la if lab in lc]
-        c = self.shared(f"sum(multiply({a}, {b}), {summed!r})")
-        if kept != lc:
-            c = f"transpose({c}, {tuple(kept.index(lab) for lab in lc)!r})"
-        return c, tuple(int(lab.size) for lab in lc)
+    def dot(self, op, a, b):
+        """Batched dot products (`Binary`'s dot mode): b in a's layout,
+        multiply, sum the contracted axes where they lie."""
+        if op.perm_b is not None:
+            b = f"transpose({b}, {op.perm_b!r})"
+        c, shape = self.shared(f"sum(multiply({a}, {b}), {op.sum_axes!r})"), op.shape_c
+        if op.perm_c is not None:
+            c, shape = f"transpose({c}, {op.perm_c!r})", tuple(shape[p] for p in op.perm_c)
+        return c, shape
 
     def addition(self, node):
         out = list(node.out)

@@ -115,7 +115,7 @@ class Binary:
             self.mode = "dot"
             self.perm_a = None
             self.perm_b = _perm(lb, list(la))
-            self.shape_a = self.shape_b = sizes(la)
+            self.shape_a = self.shape_b = None  # as they are
             self.sum_axes = tuple(k for k, lab in enumerate(la) if lab not in sc)
             self.swap_a = self.swap_b = self.flip = False
             natural = batch
@@ -147,13 +147,13 @@ class Binary:
             a = B.transpose(a, self.perm_a)
         if self.perm_b is not None:
             b = B.transpose(b, self.perm_b)
-        a = B.reshape(a, self.shape_a)
-        b = B.reshape(b, self.shape_b)
-        if self.mode == "mul":
-            c = B.multiply(a, b)
-        elif self.mode == "dot":
+        if self.mode == "dot":
             c = B.sum(B.multiply(a, b), self.sum_axes)
+        elif self.mode == "mul":
+            c = B.multiply(B.reshape(a, self.shape_a), B.reshape(b, self.shape_b))
         else:
+            a = B.reshape(a, self.shape_a)
+            b = B.reshape(b, self.shape_b)
             if self.swap_a:
                 a = B.swap_last(a)
             if self.swap_b:

@@ -33,7 +33,7 @@ from .ge import Index
 from .ir import (Add, Const, Contract, Expr, Func, Input, Map, axes, contract,
                  distinct, is_zero, key, materialize, product, topo, total, uses)
 from .ir import add as add_node
-from .execute import (_NUMBERS, Lowered, _inexact, _is_number, _shape, _tensor, number_key,
+from .execute import (_NUMBERS, Lowered, _inexact, _is_number, _shape, _tensor,
                       evaluate)
 from . import prims
 
@@ -701,6 +701,16 @@ class Graph:
             fwd, rest = both[:len(self.outputs)], iter(both[len(self.outputs):])
             self._derived[wrt] = (cts, fwd, [None if g is None else next(rest) for g in grads])
         return self._derived[wrt]
+
+
+def number_key(v):
+    """A number as part of a cache key: its type and exact value, so that
+    2, 2.0 and True are apart, 0.0 and -0.0 too, and a NaN finds itself."""
+    if isinstance(v, float):  # and its subclasses (NumPy's float64), by their type
+        return type(v), v.hex()
+    if isinstance(v, complex):
+        return type(v), v.real.hex(), v.imag.hex()
+    return type(v), v
 
 
 def _exact(numbers):
