@@ -1,4 +1,5 @@
-"""Index-notation text (DESIGN §5): one statement a line, as the seed writes.
+"""Index-notation text: one statement a line (the language in full:
+docs/language.md).
 
     m[b]    = x[b,h] / H
     mu[b,h] = x[b,h] - m[b]
@@ -9,13 +10,17 @@
 Rules:
   * `+ - * / ^` (or `**`), parentheses, function calls; writing two factors
     side by side multiplies them (`s[i] t[i]`, `2 x[i]`).
-  * A label on the right that is not on the left is summed over the smallest
-    product that holds all its occurrences — a product of two or more
-    factors (a parenthesised one, a denominator, a function's argument) or a
-    whole additive term of the statement.  So `x[b,h] / H` sums h over the
-    term, `exp(x[i]) / (1[j] exp(x[j]))` sums j in the denominator only, and
-    `sqrt(x[i] x[i])` is a norm.  A single factor is never a scope:
-    `exp(x[j])` is elementwise and j is summed outside it.
+  * The scope rule: the right-hand side is split at its outermost `+`/`-`
+    into top-level terms, each on its own.  In a term, a label that is not on
+    the left is summed over the smallest product (two or more factors, side
+    by side or joined by `*` or `/`) holding all its occurrences, else over
+    the term.  Parenthesised sums, function arguments, powers and
+    comparisons are not scopes (a product inside them is).  So `x[b,h] / H`
+    sums h over the term, `exp(x[i]) / (1[j] exp(x[j]))` sums j in the
+    denominator, `sqrt(x[i] x[i])` is a norm, `(x[i] - 2 x[i])^2` sums i over
+    the square and `1 (x[i] + 2 x[i])` over the product.  A reduction binds
+    the labels it reduces (`logsumexp(z[b,c], c) - t[b,c] z[b,c]`: two
+    different c), as det and logdet bind their rows and columns.
   * A term missing a label of the left broadcasts along it.
   * `delta[i,j]` (or `δ[i,j]`) and `1[i]` are the Kronecker delta and the
     one-tensor; neither is materialised (a delta renames, a one-tensor
@@ -558,9 +563,12 @@ class _Binder:
                              st.labels[0][1])
         self.index = {lab: Index(lab, Dim(size, lab.upper())) for lab, (size, _) in env.items()}
         lhs = [self.index[lab] for lab, _ in st.labels]
-        keep = {lab for lab, _ in st.labels}
+        free = {lab for lab, _ in st.labels}
         terms = st.expr.terms if isinstance(st.expr, Sum) else [(1, st.expr)]
-        built = [(self.scope(t, keep, {}, top=True), sign) for sign, t in terms]
+        built = []
+        for sign, t in terms:
+            self.scopes = _Scopes(self, t, free)
+            built.append((self.term(t), sign))
         if not any(ren for (_, ren), _ in built):
             return materialize(total(*[(e, s) for (e, _), s in built], out=None), lhs) \
                 if len(built) > 1 else materialize(_times(built[0][0][0], built[0][1]), lhs)
@@ -573,39 +581,46 @@ class _Binder:
     def label(self, name, alias):
         return self.index[alias.get(name, name)]
 
-    def scope(self, e, keep, alias, top=False):
-        """Build a product scope (or a top-level term): sum the labels not in
-        `keep`.  Returns (Expr, renames of left labels made by deltas)."""
-        factors = e.factors if isinstance(e, Prod) else [("*", e)]
-        renames = {}
+    def term(self, t):
+        """A top-level term, its dummy labels summed: (Expr, renames of left
+        labels made by deltas)."""
+        if isinstance(t, Prod):
+            return self.scope(t, {}, top=True)
+        x = self.build(t, {})
+        summed = {self.index[n] for n in self.scopes.summed.get(id(t), ())}
+        return product(x, out=[l for l in x.labels if l not in summed]), {}
+
+    def scope(self, e, alias, top=False):
+        """A product: its factors multiplied, the labels whose scope it is
+        summed.  Returns (Expr, renames of left labels made by deltas)."""
+        here = set(self.scopes.summed.get(id(e), ()))
+        renames, kept = {}, []
         alias = dict(alias)
-        for _, f in factors:
+        for _, f in e.factors:
             if isinstance(f, Delta):
                 (a, ca), (b, cb) = f.labels
                 a, b = alias.get(a, a), alias.get(b, b)
                 if a == b:
                     continue
-                if b in keep and a not in keep:
+                if b not in here and a in here:
                     a, b = b, a
-                if b in keep:
-                    if not top:
-                        raise self.error("a delta between two free labels may only appear "
-                                         "in a top-level term", f.col)
+                if b not in here:
+                    if not (top and a in self.scopes.free and b in self.scopes.free):
+                        kept.append(f)  # both labels live on outside: an identity factor
+                        continue
                     renames[self.index[b]] = self.index[a]
                 for k, v in list(alias.items()):
                     if v == b:
                         alias[k] = a
                 alias[b] = a
-        occ = [[alias.get(l, l) for l in labels_of(f)] for _, f in factors]
         exprs, coeff, ones = [], 1, []
-        for k, (op, f) in enumerate(factors):
-            if isinstance(f, Delta):
+        for op, f in e.factors:
+            if isinstance(f, Delta) and not any(f is k for k in kept):
                 continue
             if isinstance(f, One):
                 ones += [alias.get(l, l) for l, _ in f.labels]
                 continue
-            others = {l for j, o in enumerate(occ) if j != k for l in o}
-            x = self.build(f, keep | others, alias)
+            x = self.build(f, alias)
             if op == "/":
                 if x.constant is not None:
                     coeff = x.constant.inverse() * coeff
@@ -614,12 +629,12 @@ class _Binder:
             exprs.append(x)
         present = list(dict.fromkeys([l for x in exprs for l in x.labels] +
                                      [self.index[n] for n in ones]))
-        keep_idx = {self.index[alias.get(n, n)] for n in keep}
-        out = [l for l in present if l in keep_idx]
+        summed = {self.index[alias.get(n, n)] for n in here if alias.get(n, n) in here}
+        out = [l for l in present if l not in summed]
         return product(*exprs, out=out, coeff=coeff,
                        summed=[self.index[n] for n in ones]), renames
 
-    def build(self, e, keep, alias):
+    def build(self, e, alias):
         if isinstance(e, Num):
             return const(e.value)
         if isinstance(e, Name):
@@ -644,33 +659,32 @@ class _Binder:
             labs = list(dict.fromkeys(self.label(lab, alias) for lab, _ in e.labels))
             return product(out=labs)
         if isinstance(e, Delta):
-            raise self.error("delta must be a factor of a product", e.col)
+            # Not a factor of a product: nothing to rename, so the identity
+            # (a diagonal embedding of 1, never an array of its own).
+            a, b = (self.label(lab, alias) for lab, _ in e.labels)
+            if a is b:
+                return product(out=[a])
+            d = Index(a.name, a.size)
+            return Expr(contract([], [d, d]), [a, b])
         if isinstance(e, Neg):
-            return -self.build(e.arg, keep, alias)
+            return -self.build(e.arg, alias)
         if isinstance(e, Sum):
-            return total(*[(self.build_term(t, keep, alias), s) for s, t in e.terms])
+            return total(*[(self.build(t, alias), s) for s, t in e.terms])
         if isinstance(e, Prod):
-            return self.build_term(e, keep, alias)
+            return self.scope(e, alias)[0]
         if isinstance(e, Pow):
-            base = self.build(e.base, keep, alias)
+            base = self.build(e.base, alias)
             p = self.constant(e.exp)
             if p is None:
-                p = self.build(e.exp, keep | set(labels_of(e.base)), alias)
+                p = self.build(e.exp, alias)
             return prims.pow(base, p)
         if isinstance(e, Cmp):
             fn = {">": prims.gt, ">=": prims.ge, "<": prims.lt, "<=": prims.le,
                   "==": prims.eq, "!=": prims.ne}[e.op]
-            a = self.build(e.a, keep | set(labels_of(e.b)), alias)
-            return fn(a, self.build(e.b, keep | set(labels_of(e.a)), alias))
+            return fn(self.build(e.a, alias), self.build(e.b, alias))
         if isinstance(e, Call):
-            return self.call(e, keep, alias)
+            return self.call(e, alias)
         raise self.error(f"cannot build {e!r}", getattr(e, "col", 0))  # pragma: no cover
-
-    def build_term(self, e, keep, alias):
-        if isinstance(e, Prod):
-            x, renames = self.scope(e, keep, alias)
-            return x
-        return self.build(e, keep, alias)
 
     def constant(self, e):
         """The value of a constant exponent, or None."""
@@ -683,51 +697,173 @@ class _Binder:
             return self.sizes.get(e.name.lower())
         return None
 
-    def call(self, e, keep, alias):
-        fn = prims.FUNCTIONS.get(e.name)
-        if fn is None:
-            raise self.error(f"unknown function {e.name!r}", e.col)
-        args = list(e.args)
-        label_args = []
-        while args and isinstance(args[-1], Name) and args[-1].name in self.prog.label_names \
-                and fn.kind != "elementwise":
-            label_args.insert(0, args.pop())
+    def call(self, e, alias):
+        fn = prims.FUNCTIONS[e.name]
+        args, label_args = _call_args(e, fn, self.prog.label_names)
         nargs = 2 if fn.kind == "solve" else (fn.nargs if fn.kind == "elementwise" else 1)
         if len(args) != nargs:
             raise self.error(f"{e.name}() takes {nargs} argument(s)"
                              f"{' and labels' if fn.kind != 'elementwise' else ''}, "
                              f"{len(args)} given", e.col)
-        arg_labels = labels_of(args[0])
-        for lab in label_args:
-            if lab.name not in arg_labels:
-                raise self.error(f"label {lab.name!r} is not a label of {e.name}'s argument",
-                                 lab.col)
-        names = [alias.get(l.name, l.name) for l in label_args]
+        idx = [self.label(n, alias) for n in self.scopes.labels.get(id(e), ())]
+        built = [self.build(a, alias) for a in args]
         if fn.kind == "elementwise":
-            built = []
-            for k, a in enumerate(args):
-                others = {l for j, b in enumerate(args) if j != k for l in labels_of(b)}
-                built.append(self.build(a, keep | others, alias))
             return fn(*built)
         if fn.kind == "reduce":
-            over = names or [alias.get(l, l) for l in arg_labels if l not in keep]
-            x = self.build(args[0], keep | set(over), alias)
-            return fn.build(x, over=[self.index[n] for n in over])
+            return fn.build(built[0], over=idx)
         if fn.kind == "normalize":
-            over = names or [alias.get(arg_labels[-1], arg_labels[-1])] if arg_labels else []
-            x = self.build(args[0], keep | set(over), alias)
-            return fn.build(x, over=[self.index[n] for n in over] or None)
-        once = {l for l in arg_labels if occurrences(args[0]).count(l) == 1}
-        a = self.build(args[0], keep | once | set(names), alias)
-        pair = [self.index[n] for n in names] if names else None
-        if pair is None and len(a.labels) >= 2:
-            order = [self.index[alias.get(l, l)] for l in arg_labels]
-            present = [l for l in order if l in set(a.labels)]
-            pair = present[-2:]
+            if not idx:
+                raise self.error(f"{e.name}() needs a label to normalise over; its argument "
+                                 f"has none", e.col)
+            return fn.build(built[0], over=idx)
+        if len(idx) != 2 or idx[0].size != idx[1].size:
+            have = ", ".join(f"{l.name} ({int(l.size)})" for l in idx) or "none"
+            raise self.error(f"{e.name}() acts on two labels of equal size (rows, columns); "
+                             f"it found {have}", e.col)
         if fn.kind == "solve":
-            b = self.build(args[1], keep | set(arg_labels), alias)
-            return fn.build(a, b, pair=pair)
-        return fn.build(a, pair=pair)
+            if idx[0] not in built[1].labels:
+                raise self.error(f"solve(a, b): b must carry the row label {idx[0].name!r} "
+                                 f"of a (a's labels are rows {idx[0].name!r}, columns "
+                                 f"{idx[1].name!r})", e.args[1].col if hasattr(
+                                     e.args[1], "col") else e.col)
+            return fn.build(built[0], built[1], pair=idx)
+        return fn.build(built[0], pair=idx)
+
+
+def _call_args(e, fn, label_names):
+    """(value arguments, label arguments) of a call: a non-elementwise
+    function takes the labels it acts on after its values."""
+    args, labels = list(e.args), []
+    if fn.kind != "elementwise":
+        while args and isinstance(args[-1], Name) and args[-1].name in label_names:
+            labels.insert(0, args.pop())
+    return args, labels
+
+
+class _Scopes:
+    """Where each dummy label of one top-level term is summed: over the
+    smallest product (two or more factors) holding all its occurrences, or
+    the term itself; see the module docstring.
+
+    `summed[id(node)]` are the label names summed at a product (or the term);
+    `labels[id(call)]` the labels a non-elementwise call acts on (reduced,
+    normalised over, or its rows and columns).  A call *binds* the labels it
+    reduces or consumes (reductions, det, logdet, solve's rows): their
+    occurrences inside it are its own.  The labels it keeps (softmax's, inv's,
+    solve's columns) count, outside, as occurring at the call."""
+
+    def __init__(self, binder, term, free):
+        self.binder, self.term, self.free = binder, term, set(free)
+        self.labels, self.binds, self.keeps = {}, {}, {}
+        self.label_names = binder.prog.label_names
+        self._explicit(term)
+        self._implicit(term, set())
+        self._defaults(term, self._analyse())
+        self.summed = {}
+        for lab, node in self._analyse().items():
+            self.summed.setdefault(node, []).append(lab)
+
+    def _fn(self, e):
+        fn = prims.FUNCTIONS.get(e.name) if isinstance(e, Call) else None
+        return None if fn is None or fn.kind == "elementwise" else fn
+
+    def _set(self, e, fn, names):
+        names = list(names)
+        self.labels[id(e)] = names
+        if fn.kind in ("reduce",) or fn.name in ("det", "logdet"):
+            self.binds[id(e)], self.keeps[id(e)] = names, []
+        elif fn.kind == "solve":
+            self.binds[id(e)], self.keeps[id(e)] = names[:1], names[1:]
+        else:
+            self.binds[id(e)], self.keeps[id(e)] = [], names
+
+    def _explicit(self, e):
+        fn = self._fn(e)
+        if fn is not None:
+            args, labs = _call_args(e, fn, self.label_names)
+            arg_labels = labels_of(args[0]) if args else []
+            for lab in labs:
+                if lab.name not in arg_labels:
+                    raise self.binder.error(f"label {lab.name!r} is not a label of "
+                                            f"{e.name}'s argument", lab.col)
+            if labs:
+                self._set(e, fn, [lab.name for lab in labs])
+        for c in _children(e):
+            self._explicit(c)
+
+    def _count(self, e, shadow, skip, out):
+        """Occurrences of each label outside the subtree `skip`."""
+        if e is skip:
+            return
+        if isinstance(e, (Ref, One, Delta)):
+            for lab, _ in e.labels:
+                if lab not in shadow:
+                    out[lab] = out.get(lab, 0) + 1
+            return
+        inner = shadow | set(self.binds.get(id(e), ()))
+        for c in _children(e):
+            self._count(c, inner, skip, out)
+
+    def _implicit(self, e, shadow):
+        """A reduction without labels reduces those of its argument that
+        occur nowhere else in the term and are not on the left."""
+        fn = self._fn(e)
+        if fn is not None and fn.kind == "reduce" and id(e) not in self.labels:
+            args, _ = _call_args(e, fn, self.label_names)
+            outside = {}
+            self._count(self.term, set(), e, outside)
+            self._set(e, fn, [lab for lab in (labels_of(args[0]) if args else [])
+                              if lab not in self.free and lab not in shadow
+                              and not outside.get(lab)])
+        inner = shadow | set(self.binds.get(id(e), ())) | set(self.keeps.get(id(e), ()))
+        for c in _children(e):
+            self._implicit(c, inner)
+
+    def _analyse(self):
+        """label -> id of the product (or term) where it is summed."""
+        occ = {}
+        self._occurrences(self.term, (id(self.term),), set(), occ)
+        scope = {}
+        for lab, paths in occ.items():
+            if lab in self.free:
+                continue
+            common = paths[0]
+            for p in paths[1:]:
+                n = 0
+                while n < min(len(common), len(p)) and common[n] == p[n]:
+                    n += 1
+                common = common[:n]
+            scope[lab] = common[-1]
+        return scope
+
+    def _occurrences(self, e, path, shadow, occ):
+        if isinstance(e, Prod) and path[-1] != id(e):
+            path = path + (id(e),)
+        if isinstance(e, (Ref, One, Delta)):
+            for lab, _ in e.labels:
+                if lab not in shadow:
+                    occ.setdefault(lab, []).append(path)
+            return
+        mine = set(self.binds.get(id(e), ())) | set(self.keeps.get(id(e), ()))
+        for c in _children(e):
+            self._occurrences(c, path, shadow | mine, occ)
+        for lab in self.keeps.get(id(e), ()):
+            if lab not in shadow:
+                occ.setdefault(lab, []).append(path)
+
+    def _defaults(self, e, scope):
+        """Calls that act on labels without naming them: softmax on the last
+        label of its argument, matrix functions on the last two (labels
+        summed inside the argument do not count)."""
+        fn = self._fn(e)
+        if fn is not None and fn.kind != "reduce" and id(e) not in self.labels:
+            args, _ = _call_args(e, fn, self.label_names)
+            if args:
+                inside = {id(n) for n in _walk(args[0]) if isinstance(n, Prod)}
+                own = [lab for lab in labels_of(args[0]) if scope.get(lab) not in inside]
+                self._set(e, fn, own[-1:] if fn.kind == "normalize" else own[-2:])
+        for c in _children(e):
+            self._defaults(c, scope)
 
 
 def _walk(e):

@@ -26,11 +26,13 @@ nodes directly, so forward intermediates are reused, never recomputed.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
+from fractions import Fraction
 
 from .errors import ProgramError
 from .ge import Index
-from .ir import (Add, Const, Contract, Expr, Func, Input, Map, axes, contract,
+from .ir import (Add, Coef, Const, Contract, Expr, Func, Input, Map, axes, contract,
                  distinct, is_zero, key, materialize, product, topo, total, uses)
 from .ir import add as add_node
 from .execute import (_NUMBERS, Lowered, _inexact, _is_number, _shape, _tensor,
@@ -1171,38 +1173,105 @@ class Derivative:
             letters = list(_FREE_LETTERS[:n.ndim]) if n.ndim <= len(_FREE_LETTERS) else \
                 [f"p{k}" for k in range(n.ndim)]
             lhs = fmt.grad(nm, letters) if kind == "grad" else fmt.leaf(nm, letters)
-            r = _Renderer(fmt, names, self.forward, set(letters), top=n)
-            lines.append(f"{lhs} = {r.expr(n, letters)[0]}")
+            lines.append(f"{lhs} = {_statement(fmt, names, self.forward, n, letters)}")
         return "\n".join(lines)
 
 
 def _render_program(fmt, outputs, output_names):
+    """The statements of a program: text that `compile` reads back to the
+    same function (dummy letters unique in each top-level term, a summed
+    label kept to its product by a one-tensor where the scope rule needs it,
+    named sizes only where their label is in the statement)."""
     count = uses(outputs)
     roots = dict(zip(outputs, output_names))
-    stmts = [n for n in topo(outputs) if not isinstance(n, (Input, Const)) and (
+    nodes = topo(outputs)
+    stmts = [n for n in nodes if not isinstance(n, (Input, Const)) and (
         n in roots or n.name or (count.get(n, 0) > 1 and not _is_relabel(n)))]
-    names = {n: ("leaf", roots.get(n) or n.name or f"t{k}") for k, n in enumerate(stmts)}
+    taken = {n.name for n in nodes if isinstance(n, Input)}
+    names = {}
+    for k, n in enumerate(stmts):
+        name = roots.get(n) or n.name or f"t{k}"
+        while name in taken:
+            name = f"{name}_"
+        taken.add(name)
+        names[n] = ("leaf", name)
+    reserved = taken | {n.lower() for n in taken if n.isupper()}
     lines = []
     for n in stmts:
         letters = [l.name for l in n.out]
-        if len(set(letters)) < len(letters) or not all(len(c) == 1 for c in letters):
-            letters = list(_FREE_LETTERS[:n.ndim])
-        r = _Renderer(fmt, names, set(), set(letters), top=n)
-        lines.append(f"{fmt.leaf(names[n][1], letters)} = {r.expr(n, letters)[0]}")
+        if len(set(letters)) < len(letters) or not all(
+                len(c) == 1 and c.isalpha() and c not in reserved for c in letters):
+            letters = [c for c in _FREE_LETTERS if c not in reserved][:n.ndim]
+        text = _statement(fmt, names, set(), n, letters, reserved)
+        lines.append(f"{fmt.leaf(names[n][1], letters)} = {text}")
     return "\n".join(lines)
 
 
+def _statement(fmt, names, forward, node, letters, reserved=()):
+    """The right-hand side of `node[letters] = …`; a named size (H) only
+    where a label of its letter and size is in the statement, else its
+    value."""
+    numeric = set()
+    while True:
+        r = _Renderer(fmt, names, forward, node, letters, reserved, numeric)
+        text = r.expr(node, letters, top=True)[0]
+        wrong = {name for name, size in r.dims.items() if r.sizes.get(name.lower()) != size}
+        if not wrong:
+            return text
+        numeric |= wrong
+
+
+_MATRIX = ("inv", "det", "logdet", "solve")
+
+
 class _Renderer:
-    def __init__(self, fmt, names, forward, used, top):
-        self.fmt, self.names, self.forward, self.used, self.top = fmt, names, forward, used, top
+    def __init__(self, fmt, names, forward, top, letters, reserved=(), numeric=()):
+        self.fmt, self.names, self.forward, self.top = fmt, names, forward, top
+        self.used = set(letters)
+        self.sizes = dict(zip(letters, (int(s) for s in top.shape)))  # one size a letter
+        self.reserved, self.numeric = set(reserved), set(numeric)
+        self.dims = {}  # named sizes printed: name -> size
+        self.stack = []  # the products being printed (ids), outermost first
+        self.occ = []  # (letter, stack) of each label printed
+        self.lone = set()  # ids pushed for what printed as a single factor
+        self.ids = itertools.count()
 
     def letter(self, lab):
-        for c in [lab.name] + list(_DUMMY_LETTERS):
-            if len(c) == 1 and c.isalpha() and c not in self.used:
-                self.used.add(c)
-                return c
-        c = f"{lab.name}{len(self.used)}"
-        self.used.add(c)
+        size = int(lab.size)
+
+        def free(c):
+            return c not in self.used and c not in self.reserved and \
+                self.sizes.get(c, size) == size
+        found = next((c for c in [lab.name] + list(_DUMMY_LETTERS)
+                      if len(c) == 1 and c.isalpha() and free(c)), None)
+        k = 0
+        while found is None:
+            found = f"{lab.name.rstrip('0123456789') or 'i'}{k}"
+            found, k = (found if free(found) else None), k + 1
+        self.used.add(found)
+        self.sizes[found] = size
+        return found
+
+    def _seen(self, letters):
+        self.occ += [(c, tuple(self.stack)) for c in letters]
+
+    def _enclosed(self, letter, mark, depth):
+        """Whether every occurrence of `letter` printed since `mark` lies in
+        one product below the current `depth`."""
+        inner = [tuple(p for p in stack[depth:] if p not in self.lone)
+                 for c, stack in self.occ[mark:] if c == letter]
+        return bool(inner) and all(s and s[0] == inner[0][0] for s in inner)
+
+    def coef(self, c):
+        """A coefficient with the sizes that cannot be named folded in."""
+        if any(name in self.numeric for (name, _), _ in c.dims):
+            num = c.num
+            for (name, size), p in c.dims:
+                if name in self.numeric:
+                    num = num * (Fraction(size) ** p if isinstance(num, Fraction) else size ** p)
+            c = Coef(num, tuple(d for d in c.dims if d[0][0] not in self.numeric))
+        for (name, size), _ in c.dims:
+            self.dims[name] = size
         return c
 
     def leaf_name(self, node):
@@ -1212,34 +1281,46 @@ class _Renderer:
             return ("leaf", node.name)
         return None
 
-    def expr(self, node, letters):
-        """(text, precedence): 3 atom, 2 product, 1 sum; letters name its axes."""
+    def expr(self, node, letters, top=False):
+        """(text, precedence): 3 atom, 2 product, 1 sum; letters name its axes.
+        `top`: the node is a whole top-level term (a scope of its own)."""
         fmt = self.fmt
         named = self.leaf_name(node)
         if named is not None:
             kind, nm = named
+            self._seen(letters)
             return (fmt.grad(nm, letters) if kind == "grad" else fmt.leaf(nm, letters)), 3
         if isinstance(node, Const):
-            neg, mag = node.value.sign_and_magnitude()
-            return node.value.text(), (1 if neg else 3)
+            neg, mag = self.coef(node.value).sign_and_magnitude()
+            return self.coef(node.value).text(), (1 if neg else 3)
         if isinstance(node, Contract):
-            return self.contraction(node, letters)
+            return self.contraction(node, letters, top=top)
         if isinstance(node, Add):
             ren = dict(zip(node.out, letters))
             parts, used = [], set(self.used)
             for a, t, c in zip(node.args, node.terms, node.coeffs):
-                self.used = set(used)  # dummy indices are local to each term
-                neg, text = self.term(a, [ren[l] for l in t], c)
+                if top:
+                    self.used = set(used)  # dummy letters are local to a top-level term
+                neg, text = self.term(a, [ren[l] for l in t], c, top)
                 parts.append(("-" if neg else "+", text))
             s = " ".join(f"{sign} {text}" for sign, text in parts)
             s = s[2:] if s.startswith("+ ") else "-" + s[1:] if s.startswith("- ") else s
             return s, 1
-        ren = dict(zip(node.out, letters))
+        ren, bound = dict(zip(node.out, letters)), set()
         for t in node.terms:
             for lab in t:
-                if lab not in ren:  # reduced by a structured primitive
+                if lab not in ren:  # reduced by a structured primitive: its own letter
                     ren[lab] = self.letter(lab)
+                    bound.add(ren[lab])
+        product = isinstance(node, Map) and node.prim.name in ("wexp", "reciprocal")
+        if product:
+            self.stack.append(pid := next(self.ids))
+        mark = len(self.occ)
         args = [self.expr(a, [ren[l] for l in t]) for a, t in zip(node.args, node.terms)]
+        if product:
+            self.stack.pop()
+        self.used -= bound
+        self.occ[mark:] = [o for o in self.occ[mark:] if o[0] not in bound]
         name = node.prim.name
         if isinstance(node, Map):
             if name == "pow":
@@ -1260,37 +1341,46 @@ class _Renderer:
         extra = []
         if name in ("logsumexp", "max", "min", "softmax", "log_softmax"):
             extra = [ren[l] for l in node.params[0]]
+        elif name in _MATRIX:
+            pair = [ren[l] for l in node.params[0]]
+            first = node.args[0]
+            if self.leaf_name(first) is None or [ren[l] for l in node.terms[0][-2:]] != pair:
+                extra = pair  # the pair named unless it is the last two labels of a leaf
         return fmt.call(name, [a for a, _ in args] + extra), 3
 
-    def term(self, node, letters, coeff):
+    def term(self, node, letters, coeff, top=False):
         """(negative?, text) of coeff · node[letters] as a term of a sum."""
         if isinstance(node, Const):
-            return (coeff * node.value).sign_and_magnitude()[0], \
-                (coeff * node.value).sign_and_magnitude()[1].text()
-        neg, mag = coeff.sign_and_magnitude()
+            c = self.coef(coeff * node.value)
+            return c.sign_and_magnitude()[0], c.sign_and_magnitude()[1].text()
+        neg, mag = self.coef(coeff).sign_and_magnitude()
         if isinstance(node, Contract) and self.leaf_name(node) is None:
-            text, _ = self.contraction(node, letters, mag)
+            text, _ = self.contraction(node, letters, mag, top=top)
             if text.startswith("-"):
                 return (not neg), text[1:].lstrip()
             return neg, text
+        self.stack.append(pid := next(self.ids))
         text, prec = self.expr(node, letters)
+        self.stack.pop()
         if mag.is_one:
+            self.lone.add(pid)
             return neg, text if prec >= 1 else self.fmt.paren(text)
         num, den = mag.parts()
         body = text if prec >= 2 else self.fmt.paren(text)
         return neg, (self.fmt.fraction([num, body] if num else [body], [den]) if den
                      else f"{num}{self.fmt.mul}{body}")
 
-    def contraction(self, node, letters, extra=None):
+    def contraction(self, node, letters, extra=None, top=False):
         fmt = self.fmt
-        coeff = node.coeff * extra if extra is not None else node.coeff
+        coeff = self.coef(node.coeff * extra if extra is not None else node.coeff)
         ren, deltas = {}, []
         for lab, letter in zip(node.out, letters):
             if lab in ren:
                 deltas.append(fmt.delta(ren[lab], letter))
             else:
                 ren[lab] = letter
-        carried = {l for t in node.terms for l in t}
+        carried = {l for t in node.terms for l in t} | {l for l in node.out
+                                                         if list(node.out).count(l) > 1}
         ones = [fmt.one(ren[l]) for l in distinct(node.out) if l not in carried]
         summed = {}
         for t in node.terms:
@@ -1298,21 +1388,37 @@ class _Renderer:
                 if lab not in ren:
                     ren[lab] = summed[lab] = self.letter(lab)
         num, den = [], []
+        self.stack.append(pid := next(self.ids))
+        depth, mark = len(self.stack), len(self.occ)
         for a, t in zip(node.args, node.terms):
             ls = [ren[l] for l in t]
             if _is_map(a, "reciprocal") and self.leaf_name(a) is None:
                 inner = dict(zip(a.out, ls))
                 text, prec = self.expr(a.args[0], [inner[l] for l in a.terms[0]])
                 den.append(text if prec >= 3 else fmt.paren(text))
-                continue
-            text, prec = self.expr(a, ls)
-            num.append(text if prec >= 3 else fmt.paren(text))
+            else:
+                text, prec = self.expr(a, ls)
+                num.append(text if prec >= 3 else fmt.paren(text))
         num, den = _powers(num, fmt), _powers(den, fmt)
         neg, mag = coeff.sign_and_magnitude()
         cnum, cden = mag.parts()
         head = ([cnum] if cnum else [])
-        factors = head + num + deltas + ones
         dens = ([cden] if cden else []) + den
+        # A summed label is summed over the smallest product holding all its
+        # occurrences: one whose occurrences all lie in one product inside a
+        # factor (or in a lone factor, below the top) is held here by a
+        # one-tensor.
+        keep = [s for s in summed.values() if self._enclosed(s, mark, depth)]
+        if not keep and summed and not top and \
+                len(head) + len(num) + len(deltas) + len(ones) + len(dens) < 2:
+            keep = [next(iter(summed.values()))]
+        if keep:
+            ones.insert(0, fmt.one(",".join(keep)))
+        self._seen(list(ren.values()))
+        self.stack.pop()
+        factors = head + num + deltas + ones
+        if len(factors) + len(dens) < 2:
+            self.lone.add(pid)
         text = fmt.fraction(factors, dens) if dens else (fmt.mul.join(factors) or "1")
         return ("-" + text if neg else text), (1 if neg else 2)
 
