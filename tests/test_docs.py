@@ -88,3 +88,21 @@ def test_docs_are_linked_from_the_readme_and_compile():
     for name in ("docs/language.md", "docs/notation.md"):
         assert (ROOT / name).exists() and f"]({name})" in readme
     assert "docs/language.md" in einvjp.compile.__doc__
+
+
+def test_user_facing_text_speaks_of_einvjp_alone():
+    """README, docs, docstrings, examples and the demo refer to no document a
+    user does not have."""
+    import io
+
+    from einvjp.cli import main
+    paths = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+             *sorted((ROOT / "einvjp").glob("*.py")), *sorted((ROOT / "backends").glob("*.py")),
+             *sorted((ROOT / "examples").glob("*.py"))]
+    pattern = re.compile(r"\bthe seed\b|\bseed's|\bDESIGN\b|\bthe lesson\b", re.I)
+    found = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in paths
+             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    out = io.StringIO()
+    assert main(["demo"], out=out) == 0
+    found += [f"demo: {line}" for line in out.getvalue().splitlines() if pattern.search(line)]
+    assert not found, "\n".join(found)
