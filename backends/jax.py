@@ -6,7 +6,7 @@ einvjp's rules and nothing else:
 
   * impl / lowering — the cached `Plan` of the GE, run on the table below;
   * JVP — multilinear: Σ_k (the same GE with the tangent in slot k);
-  * transpose — the role swap `ge.vjp(k)` of DESIGN §1 (linear, no
+  * transpose — the role swap `ge.vjp(k)` (linear, no
     conjugation: JAX's convention for complex numbers);
   * batching — a fresh label on the batched operands and on the output.
 

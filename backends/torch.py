@@ -4,7 +4,7 @@ one, no host synchronisation, no NumPy) and the autograd hook.
 A GE of two or more operands runs as one `torch.autograd.Function`,
 `GEFunction`:
 
-  * backward is the role swap of DESIGN §1, evaluated by `GEFunction` itself,
+  * backward is the role swap `ge.vjp(k)`, evaluated by `GEFunction` itself,
     so gradients are differentiable again (double backward, `hessian`);
   * only the operands autograd asks for (`ctx.needs_input_grad`) get one;
   * complex operands follow torch's convention: the gradient of operand k is

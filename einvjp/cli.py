@@ -98,9 +98,14 @@ v[b]    = mu[b,h]^2 / H
 s[b]    = sqrt(v[b] + eps)
 y[b,h]  = mu[b,h] / s[b] * gamma[h] + beta[h]"""
 
+LAYER_NORM_BY_HAND = """\
+∂l/∂gamma[q] = g[b,q] mu[b,q] / s[b]
+∂l/∂beta[q]  = g[b,q] 1[b]
+∂l/∂x[p,q]   = g[p,q] gamma[q] / s[p] - g[p,h] gamma[h] / H (1[q] / s[p] + mu[p,h] mu[p,q] / s[p]^3)"""
+
 
 def _layer_norm_closed_form(dy, x, eps, gamma):
-    """The seed's conclusion for the layer norm, in NumPy."""
+    """The layer norm's gradients derived by hand (docs/notation.md), in NumPy."""
     import numpy as np
     H = x.shape[1]
     mu = x - x.mean(1, keepdims=True)
@@ -116,11 +121,14 @@ def cmd_demo(args, out):
 
     from .program import compile as compile_program
     print("einvjp demo: derivatives in index notation, derived and checked\n", file=out)
-    print("1. The seed's layer norm, written in index notation:\n", file=out)
+    print("1. A layer norm, written in index notation:\n", file=out)
     for line in LAYER_NORM.splitlines():
         print("   " + line, file=out)
     prog = compile_program(LAYER_NORM)
-    print("\n   einvjp derives (compare the seed's conclusion):\n", file=out)
+    print("\n   derived by hand, with g = ∂l/∂y:\n", file=out)
+    for line in LAYER_NORM_BY_HAND.splitlines():
+        print("   " + line, file=out)
+    print("\n   einvjp derives:\n", file=out)
     for name in ("gamma", "beta", "x"):
         print(f"   {prog.derivative(name)}", file=out)
     rng = np.random.default_rng(0)
@@ -129,10 +137,11 @@ def cmd_demo(args, out):
     dy = rng.normal(size=(8, 16))
     got = prog.vjp(dy, **inputs)
     want = _layer_norm_closed_form(dy, inputs["x"], inputs["eps"], inputs["gamma"])
-    print("\n   checked against the seed's closed form on random 8x16 inputs:", file=out)
+    print("\n   checked against the closed form derived by hand on random 8x16 inputs:",
+          file=out)
     for name, w in want.items():
         err = float(np.max(np.abs(got[name] - w)))
-        print(f"   max |einvjp - seed| for ∂l/∂{name}: {err:.1e}", file=out)
+        print(f"   max |einvjp - by hand| for ∂l/∂{name}: {err:.1e}", file=out)
         if not err < 1e-9:
             print("   FAILED", file=out)
             return 1

@@ -1,4 +1,5 @@
-"""Symbolic VJPs of an equation, derived the way the seed derives them.
+"""Symbolic VJPs of an equation, derived by the index-notation rules of
+docs/notation.md.
 
 Steps: (A) translate to index notation; (B) differentiate with new free
 indices, the derivative of the operand by itself being a product of Kronecker

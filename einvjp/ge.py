@@ -9,8 +9,8 @@ Invariants:
   * a label of `out` that no term carries is a broadcast (constant along it);
   * letters exist only when a GE is printed (`equation`) or lowered.
 
-The VJP with respect to operand k is the role swap of DESIGN §1: the
-cotangent takes operand k's place and operand k's term becomes the output.
+The VJP with respect to operand k is the role swap: the cotangent takes
+operand k's place and operand k's term becomes the output.
 
 >>> i, j, k = Index("i", 2), Index("j", 3), Index("k", 4)
 >>> mm = GE(((i, j), (j, k)), (i, k))

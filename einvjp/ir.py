@@ -1,4 +1,4 @@
-"""The program IR: SSA nodes over labelled tensors (DESIGN §2).
+"""The program IR: SSA nodes over labelled tensors.
 
 A program is a DAG of nodes.  Every node is a tensor with a fixed number of
 axes; its operands are earlier nodes, each read through a *term*: one `Index`

@@ -1,6 +1,6 @@
 """Programs: evaluate a graph, derive its VJP as another graph, simplify.
 
-The VJP of a program is a program (DESIGN §2): walk the nodes backwards, let
+The VJP of a program is a program: walk the nodes backwards, let
 each node's rule emit new nodes for its operands' cotangents (the role swap
 for a Contract, "sum the labels the operand lacks" for an Add, partials for a
 Map, a closed form for a structured primitive), accumulate with Add.  Then
@@ -551,8 +551,8 @@ def _vanishes(node, depth, memo):
 
 def cancel(outputs, depth=3):
     """Distribute a Contract over an Add operand when some of the resulting
-    terms vanish (see `_vanishes`), keeping the others: the seed's
-    1[h] mu[p,h] = 0 step."""
+    terms vanish (see `_vanishes`), keeping the others: the step
+    1[h] mu[p,h] = 0 of the layer norm's gradient (docs/notation.md)."""
     memo = {}
 
     def fn(node, new, old):
@@ -1032,12 +1032,28 @@ class Program:
         raise ProgramError("give the inputs (their shapes) to print a derivative")
 
 
-def compile(source, **options):  # noqa: A001 - the public name of DESIGN §4
+def compile(source, **options):  # noqa: A001 - einvjp's public name
     """Compile index-notation text (a string) or trace a Python function.
 
+    Text is one statement a line, `name[labels] = expression`; a label on the
+    right that is not on the left is summed over the smallest product that
+    holds all its occurrences (or its whole additive term):
+
+    >>> import numpy as np, einvjp
+    >>> prog = einvjp.compile("y[i] = x[i,j] w[j] + b[i]")
+    >>> prog(x=np.ones((2, 3)), w=np.arange(3.0), b=np.zeros(2))
+    array([3., 3.])
+    >>> print(prog.derivative("w"))
+    ∂l/∂w[p] = ∂l/∂y[i] x[i,p]
+
+    `sizes={"j": 3}` sizes labels that no tensor carries (`y[i,j] = x[i] 1[j]`).
+    The language in full — the scope rule, broadcasting, `delta` and `1[…]`,
+    every function, matrix functions, `return`, errors — is docs/language.md;
+    the rules the derivatives follow are docs/notation.md.
+
     Usable as a decorator: `@einvjp.compile` over a function written with
-    einvjp.einsum, einvjp.exp, … and `+ - * / **`.  Text takes `sizes=` for
-    labels that no tensor carries."""
+    einvjp.einsum, einvjp.exp, … and `+ - * / **` (NumPy broadcasting, axis
+    arguments), traced once per input signature."""
     if isinstance(source, str):
         from .lang import TextProgram
         return TextProgram(source, **options)
@@ -1129,8 +1145,8 @@ class _Latex(_Text):
 
 
 class Derivative:
-    """A derived VJP, printable as a program: `str()` in index notation (the
-    seed's ∂l/∂x[p,q] = … with p, q, … for the free indices) and `.latex()`.
+    """A derived VJP, printable as a program: `str()` in index notation
+    (∂l/∂x[p,q] = … with p, q, … for the free indices) and `.latex()`.
     Forward tensors appear by their names; a backward tensor read more than
     once gets its own statement."""
 

@@ -1,6 +1,6 @@
-"""The seed's "Example: broadcast": y1(x) = x, y2(x) = x, i.e. y[i] = 1[i] x.
+"""Broadcast: y1(x) = x, y2(x) = x, i.e. y[i] = 1[i] x.
 
-The seed: ∂y/∂x = (1 1)ᵀ, so ∂l/∂x = ∂l/∂y[i] 1[i] (the one-tensor sums).
+By hand: ∂y/∂x = (1 1)ᵀ, so ∂l/∂x = ∂l/∂y[i] 1[i] (the one-tensor sums).
 """
 
 import numpy as np

@@ -1,8 +1,8 @@
-"""The seed's "Example: cross-entropy loss", written as the seed writes it:
+"""Cross-entropy loss: softmax, then the negative log-likelihood of the target T:
 
     s[i] = e^x[i] / (1[j] e^x[j])        c = -log s[T]
 
-with the target T as a one-hot t (s[T] = s[i] t[i]).  The seed:
+with the target T as a one-hot t (s[T] = s[i] t[i]).  By hand (docs/notation.md):
 ∂l/∂x[n] = ∂l/∂c (s[n] - δ[T,n]).
 
 Written literally this overflows at logits ±1000; einvjp rewrites the

@@ -1,6 +1,6 @@
-"""The seed's "Example: element-wise functions": y[i] = point(x[i]).
+"""An elementwise function: y[i] = f(x[i]).
 
-The seed: ∂l/∂x[p] = ∂l/∂y[p] point'(x[p]); for sin, point' is cos.
+By hand: ∂l/∂x[p] = ∂l/∂y[p] f'(x[p]); for sin, f' is cos.
 """
 
 import numpy as np

@@ -1,6 +1,7 @@
-"""The seed's "Example: matrix inverse": Y = X⁻¹, from δ[i,j] = x[i,k] y[k,j].
+"""Matrix inverse: Y = X⁻¹, from δ[i,j] = x[i,k] y[k,j].
 
-The seed: ∂l/∂x[p,q] = -y[n,p] ∂l/∂y[n,j] y[q,j]   (∂l/∂X = -X⁻ᵀ ∂l/∂Y X⁻ᵀ)
+By hand (docs/notation.md): ∂l/∂x[p,q] = -y[n,p] ∂l/∂y[n,j] y[q,j]
+(∂l/∂X = -X⁻ᵀ ∂l/∂Y X⁻ᵀ)
 """
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The seed's "Example: layer normalization", statement by statement:
+"""Layer normalization, statement by statement:
 
     m[b]    = 1/H 1[h] x[b,h]
     mu[b,h] = x[b,h] - 1[h] m[b]
@@ -6,7 +6,7 @@
     s[b]    = sqrt(v[b] + eps)
     y[b,h]  = mu[b,h] / s[b] gamma[h] + 1[b] beta[h]
 
-The seed's conclusion (σ is s):
+By hand (docs/notation.md):
     ∂l/∂gamma[q] = ∂l/∂y[b,q] mu[b,q] / s[b]
     ∂l/∂beta[q]  = ∂l/∂y[b,q] 1[b]
     ∂l/∂x[p,q]   = ∂l/∂y[p,q] gamma[q] / s[p]
@@ -41,7 +41,7 @@ def reference(xp, x, eps, gamma, beta):
 
 
 def closed_form(dy, x, eps, gamma, beta):
-    """The seed's conclusion, term by term."""
+    """The gradients derived by hand, term by term."""
     H = x.shape[1]
     mu = x - x.mean(1, keepdims=True)
     s = np.sqrt((mu ** 2).mean(1, keepdims=True) + eps)

@@ -1,7 +1,7 @@
-"""The seed's "Example: matrix multiplication": Y = X A, y[i,j] = x[i,k] a[k,j].
+"""Matrix multiplication: Y = X A, y[i,j] = x[i,k] a[k,j].
 
-The seed: ∂l/∂x[p,q] = ∂l/∂y[p,j] a[q,j]   (∂l/∂X = ∂l/∂Y Aᵀ)
-          ∂l/∂a[p,q] = ∂l/∂y[i,q] x[i,p]   (∂l/∂A = Xᵀ ∂l/∂Y)
+By hand: ∂l/∂x[p,q] = ∂l/∂y[p,j] a[q,j]   (∂l/∂X = ∂l/∂Y Aᵀ)
+         ∂l/∂a[p,q] = ∂l/∂y[i,q] x[i,p]   (∂l/∂A = Xᵀ ∂l/∂Y)
 """
 
 import numpy as np
@@ -24,11 +24,11 @@ def closed_form(dy, x, a):
 
 
 def main():
-    for name, seed in [("x", "∂l/∂x[p,q] = ∂l/∂y[p,j] a[q,j]"),
-                       ("a", "∂l/∂a[p,q] = ∂l/∂y[i,q] x[i,p]")]:
+    for name, by_hand in [("x", "∂l/∂x[p,q] = ∂l/∂y[p,j] a[q,j]"),
+                          ("a", "∂l/∂a[p,q] = ∂l/∂y[i,q] x[i,p]")]:
         d = PROGRAM.derivative(name)
         print(d)
-        assert str(d) == seed
+        assert str(d) == by_hand
     rng = np.random.default_rng(0)
     args = inputs(rng)
     dy = rng.normal(size=(3, 2))

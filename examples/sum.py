@@ -1,6 +1,6 @@
-"""The seed's "Example: sum": y(x1, x2) = x1 + x2, i.e. y = 1[i] x[i].
+"""Sum: y(x1, x2) = x1 + x2, i.e. y = 1[i] x[i].
 
-The seed: ∂y/∂x = (1 1), so ∂l/∂x[p] = ∂l/∂y 1[p].
+By hand: ∂y/∂x = (1 1), so ∂l/∂x[p] = ∂l/∂y 1[p].
 """
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The lesson's two-layer network with a squared loss:
+"""A two-layer network with a squared loss:
 
     Layer 1: u = W1 x + b1        u[i] = w1[i,j] x[j] + b1[i]
     Layer 2: y = W2 u + b2        y[k] = w2[k,i] u[i] + b2[k]

@@ -6,6 +6,7 @@ import pathlib
 import pkgutil
 import re
 
+import numpy as np
 import pytest
 
 import einvjp
@@ -50,3 +51,58 @@ def test_readme_has_two_commands_and_ci_runs_the_second():
 def test_readme_examples():
     result = doctest.testfile(str(ROOT / "README.md"), module_relative=False)
     assert result.failed == 0
+
+
+def _doc_blocks():
+    """(name, source) of every ```python block of docs/*.md, named by the file
+    and the heading above it."""
+    blocks, seen = [], set()
+    for path in sorted((ROOT / "docs").glob("*.md")):
+        text = path.read_text()
+        for m in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M):
+            heading = re.findall(r"^#+ (.*)$", text[:m.start()], re.M)[-1]
+            name = f"{path.name}: {heading}"
+            while name in seen:
+                name += " (next)"
+            seen.add(name)
+            blocks.append(pytest.param(name, m.group(1), id=name))
+    return blocks
+
+
+@pytest.mark.parametrize("name, source", _doc_blocks())
+def test_docs_examples(name, source):
+    """Each ```python block of docs/*.md runs on its own; a block of >>> lines
+    is a doctest, with `einvjp` and `np` imported."""
+    if source.lstrip().startswith(">>>"):
+        parser = doctest.DocTestParser()
+        test = parser.get_doctest(source, {"einvjp": einvjp, "np": np}, name, None, 0)
+        runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+        runner.run(test)
+        assert runner.failures == 0
+    else:
+        exec(compile(source, name, "exec"), {"__name__": "docs_example"})
+
+
+def test_docs_are_linked_from_the_readme_and_compile():
+    readme = (ROOT / "README.md").read_text()
+    for name in ("docs/language.md", "docs/notation.md"):
+        assert (ROOT / name).exists() and f"]({name})" in readme
+    assert "docs/language.md" in einvjp.compile.__doc__
+
+
+def test_user_facing_text_speaks_of_einvjp_alone():
+    """README, docs, docstrings, examples and the demo refer to no document a
+    user does not have."""
+    import io
+
+    from einvjp.cli import main
+    paths = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+             *sorted((ROOT / "einvjp").glob("*.py")), *sorted((ROOT / "backends").glob("*.py")),
+             *sorted((ROOT / "examples").glob("*.py"))]
+    pattern = re.compile(r"\bthe seed\b|\bseed's|\bDESIGN\b|\bthe lesson\b", re.I)
+    found = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in paths
+             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    out = io.StringIO()
+    assert main(["demo"], out=out) == 0
+    found += [f"demo: {line}" for line in out.getvalue().splitlines() if pattern.search(line)]
+    assert not found, "\n".join(found)

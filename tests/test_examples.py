@@ -1,6 +1,6 @@
-"""The seed's worked examples (examples/*.py), each written as the seed
-writes it: run as scripts, and their VJPs checked against the seed's closed
-forms, float64 central differences, torch autograd and jax.vjp."""
+"""The worked examples (examples/*.py): run as scripts, and their VJPs
+checked against the closed forms derived by hand, float64 central
+differences, torch autograd and jax.vjp."""
 
 import importlib.util
 import pathlib
