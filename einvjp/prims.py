@@ -27,8 +27,13 @@ positions attaining the extremum (as PyTorch and JAX do).
 
 from __future__ import annotations
 
+import builtins
 import math
+from fractions import Fraction
 
+import numpy as np
+
+from .errors import ProgramError
 from .ir import PRIMS, Coef, Expr, apply, as_expr, const, func, product
 from .ge import Index
 
@@ -89,6 +94,7 @@ select = nondiff("select", 1)    # 1 where c != 0, else 0
 gt, ge, lt, le, eq, ne = (nondiff(n, 2) for n in ("gt", "ge", "lt", "le", "eq", "ne"))
 
 _SQRT_2PI = math.sqrt(2 * math.pi)
+_SCALARS = (int, float, Fraction)  # a Python number, as a folded constant is
 
 reciprocal = prim("reciprocal", 1, lambda x, *, out: (-(out * out),))
 exp = prim("exp", 1, lambda x, *, out: (out,))
@@ -113,9 +119,31 @@ maximum = prim("maximum", 2, lambda x, y, *, out: (tie(x, y), tie(y, x)))
 minimum = prim("minimum", 2, lambda x, y, *, out: (tie(y, x), tie(x, y)))
 where = prim("where", 3, lambda c, a, b, *, out: (0, select(c), 1 - select(c)))
 powc = prim("pow", 1, lambda x, *, out, p: (p * pow(x, p - 1),), params=("p",))
-tpow = prim("tpow", 2, lambda x, y, *, out: (y * pow(x, y - 1), log(x) * out))
+# ∂/∂x is 0 where y == 0, ∂/∂y is 0 where x == 0 and y >= 0 (as in PyTorch).
+tpow = prim("tpow", 2, lambda x, y, *, out: (
+    where(eq(y, 0), 0, y * pow(x, y - 1)), where(eq(x, 0) * ge(y, 0), 0, log(x) * out)))
 # w·exp(d), and 0 where w == 0 even when exp(d) would overflow (logsumexp's VJP).
 wexp = prim("wexp", 2, lambda d, w, *, out: (out, exp(d)))
+
+
+def power(x, p):
+    """x ** p of two numbers as NumPy float64 computes it: nan (not a
+    complex) for a negative base to a fractional power, inf (not an error)
+    for 0 to a negative power or past the float range; exact for integers
+    and fractions to a small integer power.
+
+    >>> power(2, 10), power(-1, 0.5), power(0, -1), power(10, 400), power(2, -2)
+    (1024, nan, inf, inf, 0.25)
+    """
+    if isinstance(x, complex) or isinstance(p, complex):
+        return x ** p
+    if isinstance(p, int) and isinstance(x, (int, Fraction)) and x != 0:
+        f = Fraction(x)
+        bits = builtins.max(f.numerator.bit_length(), f.denominator.bit_length(), 2)
+        if p * p * bits * bits <= 1100 ** 2:  # |p| · bits ≤ 1100: past float range
+            return Coef.of(f ** p).number()
+    with np.errstate(all="ignore"):
+        return float(np.float64(x) ** np.float64(p))
 
 
 def _pow(x, p):
@@ -124,7 +152,7 @@ def _pow(x, p):
         return tpow(x, p)
     p = Coef.of(p.constant if isinstance(p, Expr) else p).number()
     if isinstance(x, Expr) and x.constant is not None:
-        return const(x.constant.number() ** p)
+        return const(power(x.constant.number(), p))
     if p == 1:
         return x
     if p == 0:
@@ -287,7 +315,6 @@ LOGDET = Structured("logdet", _logdet_vjp, ("pair",))
 def _pair(x, pair):
     pair = tuple(x.labels[-2:]) if pair is None else tuple(pair)
     if len(pair) != 2 or pair[0].size != pair[1].size:
-        from .errors import ProgramError
         raise ProgramError(f"a matrix function needs two labels of equal size, got "
                            f"{[(l.name, l.size) for l in pair]}")
     return pair
@@ -342,14 +369,14 @@ def _array_api(xp, erf, linalg, extra=None):
     """The table for a NumPy-like namespace (NumPy, jax.numpy)."""
 
     def as_float(mask, x, y=0.0):
-        return mask.astype(xp.result_type(x, y))
+        return xp.asarray(mask).astype(xp.result_type(x, y))
 
     def logsumexp(x, axes, w=None):
         """log Σ w·exp(x), shifted by the max over w's support; exponents
         are capped where w is zero, so that 0·exp stays 0 (and the
         derivative in w stays exp(x - lse), unless that overflows)."""
         xm = x if w is None else xp.where(w != 0, x, -xp.inf)
-        m = xp.max(xm, axis=axes, keepdims=True)
+        m = xp.max(xm, axis=axes, keepdims=True, initial=-xp.inf)  # -inf over no element
         m = xp.where(xp.isfinite(m), m, 0)
         e = xp.exp(x - m) if w is None else w * xp.exp(xp.minimum(x - m, _cap(x)))
         return xp.squeeze(xp.log(xp.sum(e, axis=axes, keepdims=True)) + m, axis=axes)
@@ -358,17 +385,33 @@ def _array_api(xp, erf, linalg, extra=None):
         return math.log(xp.finfo(xp.result_type(x, 1.0)).max) - 1
 
     def softmax(x, axes):
-        e = xp.exp(x - xp.max(x, axis=axes, keepdims=True))
+        e = xp.exp(x - xp.max(x, axis=axes, keepdims=True, initial=-xp.inf))
         return e / xp.sum(e, axis=axes, keepdims=True)
 
     def log_softmax(x, axes):
-        m = xp.max(x, axis=axes, keepdims=True)
+        m = xp.max(x, axis=axes, keepdims=True, initial=-xp.inf)
         return x - m - xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True))
+
+    def power_by_number(x, p):
+        if isinstance(x, _SCALARS):
+            return power(x, p)
+        if isinstance(p, int) and p < 0 and xp.issubdtype(xp.result_type(x), xp.integer):
+            p = float(p)  # as x^-1 = 1/x does: an integer tensor gives floats
+        return x ** p
+
+    def power_by_tensor(x, y):
+        if isinstance(x, _SCALARS) and isinstance(y, _SCALARS):
+            return power(x, y)
+        try:
+            return x ** y
+        except ValueError as err:
+            raise ProgramError("an integer tensor to a negative integer power: "
+                               "make the base or the exponent a float tensor") from err
 
     t = dict(
         exp=xp.exp, log=xp.log, log1p=xp.log1p, expm1=xp.expm1, sqrt=xp.sqrt, sin=xp.sin,
         cos=xp.cos, tanh=xp.tanh, abs=xp.abs, sign=xp.sign, erf=erf,
-        reciprocal=lambda x: 1 / x,
+        reciprocal=lambda x: power(x, -1) if isinstance(x, _SCALARS) else 1 / x,
         sigmoid=lambda x: 0.5 * (1 + xp.tanh(0.5 * x)),
         softplus=lambda x: xp.logaddexp(0, x),
         relu=lambda x: xp.maximum(x, 0),
@@ -377,7 +420,7 @@ def _array_api(xp, erf, linalg, extra=None):
                              + x * xp.exp(-0.5 * x * x) / _SQRT_2PI),
         maximum=xp.maximum, minimum=xp.minimum,
         where=lambda c, a, b: xp.where(c != 0, a, b),
-        pow=lambda x, p: x ** p, tpow=lambda x, y: x ** y,
+        pow=power_by_number, tpow=power_by_tensor,
         wexp=lambda d, w: w * xp.exp(xp.minimum(d, _cap(d))),
         step=lambda x: as_float(x > 0, x), select=lambda c: as_float(c != 0, c),
         tie=lambda x, y: xp.where(x > y, 1.0, xp.where(x == y, 0.5, 0.0)).astype(
@@ -434,8 +477,8 @@ def _torch():
         return tuple(axes) if isinstance(axes, (tuple, list)) else (axes,)
 
     def logsumexp(x, axes, w=None):
-        if w is None:
-            return torch.logsumexp(x, dim=dims(axes))
+        if w is None or 0 in [x.shape[d] for d in dims(axes)]:
+            return torch.logsumexp(x, dim=dims(axes))  # -inf over no element
         w = torch.broadcast_to(torch.as_tensor(w, dtype=x.dtype), x.shape)
         xm = torch.where(w != 0, x, torch.tensor(-math.inf, dtype=x.dtype))
         m = torch.amax(xm, dim=dims(axes), keepdim=True)
@@ -457,6 +500,20 @@ def _torch():
     def cap(x):
         return math.log(torch.finfo(x.dtype).max) - 1
 
+    def power_by_number(x, p):
+        if p == 2:
+            return torch.square(x)
+        if isinstance(p, int) and p < 0 and not (x.is_floating_point() or x.is_complex()):
+            p = float(p)  # as x^-1 = 1/x does: an integer tensor gives floats
+        return x ** p
+
+    def power_by_tensor(x, y):
+        try:
+            return x ** y
+        except RuntimeError as err:
+            raise ProgramError("an integer tensor to a negative integer power: "
+                               "make the base or the exponent a float tensor") from err
+
     def wexp(d, w):
         return w * torch.exp(torch.clamp(d, max=cap(d)))
 
@@ -474,8 +531,7 @@ def _torch():
         gelu_grad_times=torch.ops.aten.gelu_backward,
         maximum=lambda x, y: torch.maximum(torch.as_tensor(x), torch.as_tensor(y)),
         minimum=lambda x, y: torch.minimum(torch.as_tensor(x), torch.as_tensor(y)),
-        where=where, pow=lambda x, p: torch.square(x) if p == 2 else x ** p,
-        tpow=lambda x, y: x ** y, wexp=wexp,
+        where=where, pow=power_by_number, tpow=power_by_tensor, wexp=wexp,
         step=lambda x: as_float(x > 0, x), select=lambda c: as_float(torch.as_tensor(c) != 0, c),
         tie=tie,
         gt=lambda x, y: as_float(x > y, x, y), ge=lambda x, y: as_float(x >= y, x, y),
