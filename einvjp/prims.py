@@ -259,6 +259,10 @@ MIN = Structured("min", _extremum_vjp, ("over",))
 def _reduction(p):
     def build(x, over=None, weight=None):
         over = _over(x, over)
+        empty = [lab for lab in over if lab.size == 0]
+        if empty and p in (MAX, MIN):
+            raise ProgramError(f"{p.name} over label {empty[0].name!r} of size 0: "
+                               f"a maximum or minimum of no element has no value")
         args = (x,) if weight is None else (x, weight)
         return func(p, args, _keep(x, over), params=(over,))
     return build
