@@ -61,9 +61,10 @@ class Function:
 class Prim(Function):
     """An elementwise primitive: a Map node's function, with its rule."""
 
-    def __init__(self, name, nargs, rule, params=(), diff=True):
+    def __init__(self, name, nargs, rule, params=(), diff=True, gate=False):
         super().__init__(name, "elementwise", self._build, nargs)
         self.rule, self.param_names, self.diff = rule, tuple(params), diff
+        self.gate = gate  # partials are 0/1 masks: the VJP selects, never multiplies
         PRIMS[name] = self
 
     def _build(self, *args, **params):
@@ -75,9 +76,18 @@ class Prim(Function):
             return (0,) * len(args)
         return self.rule(*args, out=out, **dict(zip(self.param_names, params)))
 
+    def cotangent(self, g, args, out, params, k):
+        """The cotangent of operand k given the result's, `g` (None for
+        zero): g times the partial, or g where a gate's mask is 1 and 0
+        elsewhere (0 even where g is inf or nan, as PyTorch and JAX do)."""
+        p = self.partials(args, out, params)[k]
+        if p is None or (not isinstance(p, Expr) and p == 0):
+            return None
+        return where(p, g, 0) if self.gate else product(g, p)
 
-def prim(name, nargs, rule, params=()):
-    return Prim(name, nargs, rule, params)
+
+def prim(name, nargs, rule, params=(), gate=False):
+    return Prim(name, nargs, rule, params, gate=gate)
 
 
 def nondiff(name, nargs):
@@ -107,7 +117,7 @@ cos = prim("cos", 1, lambda x, *, out: (-sin(x),))
 tanh = prim("tanh", 1, lambda x, *, out: (1 - out * out,))
 sigmoid = prim("sigmoid", 1, lambda x, *, out: (out * (1 - out),))
 softplus = prim("softplus", 1, lambda x, *, out: (sigmoid(x),))
-relu = prim("relu", 1, lambda x, *, out: (step(x),))
+relu = prim("relu", 1, lambda x, *, out: (step(x),), gate=True)
 abs = prim("abs", 1, lambda x, *, out: (sign(x),))  # noqa: A001
 erf = prim("erf", 1, lambda x, *, out: (2 / math.sqrt(math.pi) * exp(-(x * x)),))
 # gelu'(x) = Φ(x) + x φ(x) is a primitive of its own, which a library computes in
@@ -117,7 +127,7 @@ gelu_grad = prim("gelu_grad", 1, lambda x, *, out: (
 gelu = prim("gelu", 1, lambda x, *, out: (gelu_grad(x),))
 maximum = prim("maximum", 2, lambda x, y, *, out: (tie(x, y), tie(y, x)))
 minimum = prim("minimum", 2, lambda x, y, *, out: (tie(y, x), tie(x, y)))
-where = prim("where", 3, lambda c, a, b, *, out: (0, select(c), 1 - select(c)))
+where = prim("where", 3, lambda c, a, b, *, out: (0, select(c), 1 - select(c)), gate=True)
 powc = prim("pow", 1, lambda x, *, out, p: (p * pow(x, p - 1),), params=("p",))
 # ∂/∂x is 0 where y == 0, ∂/∂y is 0 where x == 0 and y >= 0 (as in PyTorch).
 tpow = prim("tpow", 2, lambda x, y, *, out: (
