@@ -39,6 +39,7 @@ text frontend and the tracer all write graph.
 from __future__ import annotations
 
 import itertools
+import math
 from fractions import Fraction
 
 from .ge import Index
@@ -67,10 +68,16 @@ class Dim(int):
 class Coef:
     """A number times named sizes to integer powers: `num · Π dims`.
 
+    Arithmetic is exact on fractions; where it cannot be, a coefficient
+    follows NumPy float64: 1/0 is inf (so `x / 0` gives inf, -inf or nan as
+    NumPy's does), a number too large for a float is inf.
+
     >>> H = Dim(4, "H")
     >>> c = Coef.of(2) / H
     >>> c.text(), float(c.value()), (c * H).text()
     ('2/H', 0.5, '2')
+    >>> Coef.of(3).inverse() * 3, Coef.of(0).inverse().number(), Coef.of(10 ** 400).number()
+    (Coef(1), inf, inf)
     """
     __slots__ = ("num", "dims")
 
@@ -104,7 +111,10 @@ class Coef:
     __rmul__ = __mul__
 
     def inverse(self):
-        num = Fraction(1) / self.num if isinstance(self.num, Fraction) else 1 / self.num
+        if self.num == 0:  # 1/0 as NumPy float64 gives it
+            num = math.copysign(math.inf, self.num) if isinstance(self.num, float) else math.inf
+        else:
+            num = Fraction(1) / self.num if isinstance(self.num, Fraction) else 1 / self.num
         return Coef(num, tuple((k, -p) for k, p in self.dims))
 
     def __truediv__(self, other):
@@ -134,14 +144,23 @@ class Coef:
         """The number (exact when it can be)."""
         v = self.num
         for (_, size), p in self.dims:
-            v = v * (Fraction(size) ** p if isinstance(v, Fraction) else size ** p)
+            if size == 0 and p < 0:  # 1/0 for a size-0 label (the mean over it)
+                v = v * math.inf
+            else:
+                v = v * (Fraction(size) ** p if isinstance(v, Fraction) else size ** p)
         return v
 
     def number(self):
-        """A Python int, float or complex for the array libraries."""
+        """A Python int, float or complex for the array libraries: an int
+        when it fits in int64, else the nearest float (inf beyond range)."""
         v = self.value()
         if isinstance(v, Fraction):
-            return int(v) if v.denominator == 1 else float(v)
+            if v.denominator == 1 and abs(v) < 2 ** 63:
+                return int(v)
+            try:
+                return float(v)
+            except OverflowError:
+                return math.inf if v > 0 else -math.inf
         return v
 
     def sign_and_magnitude(self):

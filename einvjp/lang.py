@@ -87,6 +87,11 @@ def _tokens(line, where):
                 j += 2
                 while j < len(line) and line[j].isdigit():
                     j += 1
+            if line.count(".", i, j) > 1 or line[j:j + 1] == ".":
+                k = j
+                while k < len(line) and (line[k].isalnum() or line[k] == "."):
+                    k += 1
+                raise where.error(f"malformed number {line[i:k]!r}", i)
             toks.append(Tok("num", line[i:j], i))
             i = j
         elif ch.isalpha() or ch == "_":

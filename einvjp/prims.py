@@ -20,15 +20,48 @@ array([1.        , 2.71828183])
 >>> logsumexp(np.array([[1000.0, 1000.0]]), axis=-1)
 array([1000.69314718])
 
-Tie rules: `maximum`/`minimum` send half the cotangent to each operand where
-they are equal, and `max`/`min` reductions split it evenly among the
-positions attaining the extremum (as PyTorch and JAX do).
+Conventions at kinks and boundaries (float64; checked against PyTorch
+autograd and jax.grad, and PyTorch's followed where the two differ):
+
+    function              at                  value        derivative
+    x^p, p a number       x = 0, p = 0        1            0 (JAX: nan)
+                          x = 0, 0 < p < 1    0            inf
+                          x = 0, p = 1, 2, 3  0            1, 0, 0
+                          x = 0, p = -1       inf          -inf
+    x^y, y a tensor       x = 0               as above     d/dx 0 where y = 0;
+                                                           d/dy 0 where y >= 0
+                                                           (JAX: nan for y = 0 in
+                                                           d/dx, y < 0 in d/dy)
+    sqrt                  x = 0               0            inf
+    log                   x = 0               -inf         inf
+    abs                   x = 0               0            0 (JAX: 1)
+    relu                  x = 0               0            0
+    relu, where           mask 0              -            cotangent masked, not
+                                                           multiplied: 0 even if inf
+    maximum, minimum      x = y               x            1/2 to each operand
+    max, min (reduce)     ties                the max      split evenly among ties
+    max, min (reduce)     size-0 axis         error        -
+    logsumexp             size-0 axis         -inf         (empty)
+    softmax, log_softmax  size-0 axis         empty        (empty)
+    mean                  size-0 axis         nan          (empty)
+    tanh, sigmoid,        x = ±1000           no overflow  finite: 0 or 1, no NaN
+    softplus, gelu
+
+Numbers in a program follow NumPy float64 where exact arithmetic cannot:
+`x / 0` is inf, -inf or nan, `10^400` is inf, `(-1)^0.5` is nan (never a
+complex in a real program), and an integer tensor to a negative integer
+power gives floats, as `x^-1 = 1/x` does (NumPy, PyTorch and JAX raise).
 """
 
 from __future__ import annotations
 
+import builtins
 import math
+from fractions import Fraction
 
+import numpy as np
+
+from .errors import ProgramError
 from .ir import PRIMS, Coef, Expr, apply, as_expr, const, func, product
 from .ge import Index
 
@@ -56,9 +89,10 @@ class Function:
 class Prim(Function):
     """An elementwise primitive: a Map node's function, with its rule."""
 
-    def __init__(self, name, nargs, rule, params=(), diff=True):
+    def __init__(self, name, nargs, rule, params=(), diff=True, gate=False):
         super().__init__(name, "elementwise", self._build, nargs)
         self.rule, self.param_names, self.diff = rule, tuple(params), diff
+        self.gate = gate  # partials are 0/1 masks: the VJP selects, never multiplies
         PRIMS[name] = self
 
     def _build(self, *args, **params):
@@ -70,9 +104,18 @@ class Prim(Function):
             return (0,) * len(args)
         return self.rule(*args, out=out, **dict(zip(self.param_names, params)))
 
+    def cotangent(self, g, args, out, params, k):
+        """The cotangent of operand k given the result's, `g` (None for
+        zero): g times the partial, or g where a gate's mask is 1 and 0
+        elsewhere (0 even where g is inf or nan, as PyTorch and JAX do)."""
+        p = self.partials(args, out, params)[k]
+        if p is None or (not isinstance(p, Expr) and p == 0):
+            return None
+        return where(p, g, 0) if self.gate else product(g, p)
 
-def prim(name, nargs, rule, params=()):
-    return Prim(name, nargs, rule, params)
+
+def prim(name, nargs, rule, params=(), gate=False):
+    return Prim(name, nargs, rule, params, gate=gate)
 
 
 def nondiff(name, nargs):
@@ -89,6 +132,7 @@ select = nondiff("select", 1)    # 1 where c != 0, else 0
 gt, ge, lt, le, eq, ne = (nondiff(n, 2) for n in ("gt", "ge", "lt", "le", "eq", "ne"))
 
 _SQRT_2PI = math.sqrt(2 * math.pi)
+_SCALARS = (int, float, Fraction)  # a Python number, as a folded constant is
 
 reciprocal = prim("reciprocal", 1, lambda x, *, out: (-(out * out),))
 exp = prim("exp", 1, lambda x, *, out: (out,))
@@ -101,7 +145,7 @@ cos = prim("cos", 1, lambda x, *, out: (-sin(x),))
 tanh = prim("tanh", 1, lambda x, *, out: (1 - out * out,))
 sigmoid = prim("sigmoid", 1, lambda x, *, out: (out * (1 - out),))
 softplus = prim("softplus", 1, lambda x, *, out: (sigmoid(x),))
-relu = prim("relu", 1, lambda x, *, out: (step(x),))
+relu = prim("relu", 1, lambda x, *, out: (step(x),), gate=True)
 abs = prim("abs", 1, lambda x, *, out: (sign(x),))  # noqa: A001
 erf = prim("erf", 1, lambda x, *, out: (2 / math.sqrt(math.pi) * exp(-(x * x)),))
 # gelu'(x) = Φ(x) + x φ(x) is a primitive of its own, which a library computes in
@@ -111,11 +155,33 @@ gelu_grad = prim("gelu_grad", 1, lambda x, *, out: (
 gelu = prim("gelu", 1, lambda x, *, out: (gelu_grad(x),))
 maximum = prim("maximum", 2, lambda x, y, *, out: (tie(x, y), tie(y, x)))
 minimum = prim("minimum", 2, lambda x, y, *, out: (tie(y, x), tie(x, y)))
-where = prim("where", 3, lambda c, a, b, *, out: (0, select(c), 1 - select(c)))
+where = prim("where", 3, lambda c, a, b, *, out: (0, select(c), 1 - select(c)), gate=True)
 powc = prim("pow", 1, lambda x, *, out, p: (p * pow(x, p - 1),), params=("p",))
-tpow = prim("tpow", 2, lambda x, y, *, out: (y * pow(x, y - 1), log(x) * out))
+# ∂/∂x is 0 where y == 0, ∂/∂y is 0 where x == 0 and y >= 0 (as in PyTorch).
+tpow = prim("tpow", 2, lambda x, y, *, out: (
+    where(eq(y, 0), 0, y * pow(x, y - 1)), where(eq(x, 0) * ge(y, 0), 0, log(x) * out)))
 # w·exp(d), and 0 where w == 0 even when exp(d) would overflow (logsumexp's VJP).
 wexp = prim("wexp", 2, lambda d, w, *, out: (out, exp(d)))
+
+
+def power(x, p):
+    """x ** p of two numbers as NumPy float64 computes it: nan (not a
+    complex) for a negative base to a fractional power, inf (not an error)
+    for 0 to a negative power or past the float range; exact for integers
+    and fractions to a small integer power.
+
+    >>> power(2, 10), power(-1, 0.5), power(0, -1), power(10, 400), power(2, -2)
+    (1024, nan, inf, inf, 0.25)
+    """
+    if isinstance(x, complex) or isinstance(p, complex):
+        return x ** p
+    if isinstance(p, int) and isinstance(x, (int, Fraction)) and x != 0:
+        f = Fraction(x)
+        bits = builtins.max(f.numerator.bit_length(), f.denominator.bit_length(), 2)
+        if p * p * bits * bits <= 1100 ** 2:  # |p| · bits ≤ 1100: past float range
+            return Coef.of(f ** p).number()
+    with np.errstate(all="ignore"):
+        return float(np.float64(x) ** np.float64(p))
 
 
 def _pow(x, p):
@@ -124,7 +190,7 @@ def _pow(x, p):
         return tpow(x, p)
     p = Coef.of(p.constant if isinstance(p, Expr) else p).number()
     if isinstance(x, Expr) and x.constant is not None:
-        return const(x.constant.number() ** p)
+        return const(power(x.constant.number(), p))
     if p == 1:
         return x
     if p == 0:
@@ -231,6 +297,10 @@ MIN = Structured("min", _extremum_vjp, ("over",))
 def _reduction(p):
     def build(x, over=None, weight=None):
         over = _over(x, over)
+        empty = [lab for lab in over if lab.size == 0]
+        if empty and p in (MAX, MIN):
+            raise ProgramError(f"{p.name} over label {empty[0].name!r} of size 0: "
+                               f"a maximum or minimum of no element has no value")
         args = (x,) if weight is None else (x, weight)
         return func(p, args, _keep(x, over), params=(over,))
     return build
@@ -287,7 +357,6 @@ LOGDET = Structured("logdet", _logdet_vjp, ("pair",))
 def _pair(x, pair):
     pair = tuple(x.labels[-2:]) if pair is None else tuple(pair)
     if len(pair) != 2 or pair[0].size != pair[1].size:
-        from .errors import ProgramError
         raise ProgramError(f"a matrix function needs two labels of equal size, got "
                            f"{[(l.name, l.size) for l in pair]}")
     return pair
@@ -342,14 +411,14 @@ def _array_api(xp, erf, linalg, extra=None):
     """The table for a NumPy-like namespace (NumPy, jax.numpy)."""
 
     def as_float(mask, x, y=0.0):
-        return mask.astype(xp.result_type(x, y))
+        return xp.asarray(mask).astype(xp.result_type(x, y))
 
     def logsumexp(x, axes, w=None):
         """log Σ w·exp(x), shifted by the max over w's support; exponents
         are capped where w is zero, so that 0·exp stays 0 (and the
         derivative in w stays exp(x - lse), unless that overflows)."""
         xm = x if w is None else xp.where(w != 0, x, -xp.inf)
-        m = xp.max(xm, axis=axes, keepdims=True)
+        m = xp.max(xm, axis=axes, keepdims=True, initial=-xp.inf)  # -inf over no element
         m = xp.where(xp.isfinite(m), m, 0)
         e = xp.exp(x - m) if w is None else w * xp.exp(xp.minimum(x - m, _cap(x)))
         return xp.squeeze(xp.log(xp.sum(e, axis=axes, keepdims=True)) + m, axis=axes)
@@ -358,17 +427,33 @@ def _array_api(xp, erf, linalg, extra=None):
         return math.log(xp.finfo(xp.result_type(x, 1.0)).max) - 1
 
     def softmax(x, axes):
-        e = xp.exp(x - xp.max(x, axis=axes, keepdims=True))
+        e = xp.exp(x - xp.max(x, axis=axes, keepdims=True, initial=-xp.inf))
         return e / xp.sum(e, axis=axes, keepdims=True)
 
     def log_softmax(x, axes):
-        m = xp.max(x, axis=axes, keepdims=True)
+        m = xp.max(x, axis=axes, keepdims=True, initial=-xp.inf)
         return x - m - xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True))
+
+    def power_by_number(x, p):
+        if isinstance(x, _SCALARS):
+            return power(x, p)
+        if isinstance(p, int) and p < 0 and xp.issubdtype(xp.result_type(x), xp.integer):
+            p = float(p)  # as x^-1 = 1/x does: an integer tensor gives floats
+        return x ** p
+
+    def power_by_tensor(x, y):
+        if isinstance(x, _SCALARS) and isinstance(y, _SCALARS):
+            return power(x, y)
+        try:
+            return x ** y
+        except ValueError as err:
+            raise ProgramError("an integer tensor to a negative integer power: "
+                               "make the base or the exponent a float tensor") from err
 
     t = dict(
         exp=xp.exp, log=xp.log, log1p=xp.log1p, expm1=xp.expm1, sqrt=xp.sqrt, sin=xp.sin,
         cos=xp.cos, tanh=xp.tanh, abs=xp.abs, sign=xp.sign, erf=erf,
-        reciprocal=lambda x: 1 / x,
+        reciprocal=lambda x: power(x, -1) if isinstance(x, _SCALARS) else 1 / x,
         sigmoid=lambda x: 0.5 * (1 + xp.tanh(0.5 * x)),
         softplus=lambda x: xp.logaddexp(0, x),
         relu=lambda x: xp.maximum(x, 0),
@@ -377,7 +462,7 @@ def _array_api(xp, erf, linalg, extra=None):
                              + x * xp.exp(-0.5 * x * x) / _SQRT_2PI),
         maximum=xp.maximum, minimum=xp.minimum,
         where=lambda c, a, b: xp.where(c != 0, a, b),
-        pow=lambda x, p: x ** p, tpow=lambda x, y: x ** y,
+        pow=power_by_number, tpow=power_by_tensor,
         wexp=lambda d, w: w * xp.exp(xp.minimum(d, _cap(d))),
         step=lambda x: as_float(x > 0, x), select=lambda c: as_float(c != 0, c),
         tie=lambda x, y: xp.where(x > y, 1.0, xp.where(x == y, 0.5, 0.0)).astype(
@@ -434,8 +519,8 @@ def _torch():
         return tuple(axes) if isinstance(axes, (tuple, list)) else (axes,)
 
     def logsumexp(x, axes, w=None):
-        if w is None:
-            return torch.logsumexp(x, dim=dims(axes))
+        if w is None or 0 in [x.shape[d] for d in dims(axes)]:
+            return torch.logsumexp(x, dim=dims(axes))  # -inf over no element
         w = torch.broadcast_to(torch.as_tensor(w, dtype=x.dtype), x.shape)
         xm = torch.where(w != 0, x, torch.tensor(-math.inf, dtype=x.dtype))
         m = torch.amax(xm, dim=dims(axes), keepdim=True)
@@ -457,6 +542,20 @@ def _torch():
     def cap(x):
         return math.log(torch.finfo(x.dtype).max) - 1
 
+    def power_by_number(x, p):
+        if p == 2:
+            return torch.square(x)
+        if isinstance(p, int) and p < 0 and not (x.is_floating_point() or x.is_complex()):
+            p = float(p)  # as x^-1 = 1/x does: an integer tensor gives floats
+        return x ** p
+
+    def power_by_tensor(x, y):
+        try:
+            return x ** y
+        except RuntimeError as err:
+            raise ProgramError("an integer tensor to a negative integer power: "
+                               "make the base or the exponent a float tensor") from err
+
     def wexp(d, w):
         return w * torch.exp(torch.clamp(d, max=cap(d)))
 
@@ -474,8 +573,7 @@ def _torch():
         gelu_grad_times=torch.ops.aten.gelu_backward,
         maximum=lambda x, y: torch.maximum(torch.as_tensor(x), torch.as_tensor(y)),
         minimum=lambda x, y: torch.minimum(torch.as_tensor(x), torch.as_tensor(y)),
-        where=where, pow=lambda x, p: torch.square(x) if p == 2 else x ** p,
-        tpow=lambda x, y: x ** y, wexp=wexp,
+        where=where, pow=power_by_number, tpow=power_by_tensor, wexp=wexp,
         step=lambda x: as_float(x > 0, x), select=lambda c: as_float(torch.as_tensor(c) != 0, c),
         tie=tie,
         gt=lambda x, y: as_float(x > y, x, y), ge=lambda x, y: as_float(x >= y, x, y),
@@ -492,3 +590,243 @@ def _torch():
 
 
 _BUILDERS = {"numpy": _numpy, "jax": _jax, "torch": _torch}
+
+
+# --- What each public function says about itself ----------------------------
+
+_DOCS = {
+    "exp": """e^x, elementwise.  Traced or eager: `exp(x)`; in text: `exp(x[i])`.
+
+    >>> exp(np.array([0.0, 1.0]))
+    array([1.        , 2.71828183])
+    """,
+    "log": """The natural logarithm, elementwise: -inf at 0, derivative 1/x (inf at 0).
+    Traced or eager: `log(x)`; in text: `log(x[i])`.
+
+    >>> log(np.array([1.0, np.e]))
+    array([0., 1.])
+    """,
+    "log1p": """log(1 + x), elementwise, accurate for small x.  Traced or eager:
+    `log1p(x)`; in text: `log1p(x[i])`.
+
+    >>> log1p(np.array([0.0, 1e-20]))
+    array([0.e+00, 1.e-20])
+    """,
+    "expm1": """e^x - 1, elementwise, accurate for small x.  Traced or eager:
+    `expm1(x)`; in text: `expm1(x[i])`.
+
+    >>> expm1(np.array([0.0, 1e-20]))
+    array([0.e+00, 1.e-20])
+    """,
+    "sqrt": """The square root, elementwise; its derivative 1/(2 sqrt x) is inf at 0.
+    Traced or eager: `sqrt(x)`; in text: `sqrt(x[i])`.
+
+    >>> sqrt(np.array([0.0, 4.0]))
+    array([0., 2.])
+    """,
+    "sin": """The sine, elementwise.  Traced or eager: `sin(x)`; in text: `sin(x[i])`.
+
+    >>> sin(np.array([0.0]))
+    array([0.])
+    """,
+    "cos": """The cosine, elementwise.  Traced or eager: `cos(x)`; in text: `cos(x[i])`.
+
+    >>> cos(np.array([0.0]))
+    array([1.])
+    """,
+    "tanh": """The hyperbolic tangent, elementwise (no overflow at ±1000).
+    Traced or eager: `tanh(x)`; in text: `tanh(x[i])`.
+
+    >>> tanh(np.array([-1000.0, 0.0, 1000.0]))
+    array([-1.,  0.,  1.])
+    """,
+    "sigmoid": """1 / (1 + e^-x), elementwise (no overflow at ±1000).
+    Traced or eager: `sigmoid(x)`; in text: `sigmoid(x[i])`.
+
+    >>> sigmoid(np.array([-1000.0, 0.0, 1000.0]))
+    array([0. , 0.5, 1. ])
+    """,
+    "softplus": """log(1 + e^x), elementwise (no overflow at ±1000); derivative sigmoid(x).
+    Traced or eager: `softplus(x)`; in text: `softplus(x[i])`.
+
+    >>> softplus(np.array([-1000.0, 1000.0]))
+    array([   0., 1000.])
+    """,
+    "relu": """max(x, 0), elementwise; derivative 0 at x = 0, and the cotangent is
+    masked, not multiplied: 0 where x <= 0 even if it is inf (as PyTorch, JAX).
+    Traced or eager: `relu(x)`; in text: `relu(x[i])`.
+
+    >>> relu(np.array([-1.0, 0.0, 2.0]))
+    array([0., 0., 2.])
+    """,
+    "abs": """|x|, elementwise; derivative sign(x), 0 at x = 0 (as PyTorch; JAX gives 1).
+    Traced or eager: `abs(x)`; in text: `abs(x[i])`.
+
+    >>> abs(np.array([-2.0, 0.0]))
+    array([2., 0.])
+    """,
+    "erf": """The error function, elementwise.  Traced or eager: `erf(x)`; in text:
+    `erf(x[i])`.
+
+    >>> erf(np.array([0.0]))
+    array([0.])
+    """,
+    "gelu": """x Φ(x) with Φ the normal CDF (exact, not the tanh approximation).
+    Traced or eager: `gelu(x)`; in text: `gelu(x[i])`.
+
+    >>> gelu(np.array([0.0, 1000.0]))
+    array([   0., 1000.])
+    """,
+    "maximum": """The larger of x and y, elementwise (NumPy broadcasting, or aligned by
+    label); where x == y each gets half the cotangent (as PyTorch and JAX).
+    Traced or eager: `maximum(x, y)`; in text: `maximum(x[i], y[i])`.
+
+    >>> maximum(np.array([1.0, 5.0]), np.array([3.0, 2.0]))
+    array([3., 5.])
+    """,
+    "minimum": """The smaller of x and y, elementwise; where x == y each gets half the
+    cotangent (as PyTorch and JAX).  Traced or eager: `minimum(x, y)`; in text:
+    `minimum(x[i], y[i])`.
+
+    >>> minimum(np.array([1.0, 5.0]), np.array([3.0, 2.0]))
+    array([1., 2.])
+    """,
+    "where": """a where c is nonzero (true), else b, elementwise.  Its cotangent goes to
+    the chosen operand and is 0 (even if inf) for the other.  Traced or eager:
+    `where(c, a, b)`; in text: `where(x[i] > 0, x[i], 0)`.
+
+    >>> where(np.array([1.0, 0.0]), np.array([1.0, 2.0]), 9.0)
+    array([1., 9.])
+    """,
+    "pow": """x^p, elementwise, p a number or a tensor; `x ** p` when traced, `x[i]^p`
+    or `x[i]^z[i]` in text.  An integer tensor to a negative integer number gives
+    floats (as x^-1 = 1/x).  At x = 0: d/dx is 0 where p == 0, and d/dp is 0 where
+    p >= 0 (as PyTorch).
+
+    >>> pow(np.array([0.0, 2.0]), 3)
+    array([0., 8.])
+    """,
+    "square": """x^2, elementwise.  Traced or eager: `square(x)`; in text: `x[i]^2`.
+
+    >>> square(np.array([-3.0]))
+    array([9.])
+    """,
+    "reciprocal": """1/x, elementwise (inf at 0).  Traced or eager: `reciprocal(x)`;
+    in text: `1 / x[i]`.
+
+    >>> reciprocal(np.array([2.0, 4.0]))
+    array([0.5 , 0.25])
+    """,
+    "sign": """-1, 0 or 1, elementwise; its derivative is 0.  Traced or eager:
+    `sign(x)`; in text: `sign(x[i])`.
+
+    >>> sign(np.array([-2.0, 0.0, 3.0]))
+    array([-1.,  0.,  1.])
+    """,
+    "step": """1 where x > 0, else 0 (the derivative of relu); its derivative is 0.
+    Traced or eager: `step(x)`; in text: `step(x[i])`.
+
+    >>> step(np.array([-1.0, 0.0, 2.0]))
+    array([0., 0., 1.])
+    """,
+    "sum": """The sum over axes: `sum(x, axis=None, keepdims=False)` traced or eager;
+    in text a label missing on the left is summed (`y[b] = x[b,j]`), or
+    `sum(x[b,j], j)`.
+
+    >>> sum(np.ones((2, 3)), axis=1)
+    array([3., 3.])
+    """,
+    "mean": """The mean over axes: `mean(x, axis=None, keepdims=False)` traced or
+    eager; in text `mean(x[b,j], j)` (or `x[b,j] / J`).  Over a size-0 axis it
+    is nan, as NumPy's.
+
+    >>> mean(np.array([[1.0, 2.0, 6.0]]), axis=-1)
+    array([3.])
+    """,
+    "max": """The maximum over axes: `max(x, axis=None, keepdims=False)` traced or
+    eager; in text `max(x[b,j], j)`.  Tied maxima share the cotangent evenly (as
+    PyTorch's amax and JAX); over a size-0 axis it is an error.
+
+    >>> max(np.array([[1.0, 3.0, 3.0]]), axis=1)
+    array([3.])
+    """,
+    "min": """The minimum over axes: `min(x, axis=None, keepdims=False)` traced or
+    eager; in text `min(x[b,j], j)`.  Tied minima share the cotangent evenly;
+    over a size-0 axis it is an error.
+
+    >>> min(np.array([[1.0, 3.0, 1.0]]), axis=1)
+    array([1.])
+    """,
+    "logsumexp": """log Σ exp(x) over axes, without overflow:
+    `logsumexp(x, axis=None, keepdims=False, b=None)` (b: weights, as SciPy's)
+    traced or eager; in text `logsumexp(x[b,j], j)`.  -inf over a size-0 axis.
+
+    >>> logsumexp(np.array([[1000.0, 1000.0]]), axis=-1)
+    array([1000.69314718])
+    """,
+    "softmax": """exp(x) / Σ exp(x) along axes, without overflow: `softmax(x, axis=-1)`
+    traced or eager; in text `softmax(x[b,j], j)` (default: the last label).
+
+    >>> softmax(np.array([0.0, 0.0]))
+    array([0.5, 0.5])
+    """,
+    "log_softmax": """x - logsumexp(x) along axes: `log_softmax(x, axis=-1)` traced or
+    eager; in text `log_softmax(x[b,j], j)` (default: the last label).
+
+    >>> log_softmax(np.array([0.0, 0.0]))
+    array([-0.69314718, -0.69314718])
+    """,
+    "inv": """The matrix inverse over the last two axes (batched): `inv(a)` traced or
+    eager; in text `inv(a[i,j])`, or `inv(a[b,i,j], i, j)` to name the pair.
+
+    >>> inv(np.array([[2.0, 0.0], [0.0, 4.0]]))
+    array([[0.5 , 0.  ],
+           [0.  , 0.25]])
+    """,
+    "solve": """x with a x = b (a's last two axes, b a vector or matrix, batched):
+    `solve(a, b)` traced or eager; in text `solve(a[i,j], b[i])` (b carries a's
+    row label; the result carries its column label).
+
+    >>> solve(np.array([[2.0, 0.0], [0.0, 4.0]]), np.array([2.0, 2.0]))
+    array([1. , 0.5])
+    """,
+    "det": """The determinant over the last two axes: `det(a)` traced or eager; in
+    text `det(a[i,j])` or `det(a[b,i,j], i, j)`.
+
+    >>> round(float(det(np.array([[2.0, 1.0], [1.0, 3.0]]))), 6)
+    5.0
+    """,
+    "logdet": """log |det a| over the last two axes: `logdet(a)` traced or eager; in
+    text `logdet(a[i,j])` or `logdet(a[b,i,j], i, j)`.
+
+    >>> round(float(logdet(np.array([[2.0, 0.0], [0.0, 4.0]]))), 6)
+    2.079442
+    """,
+}
+for _name, _op, _out in [
+        ("add", "x + y", "[3., 4.]"), ("sub", "x - y", "[-1.,  0.]"),
+        ("mul", "x * y", "[2., 4.]"), ("div", "x / y (inf, -inf or nan where y == 0)", "[0.5, 1. ]")]:
+    _DOCS[_name] = f"""{_op}, elementwise (NumPy broadcasting; aligned by label in text).
+    Traced or eager: `{_name}(x, y)`, the same as the operator.
+
+    >>> {_name}(np.array([1.0, 2.0]), 2.0)
+    array({_out})
+    """
+_DOCS["neg"] = """-x, elementwise.  Traced or eager: `neg(x)`, the same as `-x`.
+
+    >>> neg(np.array([1.0, -2.0]))
+    array([-1.,  2.])
+    """
+for _name, _op, _out in [("gt", ">", "[0., 0.]"), ("ge", ">=", "[0., 1.]"),
+                         ("lt", "<", "[1., 0.]"), ("le", "<=", "[1., 1.]"),
+                         ("eq", "==", "[0., 1.]"), ("ne", "!=", "[1., 0.]")]:
+    _DOCS[_name] = f"""1.0 where x {_op} y, else 0.0, elementwise; its derivative is 0.
+    Traced: `x {_op} y`; in text `x[i] {_op} y[i]` (e.g. inside `where`).
+
+    >>> {_name}(np.array([1.0, 2.0]), 2.0)
+    array({_out})
+    """
+__test__ = {}
+for _name, _doc in _DOCS.items():
+    FUNCTIONS[_name].__doc__ = _doc
+    __test__[_name] = _doc

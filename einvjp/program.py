@@ -66,10 +66,8 @@ def _operand_vjp(node, k, g):
     out = Expr(node, node.out)
     ge = Expr(g, node.out)
     if isinstance(node, Map):
-        p = node.prim.partials(args, out, node.params)[k]
-        if p is None or (not isinstance(p, Expr) and p == 0):
-            return None
-        return product(ge, p, out=node.terms[k]).node
+        v = node.prim.cotangent(ge, args, out, node.params, k)
+        return None if v is None else product(v, out=node.terms[k]).node
     params = dict(zip(node.prim.param_names, node.params))
     v = node.prim.vjp(ge, *args, out=out, **params)[k]
     return None if v is None else materialize(v, node.terms[k])
