@@ -450,8 +450,12 @@ class _Writer:
             if node not in kept and node not in inline and node in position:
                 dead.setdefault(max(position[r] for r in rs), []).append(node)
         for k, node in enumerate(self.order):
-            if isinstance(node, Const) and _literal(self.probe[node]) is not None:
-                self.var[node] = _literal(self.probe[node])  # written where it is read
+            if isinstance(node, Const):  # written where it is read
+                literal = _literal(self.probe[node])
+                if literal is None:  # inf, nan: a name bound to the number
+                    literal = f"n{len(self.env)}"
+                    self.env[literal] = self.probe[node]
+                self.var[node] = literal
                 continue
             if node in inline:
                 self.var[node] = self.expression(node)

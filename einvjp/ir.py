@@ -205,6 +205,8 @@ def _terminates(f: Fraction) -> bool:
 
 
 def _number_text(x) -> str:
+    if isinstance(x, float) and not math.isfinite(x):  # as the text language reads them
+        return "(0/0)" if math.isnan(x) else "(1/0)" if x > 0 else "(-1/0)"
     if isinstance(x, float) and x.is_integer() and abs(x) < 1e16:
         return str(int(x))
     return repr(x) if not isinstance(x, Fraction) else str(x)

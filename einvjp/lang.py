@@ -706,6 +706,8 @@ class _Binder:
         fn = prims.FUNCTIONS[e.name]
         args, label_args = _call_args(e, fn, self.prog.label_names)
         nargs = 2 if fn.kind == "solve" else (fn.nargs if fn.kind == "elementwise" else 1)
+        if fn.name == "logsumexp" and len(args) == 2:  # weighted: log Σ w exp(x)
+            nargs = 2
         if len(args) != nargs:
             raise self.error(f"{e.name}() takes {nargs} argument(s)"
                              f"{' and labels' if fn.kind != 'elementwise' else ''}, "
@@ -715,7 +717,7 @@ class _Binder:
         if fn.kind == "elementwise":
             return fn(*built)
         if fn.kind == "reduce":
-            return fn.build(built[0], over=idx)
+            return fn.build(*built[:1], over=idx, **({"weight": built[1]} if built[1:] else {}))
         if fn.kind == "normalize":
             if not idx:
                 raise self.error(f"{e.name}() needs a label to normalise over; its argument "

@@ -108,3 +108,32 @@ def test_matrix_function_without_a_pair():
     with pytest.raises(einvjp.ProgramError, match="two labels of equal size") as err:
         einvjp.compile("y = det(x[i] x[i])")(x=X2)
     assert "^" in str(err.value)
+
+
+ROUND_TRIP = [
+    (lambda x: x / x.sum(1, keepdims=True), {"x": rng.normal(size=(2, 3))}),
+    (lambda x, w: einvjp.tanh(x @ w).mean(), {"x": rng.normal(size=(2, 3)),
+                                               "w": rng.normal(size=(3, 4))}),
+    (lambda A, B: (A @ B).sum(0) * 2, {"A": rng.normal(size=(2, 3)), "B": rng.normal(size=(3, 4))}),
+    (lambda x: einvjp.exp(x - x.max(1, keepdims=True)) / x.sum(), {"x": rng.normal(size=(2, 3))}),
+    (lambda a: einvjp.inv(a @ a.T + 1.0), {"a": rng.normal(size=(2, 3))}),
+    (lambda a: einvjp.det(a @ a.T) * a.sum(), {"a": rng.normal(size=(2, 3))}),
+    (lambda x: ((x * x).sum()) ** 0.5, {"x": rng.normal(size=(2, 3))}),
+    (lambda a, b: ((a + 0.5 * b) * b).sum(0) * (a - a.sum(1, keepdims=True)),
+     {"a": rng.normal(size=(2, 3)), "b": rng.normal(size=3)}),
+    ("y = logdet(x[i,k] x[j,k] + delta[i,j])", {"x": rng.normal(size=(3, 4))}),
+    ("s[i] = exp(x[i]) / (1[j] exp(x[j]))\nc = -log(s[i] t[i])",
+     {"x": rng.normal(size=3), "t": np.eye(3)[1]}),
+    ("y[i] = x[i] / 0 - x[j] / 0", {"x": np.array([1.0, -1.0, 0.0])}),
+    ("y[i] = x[i] - 1/0 + 3", {"x": np.array([1.0, -1.0, 0.0])}),
+]
+
+
+@pytest.mark.parametrize("source,inputs", ROUND_TRIP)
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_printed_program_means_what_it_prints(source, inputs):
+    prog = einvjp.compile(source)
+    text = str(prog.graph(**inputs))
+    again = einvjp.compile(text)
+    np.testing.assert_allclose(again(**{n: inputs[n] for n in again.input_names}),
+                               prog(**inputs), rtol=1e-12, atol=1e-12, err_msg=text)
