@@ -247,3 +247,104 @@ def test_bad_optimize_is_typed():
     ops = [ones((2, 3)), ones((3, 4)), ones((4, 5))]
     err = raises(EinvjpError, einvjp.einsum, "ab,bc,cd->ad", *ops, optimize="bogus")
     assert "bogus" in str(err)
+
+
+# --- Traced functions: mistakes a user makes get a typed error naming what to use ----
+
+def traced_error(kind, fn, *args):
+    return raises(kind, einvjp.compile(fn), *args)
+
+
+@pytest.mark.parametrize("fn,says", [
+    (lambda x: np.exp(x), "use einvjp.exp"),
+    (lambda x: np.tanh(x) + 1, "use einvjp.tanh"),
+    (lambda x: np.sum(x, axis=0), "use einvjp.sum"),
+    (lambda x: np.einsum("ij->i", x), "use einvjp.einsum"),
+    (lambda x: np.reshape(x, (6,)), "einvjp.einsum"),
+    (lambda x: np.asarray(x), "einvjp.einsum"),
+    (lambda x: x[0], "cannot be indexed"),
+    (lambda x: x.reshape(6), "no attribute 'reshape'"),
+    (lambda x: float(x.sum()), "no Python number value"),
+    (lambda x: [r for r in x], "cannot be iterated"),
+])
+def test_tracing_mistakes_name_the_einvjp_way(fn, says):
+    err = traced_error(einvjp.TracingError, fn, ones((2, 3)))
+    assert says in str(err)
+
+
+def test_unknown_attribute_keeps_hasattr_false():
+    seen = []
+    einvjp.compile(lambda x: seen.append(hasattr(x, "reshape")) or x)(ones(2))
+    assert seen == [False]
+
+
+def test_numpy_operators_on_traced_values_still_trace():
+    k = np.array([1.0, 2.0, 3.0])
+    prog = einvjp.compile(lambda x: (k * x + k - x / k) @ k + (k > x) + (k == x) + (k @ x))
+    x = np.array([3.0, 2.0, 0.5])
+    np.testing.assert_allclose(prog(x), (k * x + k - x / k) @ k + (k > x) + (k == x) + (k @ x))
+
+
+def test_torch_function_on_a_traced_value():
+    torch = pytest.importorskip("torch")
+    err = traced_error(einvjp.TracingError, lambda x: torch.tanh(x), torch.ones(2))
+    assert "torch.tanh" in str(err) and "use einvjp.tanh" in str(err)
+    k = torch.tensor([1.0, 2.0])  # a closed-over tensor in an operator: a constant
+    prog = einvjp.compile(lambda x: k * x + k)
+    np.testing.assert_allclose(prog(torch.tensor([3.0, 4.0])).numpy(), [4.0, 10.0])
+
+
+METHODS_OUT_OF_RANGE = [lambda x: x.sum(axis=2), lambda x: x.mean(axis=-3),
+                        lambda x: x.max(axis=(0, 2)), lambda x: x.min(axis=5)]
+FUNCTIONS_OUT_OF_RANGE = [
+    lambda x: einvjp.sum(x, axis=2), lambda x: einvjp.mean(x, 2),
+    lambda x: einvjp.max(x, axis=-3), lambda x: einvjp.min(x, axis=2),
+    lambda x: einvjp.softmax(x, axis=2), lambda x: einvjp.log_softmax(x, axis=-3),
+    lambda x: einvjp.logsumexp(x, axis=2)]
+
+
+def traced_and_eager(call, functions):
+    """The traced program, and the call itself on arrays when it is an einvjp function."""
+    return [einvjp.compile(call)] + ([call] if call in functions else [])
+
+
+@pytest.mark.parametrize("call", METHODS_OUT_OF_RANGE + FUNCTIONS_OUT_OF_RANGE)
+def test_axis_out_of_range(call):
+    """As NumPy's AxisError, not wrapped around (axis % ndim)."""
+    for run in traced_and_eager(call, FUNCTIONS_OUT_OF_RANGE):
+        err = raises(einvjp.AxisError, run, ones((2, 3)))
+        assert "out of bounds for an array of dimension 2" in str(err)
+        assert isinstance(err, IndexError)  # as NumPy's AxisError
+
+
+FUNCTIONS_TWICE = [lambda x: einvjp.logsumexp(x, axis=(0, -2)),
+                   lambda x: einvjp.softmax(x, axis=(1, 1))]
+
+
+@pytest.mark.parametrize("call", [lambda x: x.sum(axis=(0, 0)),
+                                  lambda x: x.mean(axis=(1, -1))] + FUNCTIONS_TWICE)
+def test_axis_given_twice(call):
+    for run in traced_and_eager(call, FUNCTIONS_TWICE):
+        assert "given twice" in str(raises(einvjp.AxisError, run, ones((2, 3))))
+
+
+def test_axis_of_numpy_integer_type_is_an_axis():
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_allclose(einvjp.compile(lambda x: x.sum(axis=np.int64(-1)))(x),
+                               x.sum(-1))
+    assert "integer" in str(raises(einvjp.AxisError, einvjp.sum, x, axis=1.0))
+
+
+@pytest.mark.parametrize("call,says", [
+    (lambda x: einvjp.where(x > 0, x), "einvjp.where(condition, x, y)"),
+    (lambda x: einvjp.exp(x, x), "einvjp.exp(x)"),
+    (lambda x: einvjp.maximum(x), "einvjp.maximum(x, y)"),
+    (lambda x: einvjp.sum(x, 0, False, 3), "einvjp.sum(x, axis=None, keepdims=False)"),
+    (lambda x: einvjp.softmax(x, axes=0), "einvjp.softmax(x, axis=-1)"),
+    (lambda x: einvjp.inv(x, 1), "einvjp.inv(x)"),
+    (lambda x: einvjp.solve(x), "einvjp.solve(a, b)"),
+    (lambda x: einvjp.logsumexp(x, 0, False, x), "b=None")])
+def test_wrong_arguments_say_the_signature(call, says):
+    for run in (einvjp.compile(call), call):  # traced and eager
+        err = raises(einvjp.SignatureError, run, np.eye(2))
+        assert says in str(err) and isinstance(err, TypeError)
