@@ -83,7 +83,19 @@ def vjp(equation: str, operands, cotangent, *, sizes=None, optimize="auto", wrt=
             f"has shape {expected}", equation=equation, position=len(equation))
     slots = p.forward(B, arrays, keep_output=False)
     grads = p.vjp(B, slots, cot, want)
-    return tuple(None if g is None else B.cast_like(g, x) for g, x in zip(grads, arrays))
+    grads = [None if g is None else B.cast_like(g, x) for g, x in zip(grads, arrays)]
+    return tuple(_unshared(B, grads, arrays + [cot]))
+
+
+def _unshared(B, results, given):
+    """The results, each copied where it shares memory with a `given` array
+    or an earlier result (the cotangent itself is the gradient of "ij->ij")."""
+    out = []
+    for g in results:
+        if g is not None and any(B.shares_memory(g, o) for o in given + out):
+            g = B.copy(g)
+        out.append(g)
+    return out
 
 
 def _wanted(wrt, n, equation):

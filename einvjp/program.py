@@ -592,6 +592,32 @@ def _is_array(v):
     return not isinstance(v, (int, float, complex, bool)) and hasattr(v, "shape")
 
 
+def _aliased(nodes):
+    """Which of `nodes`, results handed to a caller, may share memory with a
+    value the caller gave (an Input: an input, a cotangent, a constant) or
+    with an earlier result: a node that is an Input, or a view of one or of
+    an earlier result's node (a one-operand Contract that only relabels:
+    transpose, diagonal, broadcast), or an earlier result's node again."""
+    roots, flags = set(), []
+    for node in nodes:
+        while isinstance(node, Contract) and len(node.args) == 1 and node.coeff.is_one \
+                and set(node.terms[0]) <= set(node.out):
+            node = node.args[0]
+        flags.append(node is not None and (isinstance(node, Input) or node in roots))
+        roots.add(node)
+    return flags
+
+
+def _owned(B, results, flags):
+    """The results with those `flags` marks (see `_aliased`), or that are
+    the same object as an earlier one, copied: results never share memory
+    with each other or with the caller's values."""
+    out = []
+    for y, flag in zip(results, flags):
+        out.append(B.copy(y) if flag or any(y is o for o in out) else y)
+    return out
+
+
 class Graph:
     """A program bound to input shapes: Input nodes and output nodes, the
     forward simplified, derivatives derived (and cached) on demand."""
@@ -953,10 +979,16 @@ class Program:
                  else (None, g.constants[n]) for n in given]
         asarray = B.asarray
         if hasattr(B, "differentiable"):
-            return lambda vals: f(*[asarray(c if k is None else vals[k]) for k, c in picks])
-        return lambda vals: tuple(map(B.writeable, f([
-            vals[k] if k is not None and isinstance(vals[k], _NUMBERS)
-            else asarray(c if k is None else vals[k]) for k, c in picks])))
+            run = lambda vals: f(*[asarray(c if k is None else vals[k])  # noqa: E731
+                                   for k, c in picks])
+        else:
+            run = lambda vals: tuple(map(B.writeable, f([  # noqa: E731
+                vals[k] if k is not None and isinstance(vals[k], _NUMBERS)
+                else asarray(c if k is None else vals[k]) for k, c in picks])))
+        flags = _aliased(g.outputs)  # `return x, x`, an input or a view of one: copied
+        if not any(flags):
+            return run
+        return lambda vals: tuple(_owned(B, run(vals), flags))
 
     def wrt_names(self, values):
         return [n for n in self.input_names if _is_array(values[n]) and _inexact(values[n])]
@@ -987,7 +1019,9 @@ class Program:
             x = values[n]
             result[n] = fns["zeros_like"](x) if gnode is None else \
                 B.cast_like(B.asarray(next(vals)), x)
-        return result
+        # A gradient that is the cotangent (y = x + z), an input, or another one: copied.
+        owned = _owned(B, list(result.values()), _aliased(grads))
+        return dict(zip(result, owned))
 
     def jacobian(self, name, *args, **kwargs):
         """∂out/∂name as one tensor of shape out.shape + name.shape (of the
