@@ -900,7 +900,7 @@ class Program:
     """A compiled program (from index-notation text or a traced function).
 
     `prog(**inputs)` evaluates it; `prog.vjp(cotangent, **inputs)` returns
-    {name: gradient} for every floating-point array input; `jacobian` and
+    {name: gradient} for every array input (None for an integer one); `jacobian` and
     `hessian` build full derivative tensors; `derivative(name)` prints the
     VJP program in index notation.
     """
@@ -994,8 +994,15 @@ class Program:
         return [n for n in self.input_names if _is_array(values[n]) and _inexact(values[n])]
 
     def vjp(self, cotangent, *args, **kwargs):
-        """{name: ∂l/∂name} for every floating-point array input, given ∂l/∂
-        (each output) — a tuple when the program returns several."""
+        """{name: ∂l/∂name} for every array input, given ∂l/∂ (each output)
+        — a tuple when the program returns several.
+
+        A floating-point (or complex) array input gets its gradient, an
+        array of its shape and dtype (zeros where the output does not depend
+        on it); an integer or boolean array input gets None, as in PyTorch,
+        where such a tensor has no gradient.  Python numbers are constants of
+        the program and get no entry.  Every gradient is an array of its own,
+        sharing memory with no input, cotangent or other gradient."""
         from .errors import CotangentError
         cots = tuple(cotangent) if isinstance(cotangent, (tuple, list)) else (cotangent,)
         values, B, fns, g = self._setup(args, kwargs, cots)
@@ -1020,14 +1027,29 @@ class Program:
             result[n] = fns["zeros_like"](x) if gnode is None else \
                 B.cast_like(B.asarray(next(vals)), x)
         # A gradient that is the cotangent (y = x + z), an input, or another one: copied.
-        owned = _owned(B, list(result.values()), _aliased(grads))
-        return dict(zip(result, owned))
+        owned = dict(zip(result, _owned(B, list(result.values()), _aliased(grads))))
+        return {n: owned.get(n) for n in self.input_names if _is_array(values[n])}
+
+    def _differentiable(self, name, values, what):
+        """Check that `name` names an array input of floating point type."""
+        if not isinstance(name, str) or name not in values:
+            raise ProgramError(f"{what}({name!r}): not an input; the inputs are "
+                               f"{', '.join(self.input_names)}")
+        x = values[name]
+        if not _is_array(x):
+            raise ProgramError(f"{what}({name!r}): {name!r} is a Python number here; give "
+                               f"it as a 0-d array (numpy.asarray(2.0), not 2.0) to "
+                               f"differentiate with respect to it")
+        if not _inexact(x):
+            raise ProgramError(f"{what}({name!r}): {name!r} has dtype {x.dtype}, which "
+                               f"cannot be differentiated; give it as floating point")
 
     def jacobian(self, name, *args, **kwargs):
         """∂out/∂name as one tensor of shape out.shape + name.shape (of the
         only output, or the first): one program, the VJP batched over an
         identity cotangent."""
         values, B, fns, g = self._setup(args, kwargs)
+        self._differentiable(name, values, "jacobian")
         j = g.jacobian(name)
         return B.cast_like(evaluate([j], g.feed(values, B), B, fns)[0], values[name])
 
@@ -1035,6 +1057,7 @@ class Program:
         """∂²out/∂name² of a scalar output, shape name.shape + name.shape: the
         gradient program's Jacobian, derived symbolically again."""
         values, B, fns, g = self._setup(args, kwargs)
+        self._differentiable(name, values, "hessian")
         if g.outputs[0].shape != ():
             raise ProgramError("hessian needs a scalar output; use jacobian")
         cts, fwd, (gnode,) = g.derived((name,))

@@ -348,3 +348,18 @@ def test_wrong_arguments_say_the_signature(call, says):
     for run in (einvjp.compile(call), call):  # traced and eager
         err = raises(einvjp.SignatureError, run, np.eye(2))
         assert says in str(err) and isinstance(err, TypeError)
+
+
+@pytest.mark.parametrize("method", ["jacobian", "hessian"])
+def test_jacobian_and_hessian_of_what_is_not_an_array_input(method):
+    prog = einvjp.compile("y = x[i] x[i] s")
+    call = getattr(prog, method)
+    err = raises(einvjp.ProgramError, call, "q", x=ones(2), s=2.0)
+    assert "'q'" in str(err) and "the inputs are x, s" in str(err)
+    err = raises(einvjp.ProgramError, call, "s", x=ones(2), s=2.0)
+    assert "Python number" in str(err) and "0-d array" in str(err)
+    err = raises(einvjp.ProgramError, call, "x", x=np.arange(2), s=2.0)
+    assert "dtype int" in str(err)
+    # as the error says, a 0-d array is differentiated: ∂y/∂s = x·x, ∂²y/∂s² = 0
+    np.testing.assert_allclose(call("s", x=np.array([1.0, 2.0]), s=np.asarray(2.0)),
+                               5.0 if method == "jacobian" else 0.0)

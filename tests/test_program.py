@@ -461,3 +461,16 @@ def test_einsum_vjp_gradients_share_no_memory(backend):
     a, b, ct = _arrays(backend, np.ones(3), np.ones(3), np.arange(3.0))
     ga, gb = einvjp.vjp("i,->i", (a, np.float64(2.0) if backend == "numpy" else b[0]), ct)
     assert not _shares(ga, ct)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_vjp_has_an_entry_for_every_array_input(backend):
+    """An integer array input's entry is None (as a torch integer tensor has no
+    gradient); a Python number gets none; the order is the inputs'."""
+    x, n = _arrays(backend, np.array([1.0, 2.0, 3.0]), np.array([2, 0, 1]))
+    prog = einvjp.compile(lambda n, x, s: (x * n * s).sum())
+    g = prog.vjp(1.0, n, x, 3.0)
+    assert list(g) == ["n", "x"] and g["n"] is None
+    np.testing.assert_array_equal(np.asarray(g["x"]), [6.0, 0.0, 3.0])
+    g = einvjp.compile("y = x[i] k[i]").vjp(1.0, x=x, k=n)
+    assert list(g) == ["x", "k"] and g["k"] is None
