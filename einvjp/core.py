@@ -21,7 +21,7 @@ from __future__ import annotations
 from .backend import backend_for
 from .equation import bind, operand_index, parse
 from .errors import CotangentError
-from .plan import plan_for
+from .plan import check_optimize, plan_for
 
 
 _PLANS = {}  # (equation, shapes, sizes, optimize) -> Plan: a dict, which torch.compile traces
@@ -40,6 +40,7 @@ def plan(equation: str, shapes, *, sizes=None, optimize="auto"):
     found = _PLANS.get(key)
     if found is None:
         ge = bind(parse(equation), shapes, dict(sizes_key))
+        check_optimize(optimize, len(shapes))
         found = _PLANS[key] = plan_for(ge, optimize)
     return found
 

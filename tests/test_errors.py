@@ -363,3 +363,33 @@ def test_jacobian_and_hessian_of_what_is_not_an_array_input(method):
     # as the error says, a 0-d array is differentiated: ∂y/∂s = x·x, ∂²y/∂s² = 0
     np.testing.assert_allclose(call("s", x=np.array([1.0, 2.0]), s=np.asarray(2.0)),
                                5.0 if method == "jacobian" else 0.0)
+
+
+@pytest.mark.parametrize("path,says", [
+    ([(0, 5)], "position(s) [5] out of range"), ([(0,)], "leaves 3 operands"),
+    ([(0, 1)], "leaves 2 operands"), ([("a", "b")], "not a tuple of operand positions"),
+    ([5], "not a tuple"), ([(0, 0), (0, 1)], "given twice"), ([(), (0, 1, 2)], "empty step"),
+    ([(1, 2), (0, 2)], "out of range"), (3.5, "not a path method")])
+def test_malformed_explicit_path(path, says):
+    ops = [ones((2, 3)), ones((3, 4)), ones((4, 5))]
+    for call in (lambda: einvjp.einsum("ab,bc,cd->ad", *ops, optimize=path),
+                 lambda: einvjp.vjp("ab,bc,cd->ad", ops, ones((2, 5)), optimize=path),
+                 lambda: einvjp.plan("ab,bc,cd->ad", [o.shape for o in ops], optimize=path)):
+        assert says in str(raises(EinvjpError, call))
+
+
+def test_explicit_paths_that_contract_everything_are_taken():
+    ops = [np.arange(6.0).reshape(2, 3), np.ones((3, 4)), np.arange(20.0).reshape(4, 5)]
+    want = ops[0] @ ops[1] @ ops[2]
+    for path in ([(1, 2), (0, 1)], ["einsum_path", (0, 1), (0, 1)], [(0, 1, 2)],
+                 np.einsum_path("ab,bc,cd->ad", *ops)[0]):
+        np.testing.assert_allclose(einvjp.einsum("ab,bc,cd->ad", *ops, optimize=path), want)
+    np.testing.assert_allclose(einvjp.einsum("ab,bc->ac", *ops[:2], optimize=[(0, 1)]),
+                               ops[0] @ ops[1])
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_bad_optimize_name_with_few_operands(n):
+    ops = [ones((2, 2))] * n
+    eq = "ab,bc->ac" if n == 2 else "ab->b"
+    assert "nonsense" in str(raises(EinvjpError, einvjp.einsum, eq, *ops, optimize="nonsense"))
