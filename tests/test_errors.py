@@ -189,11 +189,21 @@ def test_output_label_without_size_in_vjp():
     caret(err, "ab,bc->abd", 9)
 
 
-@pytest.mark.parametrize("size", [-1, 2.5])
+@pytest.mark.parametrize("size", [-1, -2, 2.5, True, "2", None])
 def test_invalid_output_size(size):
-    # Not a bare numpy error, and not silently truncated.
-    err = raises(EinvjpError, einvjp.einsum, "i->ij", ones(3), sizes={"j": size})
+    # Not a bare numpy error, and not silently truncated; as NumPy's shapes, no bool.
+    err = raises(LabelSizeError, einvjp.einsum, "i->ij", ones(3), sizes={"j": size})
     assert "'j'" in str(err) and str(size) in str(err)
+    err = raises(LabelSizeError, einvjp.compile, "y[i,j] = x[i]", sizes={"j": size})
+    assert "'j'" in str(err) and str(size) in str(err)
+
+
+def test_numpy_integer_sizes():
+    x = np.arange(3.0)
+    want = np.repeat(x[:, None], 2, axis=1)
+    np.testing.assert_array_equal(einvjp.einsum("i->ij", x, sizes={"j": np.int64(2)}), want)
+    np.testing.assert_array_equal(einvjp.compile("y[i,j] = x[i]", sizes={"j": np.int32(2)})(x),
+                                  want)
 
 
 # --- vjp ---
