@@ -100,6 +100,15 @@ def diag_embed(x, shape, groups):
     return jnp.transpose(x, sorted(range(len(order)), key=order.__getitem__))
 
 
+def copy(x):
+    """Arrays are immutable: sharing one is safe."""
+    return x
+
+
+def shares_memory(x, y):
+    return False
+
+
 def cast_like(g, x):
     """A gradient in the dtype of its primal (the real part for a real one)."""
     if jnp.iscomplexobj(g) and not jnp.iscomplexobj(x):

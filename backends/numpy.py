@@ -67,6 +67,16 @@ def cast_like(g, x):
     return writeable(g)
 
 
+def copy(x):
+    """A copy of a result that would share memory with another one."""
+    return x.copy() if isinstance(x, np.ndarray) else x
+
+
+def shares_memory(x, y):
+    return isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and \
+        np.may_share_memory(x, y)
+
+
 def writeable(x):
     """A result handed back to the caller, writeable as NumPy's own results
     are: a read-only view (a diagonal, a broadcast) is copied."""

@@ -129,6 +129,16 @@ def diag_embed(x, shape, groups):
     return out
 
 
+def copy(x):
+    """A copy of a result that would share memory with another one."""
+    return x.clone() if isinstance(x, torch.Tensor) else x
+
+
+def shares_memory(x, y):
+    return isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and \
+        x.untyped_storage().data_ptr() == y.untyped_storage().data_ptr() and x.numel() > 0
+
+
 def cast_like(g, x):
     """A gradient in the dtype of its primal (the real part for a real one)."""
     if g.dtype == x.dtype:

@@ -8,9 +8,10 @@ PyTorch or JAX.  `import einvjp` imports no array library but NumPy.
 
 from .core import einsum, plan, vjp
 from .derive import Derivation, derive
-from .errors import (BackendError, BroadcastError, CotangentError, EinvjpError,
+from .errors import (AxisError, BackendError, BroadcastError, CotangentError, EinvjpError,
                      EquationSyntaxError, LabelSizeError, MissingSizeError,
-                     OperandCountError, ProgramError, RankError, WrtError)
+                     OperandCountError, ProgramError, RankError, SignatureError,
+                     TracingError, WrtError)
 from .ge import GE, Index
 from .prims import (abs, add, cos, det, div, erf, exp, expm1, gelu, inv, log, log1p,
                     log_softmax, logdet, logsumexp, max, maximum, mean, min, minimum, mul,
@@ -22,7 +23,8 @@ __all__ = [
     "einsum", "vjp", "derive", "plan", "Derivation", "GE", "Index",
     "EinvjpError", "EquationSyntaxError", "OperandCountError", "RankError",
     "LabelSizeError", "BroadcastError", "MissingSizeError", "CotangentError",
-    "WrtError", "BackendError", "ProgramError", "compile",
+    "WrtError", "BackendError", "ProgramError", "AxisError", "TracingError",
+    "SignatureError", "compile",
     "abs", "add", "cos", "det", "div", "erf", "exp", "expm1", "gelu", "inv", "log", "log1p",
     "log_softmax", "logdet", "logsumexp", "max", "maximum", "mean", "min", "minimum", "mul",
     "neg", "pow", "relu", "sigmoid", "sin", "softmax", "softplus", "solve", "sqrt", "square",

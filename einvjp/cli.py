@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .derive import derive
@@ -16,20 +17,25 @@ from .errors import EinvjpError
 
 
 def _parse_shapes(text):
-    """'3x4,4x5' -> [(3, 4), (4, 5)]; '' or '-' is a 0-d operand."""
+    """'3x4,4x5' -> [(3, 4), (4, 5)]; '' or '-' is a 0-d operand (an
+    argparse type: a malformed value is a usage error)."""
     shapes = []
     for part in text.split(","):
         part = part.strip()
-        shapes.append(() if part in ("", "-", "()") else tuple(int(d) for d in part.split("x")))
+        dims = [] if part in ("", "-", "()") else part.split("x")
+        if not all(d.strip().isdigit() for d in dims):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: each shape is sizes joined by x, e.g. 3x4,4x5 ('-' for a scalar)")
+        shapes.append(tuple(int(d) for d in dims))
     return shapes
 
 
-def _parse_sizes(items):
-    sizes = {}
-    for item in items or ():
-        label, _, size = item.partition("=")
-        sizes[label.strip()] = int(size)
-    return sizes
+def _parse_size(item):
+    """'j=5' -> ('j', 5) (an argparse type)."""
+    label, eq, size = item.partition("=")
+    if not eq or not label.strip() or not size.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{item!r}: give a label and its size, e.g. j=5")
+    return label.strip(), int(size)
 
 
 def _default_shapes(equation, sizes):
@@ -79,9 +85,8 @@ def check(equation, shapes, sizes=None, seed=0, dtype="float64"):
 
 
 def cmd_check(args, out):
-    sizes = _parse_sizes(args.size)
-    shapes = _parse_shapes(args.shapes) if args.shapes is not None else \
-        _default_shapes(args.equation, sizes)
+    sizes = dict(args.size or ())
+    shapes = args.shapes if args.shapes is not None else _default_shapes(args.equation, sizes)
     worst, errors = check(args.equation, shapes, sizes or None, seed=args.seed)
     print(f"{args.equation}  shapes {shapes}", file=out)
     for k, e in enumerate(errors):
@@ -179,8 +184,10 @@ def main(argv=None, out=None):
     p.set_defaults(run=cmd_derive)
     p = sub.add_parser("check", help="float64 numerical check of the VJPs on random inputs")
     p.add_argument("equation")
-    p.add_argument("--shapes", default=None, help="e.g. 3x4,4x5 (default: small sizes)")
-    p.add_argument("--size", action="append", help="size of an output-only label, e.g. j=5")
+    p.add_argument("--shapes", type=_parse_shapes, default=None,
+                   help="e.g. 3x4,4x5 (default: small sizes)")
+    p.add_argument("--size", type=_parse_size, action="append",
+                   help="size of an output-only label, e.g. j=5")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tol", type=float, default=1e-6)
     p.set_defaults(run=cmd_check)
@@ -188,10 +195,17 @@ def main(argv=None, out=None):
     p.set_defaults(run=cmd_demo)
     args = parser.parse_args(argv)
     try:
-        return args.run(args, out)
+        code = args.run(args, out)
+        out.flush()
+        return code
     except EinvjpError as err:
         print(f"einvjp: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `einvjp demo | head`: the reader left; no traceback
+        # Python flushes stdout again at exit: point it at devnull first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from __future__ import annotations
 from .backend import backend_for
 from .equation import bind, operand_index, parse
 from .errors import CotangentError
-from .plan import plan_for
+from .plan import check_optimize, plan_for
 
 
 _PLANS = {}  # (equation, shapes, sizes, optimize) -> Plan: a dict, which torch.compile traces
@@ -40,6 +40,7 @@ def plan(equation: str, shapes, *, sizes=None, optimize="auto"):
     found = _PLANS.get(key)
     if found is None:
         ge = bind(parse(equation), shapes, dict(sizes_key))
+        check_optimize(optimize, len(shapes))
         found = _PLANS[key] = plan_for(ge, optimize)
     return found
 
@@ -83,7 +84,19 @@ def vjp(equation: str, operands, cotangent, *, sizes=None, optimize="auto", wrt=
             f"has shape {expected}", equation=equation, position=len(equation))
     slots = p.forward(B, arrays, keep_output=False)
     grads = p.vjp(B, slots, cot, want)
-    return tuple(None if g is None else B.cast_like(g, x) for g, x in zip(grads, arrays))
+    grads = [None if g is None else B.cast_like(g, x) for g, x in zip(grads, arrays)]
+    return tuple(_unshared(B, grads, arrays + [cot]))
+
+
+def _unshared(B, results, given):
+    """The results, each copied where it shares memory with a `given` array
+    or an earlier result (the cotangent itself is the gradient of "ij->ij")."""
+    out = []
+    for g in results:
+        if g is not None and any(B.shares_memory(g, o) for o in given + out):
+            g = B.copy(g)
+        out.append(g)
+    return out
 
 
 def _wanted(wrt, n, equation):

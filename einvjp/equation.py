@@ -137,6 +137,21 @@ def _implicit_output(inputs) -> Term:
     return Term(labels, (None,) * len(labels), None)
 
 
+def checked_sizes(sizes, equation=None):
+    """`sizes` (label -> size) with each size a Python int, as NumPy takes a
+    shape: an integer 0 or more (a NumPy integer too; not a bool, not 2.5)."""
+    out = {}
+    for lab, size in dict(sizes or {}).items():
+        try:
+            out[lab] = None if isinstance(size, bool) else operator.index(size)
+        except TypeError:
+            out[lab] = None
+        if out[lab] is None or out[lab] < 0:
+            raise LabelSizeError(f"sizes={{{lab!r}: {size!r}}}: a size must be an integer "
+                                 f"0 or more", equation=equation)
+    return out
+
+
 def bind(spec: Spec, shapes, sizes=None) -> GE:
     """Bind a spec to operand shapes: one `Index` per label, sized.
 
@@ -152,15 +167,7 @@ def bind(spec: Spec, shapes, sizes=None) -> GE:
     False
     """
     text = spec.text
-    sizes = dict(sizes or {})
-    for lab, size in sizes.items():
-        try:
-            ok = operator.index(size) >= 0
-        except TypeError:
-            ok = False
-        if not ok:
-            raise LabelSizeError(f"sizes={{{lab!r}: {size!r}}}: a size must be an integer "
-                                 f"0 or more", equation=text)
+    sizes = checked_sizes(sizes, text)
     if len(shapes) != len(spec.inputs):
         raise OperandCountError(
             f"the equation has {len(spec.inputs)} operand term(s) but "

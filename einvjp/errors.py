@@ -71,3 +71,18 @@ class BackendError(EinvjpError):
 
 class ProgramError(EinvjpError):
     """A malformed index-notation program or traced function."""
+
+
+class AxisError(EinvjpError, IndexError):
+    """An axis out of range for the array it names, or given twice (as
+    NumPy's AxisError)."""
+
+
+class TracingError(ProgramError):
+    """An operation a traced function cannot record: a NumPy or torch
+    function applied to a traced value, indexing, converting one to a
+    Python number."""
+
+
+class SignatureError(EinvjpError, TypeError):
+    """An einvjp function called with arguments its signature does not take."""

@@ -51,6 +51,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from .equation import checked_sizes
 from .errors import ProgramError
 from .ge import Index
 from .ir import (Dim, Expr, Input, add, axes, const, contract, materialize, product, total)
@@ -394,7 +395,7 @@ class TextProgram(Program):
 
     def __init__(self, text, sizes=None):
         self.text = text
-        self.sizes = dict(sizes or {})  # label -> size, for labels no tensor carries
+        self.sizes = checked_sizes(sizes)  # label -> size, for labels no tensor carries
         self.statements, returns = parse_program(text)
         self.label_names = set()
         for st in self.statements:

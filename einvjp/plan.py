@@ -20,6 +20,7 @@ cached by the GE's canonical key, so a repeated call plans nothing.
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter
 
 from .errors import EinvjpError
@@ -286,6 +287,49 @@ def _path(inputs, output, optimize):
     if callable(optimize):
         return optimize(sets, out, size_dict, None)  # a PathOptimizer (e.g. cotengra)
     raise EinvjpError(f"optimize={optimize!r} is not a path method, a path or a path optimizer")
+
+
+def check_optimize(optimize, n):
+    """Raise an EinvjpError unless `optimize` is a path method (a name
+    opt_einsum knows, True/False/None), a path optimizer (callable) or an
+    explicit path that contracts all `n` operands: pairs (or groups) of
+    positions in the list of operands left, as `numpy.einsum_path` and
+    `opt_einsum.contract_path` give it (a leading "einsum_path" tag is
+    allowed)."""
+    if optimize in ("auto", True, False, None) or callable(optimize):
+        return
+    if isinstance(optimize, str):
+        import opt_einsum
+        try:
+            opt_einsum.paths.get_path_fn(optimize)
+        except KeyError as err:
+            raise EinvjpError(f"optimize={optimize!r} is not an opt_einsum path method; "
+                              f"use e.g. 'auto', 'greedy', 'optimal', 'dp', 'branch-1', "
+                              f"an explicit path, or a path optimizer") from err
+        return
+    if not isinstance(optimize, (list, tuple)):
+        raise EinvjpError(f"optimize={optimize!r} is not a path method, a path or a path "
+                          f"optimizer")
+    steps = list(optimize[1:] if optimize and isinstance(optimize[0], str) else optimize)
+    left = n
+    for k, step in enumerate(steps):
+        try:
+            positions = [int(operator.index(p)) for p in step]
+            if any(isinstance(p, bool) for p in step):
+                raise TypeError
+        except TypeError:
+            raise EinvjpError(f"optimize: step {k} of the path, {step!r}, is not a tuple of "
+                              f"operand positions") from None
+        bad = [p for p in positions if not 0 <= p < left]
+        if not positions or bad or len(set(positions)) < len(positions):
+            why = f"position(s) {bad} out of range" if bad else "an empty step" if not \
+                positions else "a position given twice"
+            raise EinvjpError(f"optimize: step {k} of the path, {tuple(positions)}, has {why} "
+                              f"({left} operand(s) are left at that step)")
+        left -= len(positions) - 1
+    if left != 1:
+        raise EinvjpError(f"optimize: the path {list(steps)} leaves {left} operands of {n} "
+                          f"uncontracted; it must contract them all to one")
 
 
 def _auto_path(sets, out, size_dict):

@@ -592,6 +592,32 @@ def _is_array(v):
     return not isinstance(v, (int, float, complex, bool)) and hasattr(v, "shape")
 
 
+def _aliased(nodes):
+    """Which of `nodes`, results handed to a caller, may share memory with a
+    value the caller gave (an Input: an input, a cotangent, a constant) or
+    with an earlier result: a node that is an Input, or a view of one or of
+    an earlier result's node (a one-operand Contract that only relabels:
+    transpose, diagonal, broadcast), or an earlier result's node again."""
+    roots, flags = set(), []
+    for node in nodes:
+        while isinstance(node, Contract) and len(node.args) == 1 and node.coeff.is_one \
+                and set(node.terms[0]) <= set(node.out):
+            node = node.args[0]
+        flags.append(node is not None and (isinstance(node, Input) or node in roots))
+        roots.add(node)
+    return flags
+
+
+def _owned(B, results, flags):
+    """The results with those `flags` marks (see `_aliased`), or that are
+    the same object as an earlier one, copied: results never share memory
+    with each other or with the caller's values."""
+    out = []
+    for y, flag in zip(results, flags):
+        out.append(B.copy(y) if flag or any(y is o for o in out) else y)
+    return out
+
+
 class Graph:
     """A program bound to input shapes: Input nodes and output nodes, the
     forward simplified, derivatives derived (and cached) on demand."""
@@ -874,7 +900,7 @@ class Program:
     """A compiled program (from index-notation text or a traced function).
 
     `prog(**inputs)` evaluates it; `prog.vjp(cotangent, **inputs)` returns
-    {name: gradient} for every floating-point array input; `jacobian` and
+    {name: gradient} for every array input (None for an integer one); `jacobian` and
     `hessian` build full derivative tensors; `derivative(name)` prints the
     VJP program in index notation.
     """
@@ -953,17 +979,30 @@ class Program:
                  else (None, g.constants[n]) for n in given]
         asarray = B.asarray
         if hasattr(B, "differentiable"):
-            return lambda vals: f(*[asarray(c if k is None else vals[k]) for k, c in picks])
-        return lambda vals: tuple(map(B.writeable, f([
-            vals[k] if k is not None and isinstance(vals[k], _NUMBERS)
-            else asarray(c if k is None else vals[k]) for k, c in picks])))
+            run = lambda vals: f(*[asarray(c if k is None else vals[k])  # noqa: E731
+                                   for k, c in picks])
+        else:
+            run = lambda vals: tuple(map(B.writeable, f([  # noqa: E731
+                vals[k] if k is not None and isinstance(vals[k], _NUMBERS)
+                else asarray(c if k is None else vals[k]) for k, c in picks])))
+        flags = _aliased(g.outputs)  # `return x, x`, an input or a view of one: copied
+        if not any(flags):
+            return run
+        return lambda vals: tuple(_owned(B, run(vals), flags))
 
     def wrt_names(self, values):
         return [n for n in self.input_names if _is_array(values[n]) and _inexact(values[n])]
 
     def vjp(self, cotangent, *args, **kwargs):
-        """{name: ∂l/∂name} for every floating-point array input, given ∂l/∂
-        (each output) — a tuple when the program returns several."""
+        """{name: ∂l/∂name} for every array input, given ∂l/∂ (each output)
+        — a tuple when the program returns several.
+
+        A floating-point (or complex) array input gets its gradient, an
+        array of its shape and dtype (zeros where the output does not depend
+        on it); an integer or boolean array input gets None, as in PyTorch,
+        where such a tensor has no gradient.  Python numbers are constants of
+        the program and get no entry.  Every gradient is an array of its own,
+        sharing memory with no input, cotangent or other gradient."""
         from .errors import CotangentError
         cots = tuple(cotangent) if isinstance(cotangent, (tuple, list)) else (cotangent,)
         values, B, fns, g = self._setup(args, kwargs, cots)
@@ -987,13 +1026,30 @@ class Program:
             x = values[n]
             result[n] = fns["zeros_like"](x) if gnode is None else \
                 B.cast_like(B.asarray(next(vals)), x)
-        return result
+        # A gradient that is the cotangent (y = x + z), an input, or another one: copied.
+        owned = dict(zip(result, _owned(B, list(result.values()), _aliased(grads))))
+        return {n: owned.get(n) for n in self.input_names if _is_array(values[n])}
+
+    def _differentiable(self, name, values, what):
+        """Check that `name` names an array input of floating point type."""
+        if not isinstance(name, str) or name not in values:
+            raise ProgramError(f"{what}({name!r}): not an input; the inputs are "
+                               f"{', '.join(self.input_names)}")
+        x = values[name]
+        if not _is_array(x):
+            raise ProgramError(f"{what}({name!r}): {name!r} is a Python number here; give "
+                               f"it as a 0-d array (numpy.asarray(2.0), not 2.0) to "
+                               f"differentiate with respect to it")
+        if not _inexact(x):
+            raise ProgramError(f"{what}({name!r}): {name!r} has dtype {x.dtype}, which "
+                               f"cannot be differentiated; give it as floating point")
 
     def jacobian(self, name, *args, **kwargs):
         """∂out/∂name as one tensor of shape out.shape + name.shape (of the
         only output, or the first): one program, the VJP batched over an
         identity cotangent."""
         values, B, fns, g = self._setup(args, kwargs)
+        self._differentiable(name, values, "jacobian")
         j = g.jacobian(name)
         return B.cast_like(evaluate([j], g.feed(values, B), B, fns)[0], values[name])
 
@@ -1001,6 +1057,7 @@ class Program:
         """∂²out/∂name² of a scalar output, shape name.shape + name.shape: the
         gradient program's Jacobian, derived symbolically again."""
         values, B, fns, g = self._setup(args, kwargs)
+        self._differentiable(name, values, "hessian")
         if g.outputs[0].shape != ():
             raise ProgramError("hessian needs a scalar output; use jacobian")
         cts, fwd, (gnode,) = g.derived((name,))

@@ -2,10 +2,14 @@
 `Tracer`s and records the same IR the text frontend builds.
 
 Inside fn: `einvjp.einsum`, the functions of `einvjp.prims` (`einvjp.exp`,
-`einvjp.logsumexp(x, axis=-1)`, `einvjp.inv`, …), `+ - * / **` and
-comparisons with NumPy broadcasting, `.sum(axis)`, `.mean(axis)`, `.T`,
-`.transpose(*axes)`.  A NumPy array met in fn is a constant.  Python
-control flow on traced values is an error (the trace would bake it in).
+`einvjp.logsumexp(x, axis=-1)`, `einvjp.inv`, …), `+ - * / ** @` and the
+comparisons `< <= > >= == !=` (elementwise, 1.0 where true and 0.0 where
+false, as the condition of `einvjp.where`) with NumPy broadcasting,
+`.sum(axis)`, `.mean(axis)`, `.max(axis)`, `.min(axis)`, `.T`,
+`.transpose(*axes)`.  An array met in fn (closed over) is a constant.
+Python control flow on traced values is an error (the trace would bake it
+in), and so are NumPy or torch functions, indexing and other methods: each
+error names the einvjp function to use.
 
 >>> import numpy as np, einvjp
 >>> @einvjp.compile
@@ -23,8 +27,9 @@ control flow on traced values is an error (the trace would bake it in).
 from __future__ import annotations
 
 import inspect
+import operator
 
-from .errors import ProgramError
+from .errors import AxisError, ProgramError, SignatureError, TracingError
 from .ge import Index
 from .ir import Expr, Input, axes as fresh_axes, contract, materialize, product
 from . import prims
@@ -62,10 +67,47 @@ def _labels(shape):
     return [Index(_LETTERS[k % 26] if k < 26 else f"i{k}", int(s)) for k, s in enumerate(shape)]
 
 
+SUPPORTED = ("einvjp.einsum, the einvjp functions (einvjp.exp, einvjp.where, einvjp.sum, "
+             "einvjp.softmax, …), + - * / ** @, < <= > >= == !=, .sum .mean .max .min "
+             "(axis=, keepdims=), .T and .transpose")
+
+# NumPy ufuncs and torch functions that are Python operators (`array + tracer`
+# calls np.add, `tensor + tracer` torch's add): our reflected operator.
+_OPERATORS = {"add": "__radd__", "subtract": "__rsub__", "multiply": "__rmul__",
+              "true_divide": "__rtruediv__", "power": "__rpow__", "matmul": "__rmatmul__",
+              "greater": "__lt__", "greater_equal": "__le__", "less": "__gt__",
+              "less_equal": "__ge__", "equal": "__eq__", "not_equal": "__ne__",
+              "sub": "__rsub__", "mul": "__rmul__", "div": "__rtruediv__", "pow": "__rpow__",
+              "gt": "__lt__", "ge": "__le__", "lt": "__gt__", "le": "__ge__", "eq": "__eq__",
+              "ne": "__ne__"}
+# NumPy and torch names -> the einvjp function that does it.
+_EINVJP_NAMES = {"absolute": "abs", "fabs": "abs", "amax": "max", "amin": "min",
+                 "exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1",
+                 "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tanh": "tanh", "abs": "abs",
+                 "maximum": "maximum", "minimum": "minimum", "where": "where",
+                 "square": "square", "sigmoid": "sigmoid", "relu": "relu", "erf": "erf",
+                 "softplus": "softplus", "gelu": "gelu", "sum": "sum", "mean": "mean",
+                 "max": "max", "min": "min", "logsumexp": "logsumexp", "softmax": "softmax",
+                 "log_softmax": "log_softmax", "einsum": "einsum", "inv": "inv",
+                 "solve": "solve", "det": "det", "logdet": "logdet", "power": "pow",
+                 "pow": "pow", "negative": "neg", "neg": "neg"}
+
+
+def _instead(library, name):
+    """The error for a library function met on a traced value."""
+    ours = _EINVJP_NAMES.get(name)
+    hint = f"use einvjp.{ours}" if ours else f"a traced function may use {SUPPORTED}"
+    return TracingError(f"{library}.{name} cannot be applied to a traced value inside "
+                        f"einvjp.compile: {hint}")
+
+
+class _AttributeTracingError(TracingError, AttributeError):
+    """An unknown attribute of a traced value (`hasattr` stays False)."""
+
+
 class Tracer:
     """A traced array: an `Expr` and the order of its axes (`axes`, the
     Expr's labels in positional order)."""
-    __array_ufunc__ = None  # NumPy defers to our reflected operators
     __slots__ = ("expr", "axes")
 
     def __init__(self, expr, axes=None):
@@ -93,6 +135,58 @@ class Tracer:
     def __bool__(self):
         raise ProgramError("a traced value has no truth value: data-dependent control flow "
                            "cannot be traced; use einvjp.where")
+
+    def _number(self, *_):
+        raise TracingError("a traced value has no Python number value inside einvjp.compile "
+                           "(its value is known only when the program runs); keep it an "
+                           "array, and use einvjp.where for data-dependent choices")
+
+    __float__ = __int__ = __complex__ = __index__ = _number
+
+    def __iter__(self):
+        raise TracingError("a traced value cannot be iterated inside einvjp.compile; use "
+                           "einvjp.einsum or the reductions (.sum(axis=…)) over its axes")
+
+    def __getitem__(self, item):
+        raise TracingError(f"a traced value cannot be indexed (x[{item!r}]) inside "
+                           f"einvjp.compile; pick entries with einvjp.einsum and a constant "
+                           f"array, e.g. einvjp.einsum('ij,j->i', x, onehot); a traced "
+                           f"function may use {SUPPORTED}")
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # protocols libraries probe for (__array_interface__, …)
+            raise AttributeError(name)
+        raise _AttributeTracingError(f"a traced value has no attribute {name!r} inside "
+                                     f"einvjp.compile; a traced function may use {SUPPORTED}")
+
+    def _reflected(self, name, args, kwargs):
+        """`other <op> self` when a library hands us its operator `name`."""
+        method = _OPERATORS.get(name)
+        if method and not kwargs and len(args) == 2 and args[1] is self:
+            return getattr(self, method)(args[0])
+        return None
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        r = self._reflected(ufunc.__name__, inputs, kwargs) if method == "__call__" else None
+        if r is None:
+            raise _instead("numpy", ufunc.__name__)
+        return r
+
+    def __array_function__(self, func, types, args, kwargs):
+        raise _instead("numpy", func.__name__)
+
+    def __array__(self, *args, **kwargs):
+        raise TracingError(f"a traced value cannot become a NumPy array inside "
+                           f"einvjp.compile; a traced function may use {SUPPORTED}")
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", str(func))
+        r = args[1]._reflected(name, args, kwargs) if len(args) == 2 and \
+            isinstance(args[1], Tracer) else None
+        if r is None:
+            raise _instead("torch", name)
+        return r
 
     def node(self):
         """A node whose axes are in positional order."""
@@ -175,17 +269,29 @@ class Tracer:
     def __le__(self, o):
         return _elementwise(prims.le, (self, o))
 
+    def __eq__(self, o):  # elementwise, as in NumPy: not identity
+        return _elementwise(prims.eq, (self, o)) if _traceable(o) else NotImplemented
+
+    def __ne__(self, o):
+        return _elementwise(prims.ne, (self, o)) if _traceable(o) else NotImplemented
+
     def __matmul__(self, o):
-        return _einsum_tracers("...ij,...jk->...ik" if _tr(o).ndim > 1 else "...ij,j->...i",
+        a, b = self.ndim > 1, _tr(o).ndim > 1  # NumPy's matmul: a 1-d operand is a vector
+        return _einsum_tracers({(True, True): "...ij,...jk->...ik", (True, False): "...ij,j->...i",
+                                (False, True): "j,...jk->...k", (False, False): "j,j->"}[a, b],
                                (self, o))
 
     def __rmatmul__(self, o):
         return _tr(o).__matmul__(self)
 
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # by identity: `==` is elementwise
 
     def _einvjp_einsum(self, equation, *operands, sizes=None, optimize="auto"):
         return _einsum_tracers(equation, operands, sizes)
+
+
+def _traceable(x):
+    return isinstance(x, (Tracer, int, float, complex)) or hasattr(x, "shape")
 
 
 def _tr(x):
@@ -244,16 +350,34 @@ def _elementwise(fn, args, **kwargs):
     return _result(fn.build(*exprs, **kwargs), out)
 
 
-def _axes_of(t, axis):
+def _axes_of(t, axis, name):
+    """The positions `axis` (an int, a sequence of ints, or None for all)
+    names in t, as NumPy reads them: negative from the end; an axis out of
+    range or given twice is an error."""
     if axis is None:
         return list(range(t.ndim))
-    axis = [axis] if isinstance(axis, int) else list(axis)
-    return sorted(a % t.ndim for a in axis)
+    many = isinstance(axis, (tuple, list))
+    found = []
+    for a in axis if many else [axis]:
+        try:
+            if isinstance(a, bool):
+                raise TypeError
+            k = operator.index(a)
+        except TypeError:
+            raise AxisError(f"{name}(axis={axis!r}): an axis is an integer or a tuple of "
+                            f"integers") from None
+        if not -t.ndim <= k < t.ndim:
+            raise AxisError(f"{name}(axis={axis!r}): axis {k} is out of bounds for an array "
+                            f"of dimension {t.ndim} (shape {t.shape})")
+        if k % t.ndim in found:
+            raise AxisError(f"{name}(axis={axis!r}): axis {k % t.ndim} is given twice")
+        found.append(k % t.ndim)
+    return sorted(found)
 
 
 def _reduce(fn, x, axis=None, keepdims=False, **kwargs):
     t = _tr(x)
-    over = _axes_of(t, axis)
+    over = _axes_of(t, axis, fn.name)
     labs = [t.axes[a] for a in over]
     r = fn.build(t.expr, over=labs, **kwargs)
     rest = [l for l in t.axes if l not in set(labs)]
@@ -275,33 +399,61 @@ def _einsum_tracers(equation, operands, sizes=None):
 
 def dispatch(fn, args, kwargs):
     """A public function called on tracers (trace it) or on arrays (run it)."""
-    if any(isinstance(a, Tracer) for a in args):
-        return _apply(fn, args, kwargs)
-    return _eager(fn, args, kwargs)
+    try:
+        bound = _signature(fn).bind(*args, **kwargs)
+    except TypeError as err:
+        raise SignatureError(f"einvjp.{fn.name}{_signature(fn)}: {err}") from None
+    bound.apply_defaults()
+    if any(isinstance(a, Tracer) for a in bound.arguments.values()):
+        return _apply(fn, bound.arguments)
+    return _eager(fn, bound.arguments)
 
 
-def _apply(fn, args, kwargs):
+_SIGNATURES = {}
+
+
+def _signature(fn):
+    """What a public function takes on tracers and arrays (by its kind)."""
+    found = _SIGNATURES.get(fn.name)
+    if found is None:
+        P = inspect.Parameter
+        names = {"elementwise": {1: ["x"], 2: ["x", "y"], 3: ["condition", "x", "y"]}.get(
+                     fn.nargs, [f"x{k}" for k in range(fn.nargs)]),
+                 "solve": ["a", "b"]}.get(fn.kind, ["x"])
+        params = [P(n, P.POSITIONAL_OR_KEYWORD) for n in names]
+        if fn.kind == "reduce":
+            params += [P("axis", P.POSITIONAL_OR_KEYWORD, default=None),
+                       P("keepdims", P.POSITIONAL_OR_KEYWORD, default=False)]
+            if fn is prims.logsumexp:
+                params.append(P("b", P.KEYWORD_ONLY, default=None))
+        elif fn.kind == "normalize":
+            params.append(P("axis", P.POSITIONAL_OR_KEYWORD, default=-1))
+        found = _SIGNATURES[fn.name] = inspect.Signature(params)
+    return found
+
+
+def _apply(fn, arguments):
+    """fn on tracers: `arguments` are its bound arguments (see `_signature`)."""
     if fn.kind == "elementwise":
-        return _elementwise(fn, args, **kwargs)
+        return _elementwise(fn, list(arguments.values()))
     if fn.kind == "reduce":
-        axis = kwargs.pop("axis", args[1] if len(args) > 1 else None)
-        keepdims = kwargs.pop("keepdims", False)
-        weight = kwargs.pop("b", None)
+        x, axis, keepdims = arguments["x"], arguments["axis"], arguments["keepdims"]
+        weight = arguments.get("b")
         if weight is not None:
-            (x, w), out = _broadcast((args[0], weight))
+            (x, w), out = _broadcast((x, weight))
             t = Tracer(x if set(x.labels) == set(out) else Expr(materialize(x, out), out), out)
             return _reduce(fn, t, axis, keepdims, weight=w)
-        return _reduce(fn, args[0], axis, keepdims)
+        return _reduce(fn, x, axis, keepdims)
     if fn.kind == "normalize":
-        t = _tr(args[0])
-        axis = kwargs.pop("axis", args[1] if len(args) > 1 else -1)
-        return Tracer(fn.build(t.expr, over=[t.axes[a] for a in _axes_of(t, axis)]), t.axes)
+        t = _tr(arguments["x"])
+        over = _axes_of(t, arguments["axis"], fn.name)
+        return Tracer(fn.build(t.expr, over=[t.axes[a] for a in over]), t.axes)
     if fn.kind == "matrix":
-        t = _tr(args[0])
+        t = _tr(arguments["x"])
         r = fn.build(t.expr, pair=t.axes[-2:])
         return Tracer(r, [l for l in t.axes if l in set(r.labels)])
     if fn.kind == "solve":
-        a, b = _tr(args[0]), _tr(args[1])
+        a, b = _tr(arguments["a"]), _tr(arguments["b"])
         batch, (r, c) = a.axes[:-2], a.axes[-2:]
         vector = b.ndim == a.ndim - 1
         lead = b.axes[:len(batch)]
@@ -316,12 +468,12 @@ def _apply(fn, args, kwargs):
     raise ProgramError(f"cannot trace {fn.name}")  # pragma: no cover
 
 
-def _eager(fn, args, kwargs):
+def _eager(fn, arguments):
     from .backend import backend_for
     ctx = _Context()
     _contexts.append(ctx)
     try:
-        r = _apply(fn, [_tr(a) if hasattr(a, "shape") else a for a in args], dict(kwargs))
+        r = _apply(fn, {k: _tr(a) if hasattr(a, "shape") else a for k, a in arguments.items()})
     finally:
         _contexts.pop()
     B = backend_for(list(ctx.constants.values()))
@@ -367,16 +519,15 @@ class TracedProgram(Program):
         _contexts.append(ctx)
         try:
             out = self.fn(*[Tracer.of(inputs[n]) for n in self.input_names])
+            outs = list(out) if isinstance(out, (tuple, list)) else [out]
+            # In the context: a returned array (closed over) is a constant of it.
+            nodes = [_tr(o).node() for o in outs]
         finally:
             _contexts.pop()
-        outs = list(out) if isinstance(out, (tuple, list)) else [out]
         names = ["y"] if len(outs) == 1 else [f"y{k}" for k in range(len(outs))]
-        nodes = []
-        for o, name in zip(outs, names):
-            node = _tr(o).node()
+        for node, name in zip(nodes, names):
             if node.name is None and not isinstance(node, Input):
                 node.name = name
-            nodes.append(node)
         g = Graph({**inputs, **{c.name: c for c in ctx.constants}}, nodes, names)
         g.constants = dict(ctx.constants)
         return g

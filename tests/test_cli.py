@@ -40,3 +40,44 @@ def test_bad_equation_is_a_clear_error_not_a_traceback():
     assert proc.returncode == 2
     assert "size of label 'j'" in proc.stderr and "^" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+ROOT = __import__("os").path.dirname(__import__("os").path.dirname(__file__))
+
+
+def cli(*argv):
+    """`python -m einvjp.cli argv` on this checkout's einvjp, writing each line
+    as it is printed."""
+    import os
+    env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "einvjp.cli", *argv], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_malformed_shapes_and_sizes_are_usage_errors():
+    for argv, says in ((["--shapes", "axb"], "argument --shapes: 'axb'"),
+                       (["--shapes", "3x,4"], "argument --shapes"),
+                       (["--size", "j=x"], "argument --size: 'j=x'"),
+                       (["--size", "j"], "argument --size")):
+        proc = cli("check", "ij,jk", *argv)
+        out, err = proc.communicate()
+        assert proc.returncode == 2 and says in err and "usage: einvjp check" in err
+        assert "Traceback" not in err
+
+
+def test_demo_into_a_closed_pipe_prints_no_traceback():
+    """`einvjp demo | head -1`: the reader leaves after one line."""
+    proc = cli("demo")
+    assert proc.stdout.readline().startswith("einvjp demo")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.wait()
+    assert "Traceback" not in err and "BrokenPipe" not in err and err == ""
+    assert proc.returncode in (0, 1)  # 1 when a write met the closed pipe, as it does here
+
+
+def test_check_takes_shapes_and_sizes():
+    code, text = run("check", "i->ij", "--shapes", "3", "--size", "j=4")
+    assert code == 0 and "shapes [(3,)]" in text
+    code, text = run("check", "i,->i", "--shapes", "3,-")
+    assert code == 0 and "shapes [(3,), ()]" in text

@@ -394,3 +394,83 @@ def test_forward_program_prints_as_written():
     ce = einvjp.compile("s[i] = exp(x[i]) / (1[j] exp(x[j]))\nc = -log(s[i] t[i])")
     assert str(ce.graph(x=np.ones(3), t=np.ones(3))) == \
         "c = -(logsumexp(x[i], t[i], i) - logsumexp(x[i], i))"
+
+
+# --- Results a caller receives own their memory -----------------------------------
+
+
+def _shares(a, b):
+    if hasattr(a, "untyped_storage"):
+        return a.numel() > 0 and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    return np.shares_memory(a, b)
+
+
+def _arrays(backend, *xs):
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+        return [torch.tensor(x) for x in xs]
+    return list(xs)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_gradients_share_no_memory(backend):
+    """y = x + z: both gradients are the cotangent; each comes back as an
+    array of its own (an optimizer scaling one in place must not change the
+    other, nor the caller's cotangent)."""
+    x, z, ct = _arrays(backend, np.ones(3), np.arange(3.0), np.array([1.0, 2.0, 3.0]))
+    g = einvjp.compile("y[i] = x[i] + z[i]").vjp(ct, x=x, z=z)
+    assert not _shares(g["x"], g["z"]) and not _shares(g["x"], ct) and not _shares(g["z"], ct)
+    g["x"] *= 10
+    np.testing.assert_array_equal(np.asarray(g["z"]), [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(np.asarray(ct), [1.0, 2.0, 3.0])
+    # l = x[i] w[i] at a cotangent of 1: ∂l/∂x is w, the caller's array
+    g = einvjp.compile("y = x[i] w[i]").vjp(1.0, x=x, w=z)
+    assert not _shares(g["x"], z) and not _shares(g["w"], x)
+    np.testing.assert_array_equal(np.asarray(g["x"]), [0.0, 1.0, 2.0])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_outputs_share_no_memory(backend):
+    x, = _arrays(backend, np.arange(6.0).reshape(2, 3))
+    for prog in (einvjp.compile(lambda x: (x, x)), einvjp.compile(lambda x: (x, x.T)),
+                 einvjp.compile(lambda x: (einvjp.exp(x), x * 1.0)),
+                 einvjp.compile("y[i,j] = x[i,j]"), einvjp.compile("y[j,i] = x[i,j]")):
+        outs = prog(x)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        for k, y in enumerate(outs):
+            assert not _shares(y, x)
+            assert not any(_shares(y, o) for o in outs[:k])
+        np.testing.assert_array_equal(np.asarray(outs[-1]).reshape(-1)[:1], [0.0])
+
+
+def test_a_fresh_result_is_not_copied():
+    """Nothing aliases: the computed array is handed over as it is (no copy on
+    the hot path): its base is the program's own intermediate or nothing."""
+    x = np.arange(3.0)
+    prog = einvjp.compile(lambda x: einvjp.exp(x))
+    assert not any(einvjp.program._aliased(prog.graph(x).outputs))
+    assert einvjp.program._aliased(einvjp.compile(lambda x: (x.T, x)).graph(x).outputs) == \
+        [True, True]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_einsum_vjp_gradients_share_no_memory(backend):
+    x, ct = _arrays(backend, np.ones((2, 3)), np.arange(6.0).reshape(3, 2))
+    g, = einvjp.vjp("ij->ji", (x,), ct)
+    assert not _shares(g, ct)
+    a, b, ct = _arrays(backend, np.ones(3), np.ones(3), np.arange(3.0))
+    ga, gb = einvjp.vjp("i,->i", (a, np.float64(2.0) if backend == "numpy" else b[0]), ct)
+    assert not _shares(ga, ct)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_vjp_has_an_entry_for_every_array_input(backend):
+    """An integer array input's entry is None (as a torch integer tensor has no
+    gradient); a Python number gets none; the order is the inputs'."""
+    x, n = _arrays(backend, np.array([1.0, 2.0, 3.0]), np.array([2, 0, 1]))
+    prog = einvjp.compile(lambda n, x, s: (x * n * s).sum())
+    g = prog.vjp(1.0, n, x, 3.0)
+    assert list(g) == ["n", "x"] and g["n"] is None
+    np.testing.assert_array_equal(np.asarray(g["x"]), [6.0, 0.0, 3.0])
+    g = einvjp.compile("y = x[i] k[i]").vjp(1.0, x=x, k=n)
+    assert list(g) == ["x", "k"] and g["k"] is None

@@ -169,3 +169,69 @@ def test_traced_graph_prints_in_index_notation():
     assert str(g) == "y = (w[k,i] tanh(x[i]) - t[k])^2"
     assert str(loss.derivative("x")) == \
         "∂l/∂x[p] = 2 ∂l/∂y (w[k,i] tanh(x[i]) - t[k]) w[k,p] (1 - tanh(x[p])^2)"
+
+
+@pytest.mark.parametrize("op", ["==", "!="])
+def test_equality_is_elementwise_as_in_numpy(op, jax_x64):
+    """`x == 0.0` is a comparison, not Python identity: where() picks per
+    element; values and gradients as jax's (float64)."""
+    jax, jnp = jax_x64, jax_x64.numpy
+    cmp = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b}[op]
+    x = np.array([0.0, 2.0, 0.0, -3.0])
+    prog = einvjp.compile(lambda x: einvjp.where(cmp(x, 0.0), 1.0, x * x))
+    ref = lambda x: jnp.where(cmp(x, 0.0), 1.0, x * x)  # noqa: E731
+    np.testing.assert_allclose(prog(x), np.asarray(ref(jnp.asarray(x))), rtol=0, atol=0)
+    ct = np.array([1.0, 2.0, 3.0, 4.0])
+    _, pull = jax.vjp(ref, jnp.asarray(x))
+    np.testing.assert_allclose(prog.vjp(ct, x)["x"], np.asarray(pull(jnp.asarray(ct))[0]),
+                               rtol=1e-15)
+
+
+def test_equality_of_two_traced_values_and_of_an_array():
+    x, y = np.array([1.0, 2.0, 3.0]), np.array([1.0, 5.0, 3.0])
+    k = np.array([2.0, 2.0, 2.0])
+    prog = einvjp.compile(lambda x, y: ((x == y) + (k != x) + (k == x) * 10) * x)
+    f = lambda b: b.astype(float)  # noqa: E731 - einvjp's comparisons are 1.0 / 0.0
+    np.testing.assert_array_equal(prog(x, y), (f(x == y) + f(k != x) + f(k == x) * 10) * x)
+    np.testing.assert_array_equal(prog.vjp(np.ones(3), x, y)["y"], np.zeros(3))
+
+
+def test_tracers_stay_hashable_by_identity():
+    seen = []
+
+    def fn(x):
+        t = einvjp.exp(x)
+        seen.append(({t: 1}[t], hash(t) == hash(t), t == None))  # noqa: E711
+        return t
+    einvjp.compile(fn)(np.ones(2))
+    assert seen == [(1, True, False)]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_returned_closed_over_array_is_a_constant_output(backend, request):
+    c = np.array([1.0, 2.0, 3.0])
+    x = np.array([0.5, 4.0])
+    both = einvjp.compile(lambda x: (x.sum(), c))
+    only = einvjp.compile(lambda x: c)
+    if backend == "torch":
+        torch = pytest.importorskip("torch")
+        xs = torch.tensor(x, requires_grad=True)
+        s, cc = both(xs)
+        s.backward()
+        np.testing.assert_array_equal(xs.grad.numpy(), [1.0, 1.0])
+        got = [float(s.detach()), cc.detach().numpy(), only(xs).detach().numpy()]
+    elif backend == "jax":
+        jax = request.getfixturevalue("jax_x64")
+        jnp = jax.numpy
+        s, cc = both(jnp.asarray(x))
+        np.testing.assert_array_equal(jax.grad(lambda v: both(v)[0])(jnp.asarray(x)), [1, 1])
+        got = [float(s), np.asarray(cc), np.asarray(only(jnp.asarray(x)))]
+    else:
+        s, cc = both(x)
+        got = [float(s), cc, only(x)]
+        g = both.vjp((1.0, np.ones(3)), x)
+        assert list(g) == ["x"]
+        np.testing.assert_array_equal(g["x"], [1.0, 1.0])
+    assert got[0] == 4.5
+    np.testing.assert_array_equal(got[1], c)
+    np.testing.assert_array_equal(got[2], c)
