@@ -704,6 +704,14 @@ class _Binder:
         return None
 
     def call(self, e, alias):
+        try:
+            return self._call(e, alias)
+        except ProgramError as err:
+            if err.equation is not None:
+                raise
+            raise self.error(err.message, e.col) from err
+
+    def _call(self, e, alias):
         fn = prims.FUNCTIONS[e.name]
         args, label_args = _call_args(e, fn, self.prog.label_names)
         nargs = 2 if fn.kind == "solve" else (fn.nargs if fn.kind == "elementwise" else 1)
@@ -790,10 +798,13 @@ class _Scopes:
         if fn is not None:
             args, labs = _call_args(e, fn, self.label_names)
             arg_labels = labels_of(args[0]) if args else []
-            for lab in labs:
+            for k, lab in enumerate(labs):
                 if lab.name not in arg_labels:
                     raise self.binder.error(f"label {lab.name!r} is not a label of "
                                             f"{e.name}'s argument", lab.col)
+                if lab.name in [other.name for other in labs[:k]]:
+                    raise self.binder.error(f"label {lab.name!r} is given to {e.name} twice",
+                                            lab.col)
             if labs:
                 self._set(e, fn, [lab.name for lab in labs])
         for c in _children(e):

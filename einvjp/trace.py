@@ -59,7 +59,9 @@ class _Context:
 
 def _context():
     if not _contexts:
-        _contexts.append(_Context())
+        raise TracingError("a traced value was used outside the function einvjp.compile "
+                           "traced (kept from an earlier trace?): compute with it inside "
+                           "the traced function")
     return _contexts[-1]
 
 

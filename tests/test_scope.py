@@ -137,3 +137,36 @@ def test_printed_program_means_what_it_prints(source, inputs):
     again = einvjp.compile(text)
     np.testing.assert_allclose(again(**{n: inputs[n] for n in again.input_names}),
                                prog(**inputs), rtol=1e-12, atol=1e-12, err_msg=text)
+
+
+def test_a_label_given_twice_to_a_function():
+    with pytest.raises(einvjp.ProgramError, match="given to softmax twice") as err:
+        einvjp.compile("y[i] = softmax(x[i], i, i)")(x=X2)
+    assert "^" in str(err.value)
+
+
+def test_errors_from_a_function_point_at_the_call():
+    with pytest.raises(einvjp.ProgramError, match="size 0") as err:
+        einvjp.compile("y = max(x[j], j)")(x=np.ones(0))
+    lines = str(err.value).splitlines()
+    assert lines[-1].index("^") == lines[-2].index("max")
+
+
+def test_a_traced_value_kept_past_its_trace():
+    kept = []
+    prog = einvjp.compile(lambda x: kept.append(x) or 2 * x)
+    prog(x=X2)
+    with pytest.raises(einvjp.EinvjpError, match="outside the function"):
+        kept[0] + np.ones(2)
+
+
+def test_an_explicit_path_changed_in_place_is_planned_again():
+    a, b, c = rng.normal(size=(2, 3)), rng.normal(size=(3, 4)), rng.normal(size=(4, 5))
+    path = [(0, 1), (0, 1)]
+    want = a @ b @ c
+    np.testing.assert_allclose(einvjp.einsum("ij,jk,kl->il", a, b, c, optimize=path), want)
+    path[0] = (1, 2)
+    p = einvjp.plan("ij,jk,kl->il", [a.shape, b.shape, c.shape], optimize=path)
+    np.testing.assert_allclose(einvjp.einsum("ij,jk,kl->il", a, b, c, optimize=path), want)
+    assert "(1, 2)" in repr(getattr(p, "path", p)) or p is not einvjp.plan(
+        "ij,jk,kl->il", [a.shape, b.shape, c.shape], optimize=[(0, 1), (0, 1)])
