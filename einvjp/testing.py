@@ -26,6 +26,7 @@ array([[1., 0.],
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -465,7 +466,8 @@ def _text(n, top=False):
             if idx == 0:
                 out.append(s)
             else:  # `q (…)` would be a call of q
-                sep = " * " if s.startswith("(") and out[-1].isidentifier() else n.sep
+                last = out[-1].split()[-1] if out[-1].split() else ""
+                sep = " * " if s.startswith("(") and last.isidentifier() else n.sep
                 out.append((" / " if op == "/" else sep) + s)
         return "".join(out)
     if k == "sum":
@@ -1287,7 +1289,8 @@ def _derivative_text(prog, name, values):
     """The printed forward program and the printed derivative with respect to
     `name`, as one program returning it (∂l/∂v written d_v)."""
     forward = str(prog.graph(**values))
-    d = str(prog.derivative(name, **values)).replace("∂l/∂", "d_")
+    d = re.sub(r"∂l/∂(\w+)(\[[^\]]*\])?(?=\s*\()", r"d_\1\2 *",
+               str(prog.derivative(name, **values))).replace("∂l/∂", "d_")
     return f"{forward}\n{d}\nreturn d_{name}"
 
 
