@@ -1051,7 +1051,7 @@ class _Gen:
             if set(_labels_below(pert)) - {r, c}:
                 arg = a
         else:
-            k = self.pick([l for l in "kbcm"])
+            k = self.pick([l for l in _PRG_LABELS if self.sizes[l] == self.sizes["k"]])
             xx = _N("prod", factors=[("*", _N("ref", name="x2", labels=[r, k])),
                                      ("*", _N("ref", name="x2", labels=[c, k]))], sep=" ")
             arg = _N("sum", terms=[(1, xx), (1, a)])
