@@ -1,6 +1,15 @@
 """Fuzz the core with many generated cases (the einvjp.testing strategies).
 
     python bench/fuzz.py --examples 5000 [--seed N] [--no-jax]
+    python bench/fuzz.py --programs 5000 [--seed N]
+
+`--programs N` fuzzes the program layer instead: N random programs
+(`einvjp.testing.programs`), each as index-notation text and as traced
+Python, checked by `einvjp.testing.check_program` (values and every
+gradient against jax float64, torch autograd, printed programs and
+derivatives compiled again).  It prints how many programs it checked and
+each distinct disagreement (check and message) with the count of programs
+that showed it and the shortest one as a reproducer.
 
 Each case is checked three ways: the forward against numpy.einsum (or the
 delta/ones reference for the GE extensions), the VJP against central
@@ -20,6 +29,7 @@ far cheaper than one each).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 import traceback
@@ -30,8 +40,8 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 import einvjp
-from einvjp.testing import (check_vjp, einsum_cases, is_numpy_einsum, jax_vjp_batch,
-                            random_operands, reference_einsum)
+from einvjp.testing import (check_program, check_vjp, einsum_cases, is_numpy_einsum,
+                            jax_vjp_batch, programs, random_operands, reference_einsum)
 
 
 def draw_cases(n, seed, max_operands):
@@ -107,9 +117,74 @@ def describe(case, operand_seed):
             f"seed={operand_seed}), sizes={sizes!r})")
 
 
+def draw_programs(n, seed):
+    """n random programs (with an input seed each)."""
+    drawn = []
+
+    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(programs(), st.integers(0, 2**31 - 1))
+    def collect(prog, input_seed):
+        drawn.append((prog, input_seed))
+
+    if seed is not None:
+        collect = hypothesis_seed(seed)(collect)
+    collect()
+    return drawn[:n]
+
+
+def failure_class(check, message):
+    """A disagreement's kind: the check and its message's first line, numbers
+    and names of columns left out."""
+    first = message.splitlines()[0] if message else ""
+    if first.startswith("AssertionError") and len(message.splitlines()) > 3:
+        first = "AssertionError: " + " ".join(message.splitlines()[3:5])
+    return check, re.sub(r"[0-9.e+-]{2,}|\b\d\b", "#", first)[:160]
+
+
+def run_programs(n, seed, show):
+    import warnings
+    warnings.filterwarnings("ignore")
+    start = time.perf_counter()
+    drawn = draw_programs(n, seed)
+    classes, checked, skipped, failed = {}, 0, 0, 0
+    for k, (prog, s) in enumerate(drawn):
+        try:
+            failures = check_program(prog, s)
+        except Exception as err:  # the reference itself failed: a generator bug
+            failures = [("reference", f"{type(err).__name__}: {err}")]
+        if failures is None:
+            skipped += 1
+            continue
+        checked += 1
+        failed += bool(failures)
+        for check, message in failures:
+            c = classes.setdefault(failure_class(check, message), [])
+            c.append((len(prog.text), prog, s, message))
+        if (k + 1) % 50 == 0:
+            print(f"  {k + 1}/{len(drawn)} programs, {failed} failed, "
+                  f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    print(f"checked {checked} programs ({skipped} outside the reference's domain, not "
+          f"compared) in {time.perf_counter() - start:.1f} s: {failed} disagreed, "
+          f"{len(classes)} distinct disagreement(s)")
+    ordered = sorted(classes.items(), key=lambda kv: -len(kv[1]))
+    for (check, first), found in ordered[:show]:
+        _, prog, s, message = min(found, key=lambda f: f[0])
+        print(f"\n[{check}] in {len(found)} program(s): {first}")
+        print(f"  reproducer (inputs: RandomProgram.values({s})):")
+        print("\n".join("    " + line for line in prog.text.splitlines()))
+        print("  traced:")
+        print("\n".join("    " + line for line in prog.traced_source.splitlines()))
+        print("  inputs:", prog.inputs)
+        print("\n".join("    | " + line for line in message.splitlines()[:8]))
+    return 1 if failed else 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=1000, help="number of cases")
+    parser.add_argument("--programs", type=int, default=None,
+                        help="fuzz this many random programs instead of einsums")
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed")
     parser.add_argument("--max-operands", type=int, default=4)
     parser.add_argument("--no-jax", action="store_true", help="skip the jax.vjp comparison")
@@ -117,6 +192,8 @@ def main(argv=None):
                         help="cases a JAX compilation (default 64)")
     parser.add_argument("--show", type=int, default=5, help="failures to print in full")
     args = parser.parse_args(argv)
+    if args.programs is not None:
+        return run_programs(args.programs, args.seed, args.show if args.show != 5 else 1000)
 
     start = time.perf_counter()
     cases = draw_cases(args.examples, args.seed, args.max_operands)
