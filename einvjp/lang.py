@@ -721,6 +721,8 @@ class _Binder:
             raise self.error(f"{e.name}() takes {nargs} argument(s)"
                              f"{' and labels' if fn.kind != 'elementwise' else ''}, "
                              f"{len(args)} given", e.col)
+        bound = self.scopes.binds.get(id(e), ())
+        alias = {k: v for k, v in alias.items() if k not in bound}  # its own labels
         idx = [self.label(n, alias) for n in self.scopes.labels.get(id(e), ())]
         built = [self.build(a, alias) for a in args]
         if fn.kind == "elementwise":

@@ -391,7 +391,9 @@ FUNCTIONS = {f.name: f for f in (
     exp, log, log1p, expm1, sqrt, sin, cos, tanh, sigmoid, softplus, relu, abs, erf, gelu,
     maximum, minimum, where, pow, square, reciprocal, sign, step, neg, add, sub, mul, div,
     sum, mean, max, min, logsumexp, softmax, log_softmax, inv, solve, det, logdet,
-    gt, ge, lt, le, eq, ne)}
+    gt, ge, lt, le, eq, ne,
+    # what derivatives print: the half-split tie mask, a 0/1 mask, gelu's slope
+    tie, select, gelu_grad)}
 
 
 # --- Per-backend function tables --------------------------------------------

@@ -1129,7 +1129,15 @@ _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", 
 
 
 class _Text:
-    mul = " "
+    def product(self, factors):
+        """Factors side by side; `*` after a bare name that a parenthesis
+        follows (`q (x)` would read as a call of q)."""
+        out = []
+        for f in factors:
+            if out and f.startswith("(") and out[-1].split(" ")[-1].isidentifier():
+                out.append("*")
+            out.append(f)
+        return " ".join(out)
 
     def leaf(self, name, letters):
         return f"{name}[{','.join(letters)}]" if letters else name
@@ -1153,11 +1161,14 @@ class _Text:
         return f"({s})"
 
     def fraction(self, num, den):
-        d = den[0] if len(den) == 1 else self.paren(" ".join(den))
-        return f"{' '.join(num) or '1'} / {d}"
+        d = den[0] if len(den) == 1 else self.paren(self.product(den))
+        return f"{self.product(num) or '1'} / {d}"
 
 
 class _Latex(_Text):
+    def product(self, factors):
+        return " ".join(factors)
+
     def _name(self, name):
         if name in _GREEK:
             return "\\" + name
@@ -1354,7 +1365,24 @@ class _Renderer:
 
     def expr(self, node, letters, top=False):
         """(text, precedence): 3 atom, 2 product, 1 sum; letters name its axes.
-        `top`: the node is a whole top-level term (a scope of its own)."""
+        `top`: the node is a whole top-level term (a scope of its own).  A
+        label of the node that its text does not show (a broadcast that
+        printing folded away, as in `p[i] - p[i]`) is kept by a one-tensor."""
+        mark, depth = len(self.occ), len(self.stack)
+        text, prec = self._expr(node, letters, top)
+        seen = {c for c, _ in self.occ[mark:]}
+        missing = [c for c in dict.fromkeys(letters) if c not in seen]
+        if not missing:
+            return text, prec
+        pid = next(self.ids)  # a product around what was printed
+        self.occ[mark:] = [(c, s[:depth] + (pid,) + s[depth:]) for c, s in self.occ[mark:]]
+        self.stack.append(pid)
+        self._seen(missing)
+        self.stack.pop()
+        body = text if prec >= 2 else self.fmt.paren(text)
+        return self.fmt.product([body, self.fmt.one(",".join(missing))]), 2
+
+    def _expr(self, node, letters, top):
         fmt = self.fmt
         named = self.leaf_name(node)
         if named is not None:
@@ -1404,7 +1432,7 @@ class _Renderer:
                 return fmt.power(b if pb == 3 else fmt.paren(b), e if pe == 3 else fmt.paren(e)), 3
             if name == "wexp":  # w·exp(d), zero where w is
                 (d, _), (w, pw) = args
-                return fmt.mul.join([w if pw >= 2 else fmt.paren(w), fmt.call("exp", [d])]), 2
+                return fmt.product([w if pw >= 2 else fmt.paren(w), fmt.call("exp", [d])]), 2
             if name == "reciprocal":
                 return fmt.fraction([], [args[0][0] if args[0][1] >= 2 else
                                          fmt.paren(args[0][0])]), 2
@@ -1438,8 +1466,8 @@ class _Renderer:
             return neg, text if prec >= 1 else self.fmt.paren(text)
         num, den = mag.parts()
         body = text if prec >= 2 else self.fmt.paren(text)
-        return neg, (self.fmt.fraction([num, body] if num else [body], [den]) if den
-                     else f"{num}{self.fmt.mul}{body}")
+        return neg, (self.fmt.fraction([num, body] if num else [body], den.split()) if den
+                     else self.fmt.product([num, body]))
 
     def contraction(self, node, letters, extra=None, top=False):
         fmt = self.fmt
@@ -1474,7 +1502,7 @@ class _Renderer:
         neg, mag = coeff.sign_and_magnitude()
         cnum, cden = mag.parts()
         head = ([cnum] if cnum else [])
-        dens = ([cden] if cden else []) + den
+        dens = cden.split() + den  # "2 J": two factors of the denominator
         # A summed label is summed over the smallest product holding all its
         # occurrences: one whose occurrences all lie in one product inside a
         # factor (or in a lone factor, below the top) is held here by a
@@ -1490,7 +1518,7 @@ class _Renderer:
         factors = head + num + deltas + ones
         if len(factors) + len(dens) < 2:
             self.lone.add(pid)
-        text = fmt.fraction(factors, dens) if dens else (fmt.mul.join(factors) or "1")
+        text = fmt.fraction(factors, dens) if dens else (fmt.product(factors) or "1")
         return ("-" + text if neg else text), (1 if neg else 2)
 
 
