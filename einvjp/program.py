@@ -1160,9 +1160,14 @@ class _Text:
     def paren(self, s):
         return f"({s})"
 
-    def fraction(self, num, den):
-        d = den[0] if len(den) == 1 else self.paren(self.product(den))
-        return f"{self.product(num) or '1'} / {d}"
+    def fraction(self, num, den, apart=()):
+        """num / den: `den` (numbers and sizes) grouped, the tensors `apart`
+        each divided on its own — a parenthesised group of them would be a
+        product of its own, summing the labels only it holds."""
+        text = self.product(num) or "1"
+        if den:
+            text += f" / {den[0] if len(den) == 1 else self.paren(self.product(den))}"
+        return text + "".join(f" / {d}" for d in apart)
 
 
 class _Latex(_Text):
@@ -1206,8 +1211,8 @@ class _Latex(_Text):
     def paren(self, s):
         return rf"\left({s}\right)"
 
-    def fraction(self, num, den):
-        return rf"\frac{{{' '.join(num) or '1'}}}{{{' '.join(den)}}}"
+    def fraction(self, num, den, apart=()):
+        return rf"\frac{{{' '.join(num) or '1'}}}{{{' '.join(list(den) + list(apart))}}}"
 
 
 class Derivative:
@@ -1434,7 +1439,7 @@ class _Renderer:
                 (d, _), (w, pw) = args
                 return fmt.product([w if pw >= 2 else fmt.paren(w), fmt.call("exp", [d])]), 2
             if name == "reciprocal":
-                return fmt.fraction([], [args[0][0] if args[0][1] >= 2 else
+                return fmt.fraction([], (), [args[0][0] if args[0][1] >= 2 else
                                          fmt.paren(args[0][0])]), 2
             return fmt.call(name, [a for a, _ in args]), 3
         extra = []
@@ -1486,7 +1491,7 @@ class _Renderer:
             for lab in t:
                 if lab not in ren:
                     ren[lab] = summed[lab] = self.letter(lab)
-        num, den = [], []
+        num, den, over, under = [], [], set(), set()
         self.stack.append(pid := next(self.ids))
         depth, mark = len(self.stack), len(self.occ)
         for a, t in zip(node.args, node.terms):
@@ -1495,30 +1500,35 @@ class _Renderer:
                 inner = dict(zip(a.out, ls))
                 text, prec = self.expr(a.args[0], [inner[l] for l in a.terms[0]])
                 den.append(text if prec >= 3 else fmt.paren(text))
+                under.update(ls)
             else:
                 text, prec = self.expr(a, ls)
                 num.append(text if prec >= 3 else fmt.paren(text))
+                over.update(ls)
         num, den = _powers(num, fmt), _powers(den, fmt)
         neg, mag = coeff.sign_and_magnitude()
         cnum, cden = mag.parts()
         head = ([cnum] if cnum else [])
-        dens = cden.split() + den  # "2 J": two factors of the denominator
+        dens = cden.split()  # "2 J": two factors of the denominator
+        if not (under - over) & set(summed.values()):
+            dens, den = dens + den, []  # one group: it sums no label of its own
         # A summed label is summed over the smallest product holding all its
         # occurrences: one whose occurrences all lie in one product inside a
         # factor (or in a lone factor, below the top) is held here by a
         # one-tensor.
         keep = [s for s in summed.values() if self._enclosed(s, mark, depth)]
         if not keep and summed and not top and \
-                len(head) + len(num) + len(deltas) + len(ones) + len(dens) < 2:
+                len(head) + len(num) + len(deltas) + len(ones) + len(dens) + len(den) < 2:
             keep = [next(iter(summed.values()))]
         if keep:
             ones.insert(0, fmt.one(",".join(keep)))
         self._seen(list(ren.values()))
         self.stack.pop()
         factors = head + num + deltas + ones
-        if len(factors) + len(dens) < 2:
+        if len(factors) + len(dens) + len(den) < 2:
             self.lone.add(pid)
-        text = fmt.fraction(factors, dens) if dens else (fmt.product(factors) or "1")
+        text = fmt.fraction(factors, dens, den) if dens or den else \
+            (fmt.product(factors) or "1")
         return ("-" + text if neg else text), (1 if neg else 2)
 
 
