@@ -659,11 +659,18 @@ class Graph:
 
     def __str__(self):
         """The (simplified) forward program in index notation."""
-        return _render_program(_Text(), self.outputs, self.output_names)
+        return _render_program(_Text(), self.outputs, self.output_names)[0]
+
+    @property
+    def sizes(self):
+        """The sizes of the labels that no tensor carries in their statement
+        (a broadcast, `y[i,j] = x[i] 1[j]`): `compile(str(g), sizes=g.sizes)`
+        is this program again."""
+        return _render_program(_Text(), self.outputs, self.output_names)[1]
 
     def latex(self):
         return " \\\\\n".join(_render_program(_Latex(), self.outputs,
-                                               self.output_names).split("\n"))
+                                               self.output_names)[0].split("\n"))
 
     def jacobian(self, name, k=0):
         """The (cached) node of ∂outputs[k]/∂name."""
@@ -1226,18 +1233,26 @@ class Derivative:
         self.forward = set(topo(list(forward)))
 
     def __str__(self):
-        return self._render(_Text())
+        return self._render(_Text())[0]
+
+    @property
+    def sizes(self):
+        """The sizes of the labels that no tensor carries in their statement
+        (`∂l/∂x[p] = ∂l/∂y 1[p]`), for `compile(..., sizes=d.sizes)`."""
+        return self._render(_Text())[1]
 
     def __repr__(self):
         return f"Derivative(∂l/∂{self.name})"
 
     def latex(self):
-        return " \\\\\n".join(self._render(_Latex()).split("\n"))
+        return " \\\\\n".join(self._render(_Latex())[0].split("\n"))
 
     def _render(self, fmt):
         x = self.graph.inputs[self.name]
         if self.node is None:
-            return f"{fmt.grad(self.name, _FREE_LETTERS[:x.ndim])} = 0"
+            letters = _FREE_LETTERS[:x.ndim]
+            return (f"{fmt.grad(self.name, letters)} = 0",
+                    {c: int(s) for c, s in zip(letters, x.shape)})
         count = {}
         for n in topo([self.node]):
             for a in getattr(n, "args", ()):
@@ -1245,23 +1260,30 @@ class Derivative:
         stmts = [n for n in topo([self.node]) if n is self.node or (
             count.get(n, 0) > 1 and n not in self.forward and isinstance(n, (Contract, Add))
             and not _is_relabel(n))]
+        known = set(self.graph.inputs) | {n.name for n in self.forward if n.name}
+        reserved = known | {n.lower() for n in known if n.isupper()}
+        free = [c for c in _FREE_LETTERS if c not in reserved]
         names, taken = {}, set()
         for k, n in enumerate(stmts):
             if n is self.node:
                 names[n] = ("grad", self.name)
             elif n.grad_of and ("grad", n.grad_of) not in taken:
                 names[n] = ("grad", n.grad_of)
-            else:
-                names[n] = ("leaf", f"t{k}")
+            else:  # a temporary: named apart from the forward program's names
+                name = f"g{k}"
+                while name in known:
+                    name += "_"
+                names[n] = ("leaf", name)
             taken.add(names[n])
-        lines = []
+        lines, sizes = [], {}
         for n in stmts:
             kind, nm = names[n]
-            letters = list(_FREE_LETTERS[:n.ndim]) if n.ndim <= len(_FREE_LETTERS) else \
+            letters = free[:n.ndim] if n.ndim <= len(free) else \
                 [f"p{k}" for k in range(n.ndim)]
+            letters, text = _statement(fmt, names, self.forward, n, letters, reserved, sizes)
             lhs = fmt.grad(nm, letters) if kind == "grad" else fmt.leaf(nm, letters)
-            lines.append(f"{lhs} = {_statement(fmt, names, self.forward, n, letters)}")
-        return "\n".join(lines)
+            lines.append(f"{lhs} = {text}")
+        return "\n".join(lines), sizes
 
 
 def _render_program(fmt, outputs, output_names):
@@ -1282,30 +1304,48 @@ def _render_program(fmt, outputs, output_names):
             name = f"{name}_"
         taken.add(name)
         names[n] = ("leaf", name)
+    plain = [o for o in outputs if isinstance(o, (Input, Const))]  # y = x, y = 2
+    for o in plain:
+        name = roots[o]
+        while name in taken:
+            name = f"{name}_"
+        taken.add(name)
     reserved = taken | {n.lower() for n in taken if n.isupper()}
-    lines = []
-    for n in stmts:
-        letters = [l.name for l in n.out]
-        if len(set(letters)) < len(letters) or not all(
+    lines, sizes = [], {}
+    for n in stmts + plain:
+        letters = [l.name for l in n.out] if not isinstance(n, (Input, Const)) else []
+        if len(letters) != n.ndim or len(set(letters)) < len(letters) or not all(
                 len(c) == 1 and c.isalpha() and c not in reserved for c in letters):
             letters = [c for c in _FREE_LETTERS if c not in reserved][:n.ndim]
-        text = _statement(fmt, names, set(), n, letters, reserved)
-        lines.append(f"{fmt.leaf(names[n][1], letters)} = {text}")
-    return "\n".join(lines)
+        letters, text = _statement(fmt, names, set(), n, letters, reserved, sizes)
+        name = names[n][1] if n in names else roots[n]
+        lines.append(f"{fmt.leaf(name, letters)} = {text}")
+    return "\n".join(lines), sizes
 
 
-def _statement(fmt, names, forward, node, letters, reserved=()):
-    """The right-hand side of `node[letters] = …`; a named size (H) only
-    where a label of its letter and size is in the statement, else its
-    value."""
-    numeric = set()
+def _statement(fmt, names, forward, node, letters, reserved=(), sizes=None):
+    """(letters, right-hand side) of `node[letters] = …`: a named size (H)
+    only where a label of its letter and size is in the statement, else its
+    value; a label no tensor carries there gets its size into `sizes`, one
+    size a letter across the program (a clashing letter is changed)."""
+    sizes = {} if sizes is None else sizes
+    numeric, avoid = set(), set()
     while True:
-        r = _Renderer(fmt, names, forward, node, letters, reserved, numeric)
+        r = _Renderer(fmt, names, forward, node, letters, set(reserved) | avoid, numeric)
         text = r.expr(node, letters, top=True)[0]
         wrong = {name for name, size in r.dims.items() if r.sizes.get(name.lower()) != size}
-        if not wrong:
-            return text
-        numeric |= wrong
+        loose = {c: s for c, s in r.sizes.items() if c not in r.carried}
+        clash = {c for c, s in loose.items() if sizes.get(c, s) != s}
+        if clash:
+            avoid |= clash
+            spare = (c for c in _FREE_LETTERS + _DUMMY_LETTERS
+                     if c not in reserved and c not in avoid and c not in letters)
+            letters = [next(spare) if c in clash else c for c in letters]
+        elif wrong:
+            numeric |= wrong
+        else:
+            sizes.update(loose)
+            return letters, text
 
 
 _MATRIX = ("inv", "det", "logdet", "solve")
@@ -1318,6 +1358,7 @@ class _Renderer:
         self.sizes = dict(zip(letters, (int(s) for s in top.shape)))  # one size a letter
         self.reserved, self.numeric = set(reserved), set(numeric)
         self.dims = {}  # named sizes printed: name -> size
+        self.carried = set()  # letters some printed tensor carries
         self.stack = []  # the products being printed (ids), outermost first
         self.occ = []  # (letter, stack) of each label printed
         self.lone = set()  # ids pushed for what printed as a single factor
@@ -1393,6 +1434,7 @@ class _Renderer:
         if named is not None:
             kind, nm = named
             self._seen(letters)
+            self.carried.update(letters)
             return (fmt.grad(nm, letters) if kind == "grad" else fmt.leaf(nm, letters)), 3
         if isinstance(node, Const):
             neg, mag = self.coef(node.value).sign_and_magnitude()

@@ -1288,10 +1288,10 @@ def _torch_reference(rp, values, ct):
 def _derivative_text(prog, name, values):
     """The printed forward program and the printed derivative with respect to
     `name`, as one program returning it (∂l/∂v written d_v)."""
-    forward = str(prog.graph(**values))
+    graph, derivative = prog.graph(**values), prog.derivative(name, **values)
     d = re.sub(r"∂l/∂(\w+)(\[[^\]]*\])?(?=\s*\()", r"d_\1\2 *",
-               str(prog.derivative(name, **values))).replace("∂l/∂", "d_")
-    return f"{forward}\n{d}\nreturn d_{name}"
+               str(derivative)).replace("∂l/∂", "d_")
+    return f"{graph}\n{d}\nreturn d_{name}", {**graph.sizes, **derivative.sizes}
 
 
 def check_program(rp, seed=0, torch=True, printing=True):
@@ -1361,8 +1361,9 @@ def check_program(rp, seed=0, torch=True, printing=True):
             attempt(f"{kind}: torch", on_torch)
         if printing:
             def reprint():
-                text = str(prog.graph(**vals))
-                again = einvjp.compile(text, **({"sizes": rp.sizes} if kind == "text" else {}))
+                graph = prog.graph(**vals)
+                text = str(graph)
+                again = einvjp.compile(text, sizes=graph.sizes)
                 _close(again(**{n: vals[n] for n in again.input_names}), y_ref,
                        f"printed program\n{text}\n")
 
@@ -1370,8 +1371,8 @@ def check_program(rp, seed=0, torch=True, printing=True):
                 name = next((n for n in g_ref if n in vals), None)
                 if name is None:
                     return
-                text = _derivative_text(prog, name, vals)
-                again = einvjp.compile(text, sizes=dict(zip("pqrstuvw", np.shape(vals[name]))))
+                text, sizes = _derivative_text(prog, name, vals)
+                again = einvjp.compile(text, sizes=sizes)
                 feed = dict(vals, d_y=ct)
                 _close(again(**{n: feed[n] for n in again.input_names}), g_ref[name],
                        f"printed derivative\n{text}\n")
