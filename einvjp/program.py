@@ -518,12 +518,59 @@ def _broadcast_under_sum(node, k):
     return any(a.out[pos] not in set(at) for at in a.terms for pos in summed)
 
 
-def _vanishes(node, depth, memo):
+class _Pairing:
+    """Which nodes may hide a cancellation, memoised per node (linear in the
+    graph): distributing a product over its Add operands can only make terms
+    cancel when some Add reachable through the product's Contracts (and, once
+    distributed, through its terms' Contracts) has two terms made of the same
+    factors, or when a factor is a constant zero.  Terms of different
+    factors never have equal keys, so a product reaching no such Add never
+    vanishes, and `_vanishes` need not distribute it."""
+
+    def __init__(self):
+        self._leaves, self._reach = {}, {}
+
+    def leaves(self, node):
+        """A hash of the multiset of non-Contract factors `node` flattens to
+        (equal factors, up to label renaming, hash equally)."""
+        found = self._leaves.get(node)
+        if found is None:
+            if isinstance(node, Contract):
+                found = sum(self.leaves(a) for a in node.args) & _MASK
+            elif isinstance(node, Const):
+                found = 0
+            else:
+                found = hash(key(node)) & _MASK
+            self._leaves[node] = found
+        return found
+
+    def reach(self, node):
+        """Whether flattening and distributing `node` may meet a pairable Add
+        or a zero factor."""
+        found = self._reach.get(node)
+        if found is None:
+            if is_zero(node):
+                found = True
+            elif isinstance(node, Contract):
+                found = any(self.reach(a) for a in node.args)
+            elif isinstance(node, Add):
+                hashes = [self.leaves(a) for a in node.args]
+                found = len(set(hashes)) < len(hashes) or any(self.reach(a) for a in node.args)
+            else:
+                found = False
+            self._reach[node] = found
+        return found
+
+
+_MASK = (1 << 64) - 1
+
+
+def _vanishes(node, depth, memo, pairing):
     """Whether a Contract is identically zero because distributing it over
     an Add operand of that shape makes every term cancel."""
     if is_zero(node):
         return True
-    if not isinstance(node, Contract) or depth <= 0:
+    if not isinstance(node, Contract) or depth <= 0 or not pairing.reach(node):
         return False
     k0 = key(node)
     if k0 in memo:
@@ -534,7 +581,7 @@ def _vanishes(node, depth, memo):
             continue
         acc = {}
         for term in _distribute(node, k):
-            if _vanishes(term, depth - 1, memo):
+            if _vanishes(term, depth - 1, memo, pairing):
                 continue
             if isinstance(term, Contract):
                 kk, c = key(Contract(term.args, term.terms, term.out, 1)), term.coeff.number()
@@ -551,7 +598,7 @@ def cancel(outputs, depth=3):
     """Distribute a Contract over an Add operand when some of the resulting
     terms vanish (see `_vanishes`), keeping the others: the seed's
     1[h] mu[p,h] = 0 step."""
-    memo = {}
+    memo, pairing = {}, _Pairing()
 
     def fn(node, new, old):
         if new != old:
@@ -560,8 +607,11 @@ def cancel(outputs, depth=3):
             return node
         for k, a in enumerate(node.args):
             if isinstance(a, Add):
+                if not (pairing.reach(a) or any(pairing.reach(b) for i, b in
+                                                enumerate(node.args) if i != k)):
+                    continue  # no term of the distribution can vanish
                 terms = _distribute(node, k)
-                keep = [t for t in terms if not _vanishes(t, depth, memo)]
+                keep = [t for t in terms if not _vanishes(t, depth, memo, pairing)]
                 if len(keep) < len(terms):
                     return add_node([(t, node.out, 1) for t in keep], node.out)
         return node
