@@ -333,13 +333,18 @@ def _is_func(node, name):
 
 
 def _sum_of_exp(node):
-    """D = c · Σ_J exp(y): (exp node, its term in D, c) or None."""
+    """D = c · Σ_J exp(y), with c any real number but 0 however it is written
+    (a coefficient of the sum, or of a Contract reading the sum): (D as one
+    Contract, the exp node, its term in D, c) or None."""
+    while isinstance(node, Contract) and len(node.args) == 1 \
+            and isinstance(node.args[0], Contract):
+        node = fuse_contract(list(node.operands()), node.out, node.coeff, lambda n: True)
     if isinstance(node, Contract) and len(node.args) == 1 and _is_map(node.args[0], "exp") \
             and len(set(node.terms[0])) == len(node.terms[0]) \
             and set(node.out) <= set(node.terms[0]) and len(set(node.out)) == len(node.out):
         c = node.coeff.number()
-        if isinstance(c, (int, float)) and c > 0:
-            return node.args[0], node.terms[0], node.coeff
+        if isinstance(c, (int, float)) and c != 0:
+            return node, node.args[0], node.terms[0], node.coeff
     return None
 
 
@@ -350,19 +355,19 @@ def _through(node, term):
 
 
 def _softmax_pair(ops):
-    """Find exp(x)[t] · (1/Σ_J exp(x))[t'] among Contract operands: returns
-    (index of exp, index of reciprocal, J labels) or None."""
+    """Find exp(x)[t] · (1/(c Σ_J exp(x)))[t'] among Contract operands:
+    returns (index of exp, index of reciprocal, J labels, c) or None."""
     for i, (e, te) in enumerate(ops):
         if not _is_map(e, "exp"):
             continue
         for k, (r, tr) in enumerate(ops):
             if not _is_map(r, "reciprocal"):
                 continue
-            d, dt_r = r.args[0], dict(zip(r.out, tr))
-            found = _sum_of_exp(d)
-            if found is None or found[0] is not e or not found[2].is_one:
+            found = _sum_of_exp(r.args[0])
+            if found is None or found[1] is not e:
                 continue
-            _, dterm, _ = found
+            d, _, dterm, c = found
+            dt_r = dict(zip(r.out, tr))
             # D's kept labels, renamed into the reader, must match exp's labels.
             d_out = {lab: dt_r[r.terms[0][p]] for p, lab in enumerate(d.out)} \
                 if len(r.terms[0]) == len(d.out) else None
@@ -375,7 +380,7 @@ def _softmax_pair(ops):
                 else:
                     over.append(te[axis])
             if ok and over and len(set(te)) == len(te):
-                return i, k, over
+                return i, k, over, c
     return None
 
 
@@ -462,7 +467,7 @@ def _log_product(node, term):
 
 
 def stabilize(outputs):
-    """Rewrite exp/Σexp quotients into softmax, and log of exp, softmax and
+    """Rewrite exp/(c Σexp) quotients into softmax / c, and log of exp, softmax and
     products holding them into logsumexp / log_softmax forms."""
 
     def fn(node, new, old):
@@ -472,12 +477,12 @@ def stabilize(outputs):
             ops = list(node.operands())
             found = _softmax_pair(ops)
             if found is not None:
-                i, k, over = found
+                i, k, over, c = found
                 e, te = ops[i]
                 x, tx, _ = _through(e, te)
                 s = Func(prims.SOFTMAX, (x,), (tx,), te, (tuple(over),))
                 rest = [op for j, op in enumerate(ops) if j not in (i, k)]
-                return contract(rest + [(s, te)], node.out, node.coeff)
+                return contract(rest + [(s, te)], node.out, node.coeff / c)
         if _is_map(node, "log"):
             parts = _log_parts(node.args[0], node.terms[0])
             if parts is not None:
