@@ -584,16 +584,19 @@ def _vanishes(node, depth, memo, pairing):
     for k in range(len(node.args)):
         if not _broadcast_under_sum(node, k):
             continue
-        acc = {}
+        acc = {}  # key -> (sum of the coefficients, the largest of them)
         for term in _distribute(node, k):
             if _vanishes(term, depth - 1, memo, pairing):
                 continue
             if isinstance(term, Contract):
-                kk, c = key(Contract(term.args, term.terms, term.out, 1)), term.coeff.number()
+                kk, c = key(Contract(term.args, term.terms, term.out, 1)), term.coeff.value()
             else:
                 kk, c = key(term), 1
-            acc[kk] = acc.get(kk, 0) + c
-        if all(abs(v) < 1e-12 for v in acc.values()):
+            total_c, largest = acc.get(kk, (0, 0))
+            acc[kk] = total_c + c, max(largest, abs(c))
+        # Equal terms cancel when their coefficients add up to 0: exactly, or
+        # to rounding for floating-point ones (never a small coefficient alone).
+        if all(abs(v) <= 1e-12 * largest for v, largest in acc.values()):
             memo[k0] = True
             break
     return memo[k0]

@@ -153,3 +153,25 @@ def test_derivation_work_is_linear_in_depth(network, monkeypatch):
     of the tanh layers' 1 - h^2 factors: 33k calls at depth 10)."""
     small, large = (_derivation_work(network(d), monkeypatch) for d in (8, 16))
     assert large <= 2 * small * 1.15 + 10, (small, large)
+
+
+@pytest.mark.parametrize("coeff", ["1e-13", "1/3", "1000"])
+def test_a_small_coefficient_is_not_a_cancellation(jax_x64, coeff):
+    """Σ_h (z - m) = 0 drops one term of the product; the other term has
+    coefficient `coeff`, however small, and stays."""
+    import jax.numpy as jnp
+    prog = einvjp.compile(f"m[b] = z[b,h] / H\ny[b] = {coeff} (x[b,h] + c[b]) (z[b,h] - m[b])")
+    rng = np.random.default_rng(1)
+    values = {"x": rng.normal(size=(2, 3)), "z": rng.normal(size=(2, 3)), "c": rng.normal(size=2)}
+    scale = eval(coeff)
+
+    def reference(x, z, c):
+        return scale * ((x + c[:, None]) * (z - z.mean(1, keepdims=True))).sum(1)
+    names = prog.input_names
+    want, pullback = jax_x64.vjp(lambda *a: reference(**dict(zip(names, a))),
+                                 *[jnp.asarray(values[n]) for n in names])
+    np.testing.assert_allclose(prog(**values), np.asarray(want), rtol=1e-12)
+    ct = rng.normal(size=2)
+    grads = prog.vjp(ct, **values)
+    for n, g in zip(names, pullback(jnp.asarray(ct))):
+        np.testing.assert_allclose(grads[n], np.asarray(g), rtol=1e-10, atol=1e-14 * scale)
