@@ -602,16 +602,18 @@ def _vanishes(node, depth, memo, pairing):
     return memo[k0]
 
 
-def cancel(outputs, depth=3):
+def cancel(outputs, depth=3, seen=None):
     """Distribute a Contract over an Add operand when some of the resulting
     terms vanish (see `_vanishes`), keeping the others: the seed's
-    1[h] mu[p,h] = 0 step."""
+    1[h] mu[p,h] = 0 step.  `seen` (a set shared by the rounds of
+    `simplify`) holds the nodes already found to have nothing to cancel."""
     memo, pairing = {}, _Pairing()
+    seen = set() if seen is None else seen
 
     def fn(node, new, old):
         if new != old:
             node = _remake(node, new)
-        if not isinstance(node, Contract) or len(set(node.out)) != len(node.out):
+        if node in seen or not isinstance(node, Contract) or len(set(node.out)) != len(node.out):
             return node
         for k, a in enumerate(node.args):
             if isinstance(a, Add):
@@ -622,18 +624,20 @@ def cancel(outputs, depth=3):
                 keep = [t for t in terms if not _vanishes(t, depth, memo, pairing)]
                 if len(keep) < len(terms):
                     return add_node([(t, node.out, 1) for t in keep], node.out)
+        seen.add(node)
         return node
     return _rebuild(outputs, fn)
 
 
 def simplify(outputs, stable=True, rounds=12):
-    outputs = list(outputs)
+    """Run the passes until nothing changes (at most `rounds` times)."""
+    outputs, seen = list(outputs), set()
     for _ in range(rounds):
         new = cse(outputs)
         new = fuse(new)
         if stable:
             new = stabilize(new)
-        new = cse(cancel(new))
+        new = cse(cancel(new, seen=seen))
         if all(a is b for a, b in zip(new, outputs)):
             break
         outputs = new
