@@ -605,8 +605,11 @@ def _vanishes(node, depth, memo, pairing):
 def cancel(outputs, depth=3, seen=None):
     """Distribute a Contract over an Add operand when some of the resulting
     terms vanish (see `_vanishes`), keeping the others: the seed's
-    1[h] mu[p,h] = 0 step.  `seen` (a set shared by the rounds of
-    `simplify`) holds the nodes already found to have nothing to cancel."""
+    1[h] mu[p,h] = 0 step.  Such a sum is 0 for finite values (with an inf
+    or nan among them, evaluating it would give nan); a tensor minus itself,
+    by contrast, is kept as written (see `einvjp.ir.add`).  `seen` (a set
+    shared by the rounds of `simplify`) holds the nodes already found to
+    have nothing to cancel."""
     memo, pairing = {}, _Pairing()
     seen = set() if seen is None else seen
 

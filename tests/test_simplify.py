@@ -175,3 +175,29 @@ def test_a_small_coefficient_is_not_a_cancellation(jax_x64, coeff):
     grads = prog.vjp(ct, **values)
     for n, g in zip(names, pullback(jnp.asarray(ct))):
         np.testing.assert_allclose(grads[n], np.asarray(g), rtol=1e-10, atol=1e-14 * scale)
+
+
+@pytest.mark.parametrize("source,closed_form", [
+    ("y[b,i] = exp(x[b,i]) / (2 1[j] exp(x[b,j]))",
+     lambda jax, x: 0.5 * jax.nn.softmax(x, axis=1)),
+    ("y[b,i] = exp(x[b,i]) / (3 1[a] exp(x[a,i]))",
+     lambda jax, x: jax.nn.softmax(x, axis=0) / 3),
+    ("y[b,i] = log(exp(x[b,i]) / (2 1[j] exp(x[b,j])))",
+     lambda jax, x: jax.nn.log_softmax(x, axis=1) - np.log(2)),
+    ("y = -t[b,i] log(exp(x[b,i]) / (1[j] exp(x[b,j]) / I)) / B",
+     lambda jax, x: -(T * (jax.nn.log_softmax(x, axis=1) + np.log(3))).sum() / 2),
+], ids=["rows", "columns", "log", "cross entropy, mean"])
+def test_scaled_softmax_over_one_axis(jax_x64, source, closed_form):
+    x = np.array([[0.0, 800.0, -3.0], [-900.0, 2.0, 3.0]])
+    prog = einvjp.compile(source)
+    inputs = {"x": x, "t": T} if "t" in prog.input_names else {"x": x}
+    want, pullback = jax_x64.vjp(lambda x: closed_form(jax_x64, x), x)
+    ct = np.random.default_rng(0).normal(size=np.shape(want))
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        got = prog(**inputs)
+        grad = prog.vjp(ct if np.ndim(want) else float(ct), **inputs)["x"]
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(grad, np.asarray(pullback(ct)[0]), rtol=1e-10, atol=1e-300)
+
+
+T = np.array([[0.0, 0.0, 1.0], [0.5, 0.5, 0.0]])
