@@ -20,7 +20,8 @@ first call's gradients are checked against torch autograd in float64 (a
 wrong answer is never timed).
 
 For context, at the same depth: torch autograd's eager forward + backward
-(`loss.backward()`, median of the runs; it derives nothing ahead of time)
+(`loss.backward()`, one thread, median of the runs after one more; it
+derives nothing ahead of time)
 and jax's first `jax.jit(jax.grad(f))` call (tracing, differentiating and
 compiling with XLA: jax's own derive-ahead cost).  `--no-peers` skips them.
 
@@ -112,6 +113,7 @@ def einvjp_cell(make, depth, values, want, runs):
 
 def torch_cell(depth, values, runs):
     import torch
+    torch.set_num_threads(1)  # tiny kernels: a second thread only waits at each join
     f = mlp_fn(depth, torch)
     times = []
     for _ in range(runs + 1):
@@ -172,10 +174,13 @@ def main(argv=None):
         row = [str(depth), str(graph_size(depth, values)), f"{text:.3f}",
                f"{text / depth * 1e3:.2f}", f"{traced:.3f}"]
         if peers:
-            row += [f"{torch_cell(depth, values, args.runs) * 1e3:.2f}",
-                    f"{jax_cell(depth, values, want):.2f}"]
+            row.append(f"{torch_cell(depth, values, args.runs) * 1e3:.2f}")
         rows.append(row)
         print(" | ".join(row), file=sys.stderr)
+    if peers:  # after every torch cell: XLA's threads slow down torch calls that follow
+        for depth, row in zip(depths, rows):
+            values = inputs(depth)
+            row.append(f"{jax_cell(depth, values, torch_reference(depth, values)):.2f}")
     ratio = float(rows[-1][2]) / float(rows[0][2])
 
     lines = ["## Derivation time vs depth (tanh MLP)", "",
@@ -187,7 +192,8 @@ def main(argv=None):
              "(traced inside the time). Median of "
              f"{args.runs} fresh programs; gradients checked against torch autograd (float64)."]
     if peers:
-        lines += ["For context: torch's eager forward + backward (nothing derived ahead), "
+        lines += ["For context: torch's eager forward + backward (1 thread; nothing derived "
+                  "ahead), "
                   "and jax's first `jit(grad(f))` call (trace, differentiate, XLA compile)."]
     lines += ["", f"- date: {harness.date_utc()}",
               f"- machine: {harness.cpu_name()}, 2 cores; load average {load_start} at start, "
