@@ -12,17 +12,16 @@ with a scalar loss:
 written two ways: as index-notation text (`einvjp.compile(text)`) and as a
 traced Python function (`einvjp.compile(fn)` over `einvjp.tanh` and `@`).
 A cell is one *first* `prog.vjp(1.0, **inputs)` on NumPy arrays, from a
-freshly compiled program (after one warm-up at depth 2 for imports): it derives the VJP program, simplifies the forward
-and the VJP together, writes the code and runs it once (for the text, the
-parsing is in `compile`, outside the cell; for the traced function, the
-tracing is in the cell).  The median of `--runs` fresh programs.  Every
-first call's gradients are checked against torch autograd in float64 (a
-wrong answer is never timed).
+freshly compiled program (after one warm-up at depth 2 for the imports): it
+derives the VJP program, simplifies the forward and the VJP together, writes
+the code and runs it once (for the text, the parsing is in `compile`,
+outside the cell; for the traced function, the tracing is in the cell).  The
+median of `--runs` fresh programs.  Every first call's gradients are checked
+against torch autograd in float64 (a wrong answer is never timed).
 
 For context, at the same depth: torch autograd's eager forward + backward
 (`loss.backward()`, one thread, median of the runs after one more; it
-derives nothing ahead of time)
-and jax's first `jax.jit(jax.grad(f))` call (tracing, differentiating and
+derives nothing ahead of time) and jax's first `jax.jit(jax.grad(f))` call (tracing, differentiating and
 compiling with XLA: jax's own derive-ahead cost).  `--no-peers` skips them.
 
 `--write` puts the table into bench/README.md between the derive markers.

@@ -523,6 +523,9 @@ def _broadcast_under_sum(node, k):
     return any(a.out[pos] not in set(at) for at in a.terms for pos in summed)
 
 
+_MASK = (1 << 64) - 1  # leaf hashes add up modulo 2^64
+
+
 class _Pairing:
     """Which nodes may hide a cancellation, memoised per node (linear in the
     graph): distributing a product over its Add operands can only make terms
@@ -566,8 +569,6 @@ class _Pairing:
             self._reach[node] = found
         return found
 
-
-_MASK = (1 << 64) - 1
 
 
 def _vanishes(node, depth, memo, pairing):
