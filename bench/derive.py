@@ -21,8 +21,9 @@ against torch autograd in float64 (a wrong answer is never timed).
 
 For context, at the same depth: torch autograd's eager forward + backward
 (`loss.backward()`, one thread, median of the runs after one more; it
-derives nothing ahead of time) and jax's first `jax.jit(jax.grad(f))` call (tracing, differentiating and
-compiling with XLA: jax's own derive-ahead cost).  `--no-peers` skips them.
+derives nothing ahead of time) and jax's first `jax.jit(jax.grad(f))` call
+(tracing, differentiating and compiling with XLA: jax's own derive-ahead
+cost).  `--no-peers` skips them.
 
 `--write` puts the table into bench/README.md between the derive markers.
 """
