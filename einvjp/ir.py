@@ -355,15 +355,21 @@ def is_zero(node) -> bool:
 
 
 def add(terms, out) -> Node:
-    """A normalised Add of (node, term, coeff) triples over `out`."""
-    merged = {}
+    """A normalised Add of (node, term, coeff) triples over `out`: the
+    coefficients of one tensor read through one term are added up, but
+    terms that cancel are kept as `c·u - c·u` (0 where u is finite, nan where
+    it is inf or nan, as NumPy computes `u - u`), never folded to 0."""
+    merged, first = {}, {}
     for node, term, c in terms:
         c = Coef.of(c)
         if is_zero(node) or c.is_zero:
             continue
         key = (node, tuple(term))
         merged[key] = _plus(merged.get(key), c)
-    items = [(n, t, c) for (n, t), c in merged.items() if not c.is_zero]
+        first.setdefault(key, c)
+    items = []
+    for (n, t), c in merged.items():
+        items += [(n, t, first[n, t]), (n, t, -first[n, t])] if c.is_zero else [(n, t, c)]
     if not items:
         return Const(0) if not out else Contract((), (), out, 0)
     if len(items) == 1:

@@ -333,13 +333,18 @@ def _is_func(node, name):
 
 
 def _sum_of_exp(node):
-    """D = c · Σ_J exp(y): (exp node, its term in D, c) or None."""
+    """D = c · Σ_J exp(y), with c any real number but 0 however it is written
+    (a coefficient of the sum, or of a Contract reading the sum): (D as one
+    Contract, the exp node, its term in D, c) or None."""
+    while isinstance(node, Contract) and len(node.args) == 1 \
+            and isinstance(node.args[0], Contract):
+        node = fuse_contract(list(node.operands()), node.out, node.coeff, lambda n: True)
     if isinstance(node, Contract) and len(node.args) == 1 and _is_map(node.args[0], "exp") \
             and len(set(node.terms[0])) == len(node.terms[0]) \
             and set(node.out) <= set(node.terms[0]) and len(set(node.out)) == len(node.out):
         c = node.coeff.number()
-        if isinstance(c, (int, float)) and c > 0:
-            return node.args[0], node.terms[0], node.coeff
+        if isinstance(c, (int, float)) and c != 0:
+            return node, node.args[0], node.terms[0], node.coeff
     return None
 
 
@@ -350,19 +355,19 @@ def _through(node, term):
 
 
 def _softmax_pair(ops):
-    """Find exp(x)[t] · (1/Σ_J exp(x))[t'] among Contract operands: returns
-    (index of exp, index of reciprocal, J labels) or None."""
+    """Find exp(x)[t] · (1/(c Σ_J exp(x)))[t'] among Contract operands:
+    returns (index of exp, index of reciprocal, J labels, c) or None."""
     for i, (e, te) in enumerate(ops):
         if not _is_map(e, "exp"):
             continue
         for k, (r, tr) in enumerate(ops):
             if not _is_map(r, "reciprocal"):
                 continue
-            d, dt_r = r.args[0], dict(zip(r.out, tr))
-            found = _sum_of_exp(d)
-            if found is None or found[0] is not e or not found[2].is_one:
+            found = _sum_of_exp(r.args[0])
+            if found is None or found[1] is not e:
                 continue
-            _, dterm, _ = found
+            d, _, dterm, c = found
+            dt_r = dict(zip(r.out, tr))
             # D's kept labels, renamed into the reader, must match exp's labels.
             d_out = {lab: dt_r[r.terms[0][p]] for p, lab in enumerate(d.out)} \
                 if len(r.terms[0]) == len(d.out) else None
@@ -375,7 +380,7 @@ def _softmax_pair(ops):
                 else:
                     over.append(te[axis])
             if ok and over and len(set(te)) == len(te):
-                return i, k, over
+                return i, k, over, c
     return None
 
 
@@ -462,7 +467,7 @@ def _log_product(node, term):
 
 
 def stabilize(outputs):
-    """Rewrite exp/Σexp quotients into softmax, and log of exp, softmax and
+    """Rewrite exp/(c Σexp) quotients into softmax / c, and log of exp, softmax and
     products holding them into logsumexp / log_softmax forms."""
 
     def fn(node, new, old):
@@ -472,12 +477,12 @@ def stabilize(outputs):
             ops = list(node.operands())
             found = _softmax_pair(ops)
             if found is not None:
-                i, k, over = found
+                i, k, over, c = found
                 e, te = ops[i]
                 x, tx, _ = _through(e, te)
                 s = Func(prims.SOFTMAX, (x,), (tx,), te, (tuple(over),))
                 rest = [op for j, op in enumerate(ops) if j not in (i, k)]
-                return contract(rest + [(s, te)], node.out, node.coeff)
+                return contract(rest + [(s, te)], node.out, node.coeff / c)
         if _is_map(node, "log"):
             parts = _log_parts(node.args[0], node.terms[0])
             if parts is not None:
@@ -518,12 +523,60 @@ def _broadcast_under_sum(node, k):
     return any(a.out[pos] not in set(at) for at in a.terms for pos in summed)
 
 
-def _vanishes(node, depth, memo):
+_MASK = (1 << 64) - 1  # leaf hashes add up modulo 2^64
+
+
+class _Pairing:
+    """Which nodes may hide a cancellation, memoised per node (linear in the
+    graph): distributing a product over its Add operands can only make terms
+    cancel when some Add reachable through the product's Contracts (and, once
+    distributed, through its terms' Contracts) has two terms made of the same
+    factors, or when a factor is a constant zero.  Terms of different
+    factors never have equal keys, so a product reaching no such Add never
+    vanishes, and `_vanishes` need not distribute it."""
+
+    def __init__(self):
+        self._leaves, self._reach = {}, {}
+
+    def leaves(self, node):
+        """A hash of the multiset of non-Contract factors `node` flattens to
+        (equal factors, up to label renaming, hash equally)."""
+        found = self._leaves.get(node)
+        if found is None:
+            if isinstance(node, Contract):
+                found = sum(self.leaves(a) for a in node.args) & _MASK
+            elif isinstance(node, Const):
+                found = 0
+            else:
+                found = hash(key(node)) & _MASK
+            self._leaves[node] = found
+        return found
+
+    def reach(self, node):
+        """Whether flattening and distributing `node` may meet a pairable Add
+        or a zero factor."""
+        found = self._reach.get(node)
+        if found is None:
+            if is_zero(node):
+                found = True
+            elif isinstance(node, Contract):
+                found = any(self.reach(a) for a in node.args)
+            elif isinstance(node, Add):
+                hashes = [self.leaves(a) for a in node.args]
+                found = len(set(hashes)) < len(hashes) or any(self.reach(a) for a in node.args)
+            else:
+                found = False
+            self._reach[node] = found
+        return found
+
+
+
+def _vanishes(node, depth, memo, pairing):
     """Whether a Contract is identically zero because distributing it over
     an Add operand of that shape makes every term cancel."""
     if is_zero(node):
         return True
-    if not isinstance(node, Contract) or depth <= 0:
+    if not isinstance(node, Contract) or depth <= 0 or not pairing.reach(node):
         return False
     k0 = key(node)
     if k0 in memo:
@@ -532,50 +585,63 @@ def _vanishes(node, depth, memo):
     for k in range(len(node.args)):
         if not _broadcast_under_sum(node, k):
             continue
-        acc = {}
+        acc = {}  # key -> (sum of the coefficients, the largest of them)
         for term in _distribute(node, k):
-            if _vanishes(term, depth - 1, memo):
+            if _vanishes(term, depth - 1, memo, pairing):
                 continue
             if isinstance(term, Contract):
-                kk, c = key(Contract(term.args, term.terms, term.out, 1)), term.coeff.number()
+                kk, c = key(Contract(term.args, term.terms, term.out, 1)), term.coeff.value()
             else:
                 kk, c = key(term), 1
-            acc[kk] = acc.get(kk, 0) + c
-        if all(abs(v) < 1e-12 for v in acc.values()):
+            total_c, largest = acc.get(kk, (0, 0))
+            acc[kk] = total_c + c, max(largest, abs(c))
+        # Equal terms cancel when their coefficients add up to 0: exactly, or
+        # to rounding for floating-point ones (never a small coefficient alone).
+        if all(abs(v) <= 1e-12 * largest for v, largest in acc.values()):
             memo[k0] = True
             break
     return memo[k0]
 
 
-def cancel(outputs, depth=3):
+def cancel(outputs, depth=3, seen=None):
     """Distribute a Contract over an Add operand when some of the resulting
     terms vanish (see `_vanishes`), keeping the others: the step
-    1[h] mu[p,h] = 0 of the layer norm's gradient (docs/notation.md)."""
-    memo = {}
+    1[h] mu[p,h] = 0 of the layer norm's gradient (docs/notation.md).  Such
+    a sum is 0 for finite values (with an inf or nan among them, evaluating
+    it would give nan); a tensor minus itself, by contrast, is kept as
+    written (see `einvjp.ir.add`).  `seen` (a set shared by the rounds of
+    `simplify`) holds the nodes already found to have nothing to cancel."""
+    memo, pairing = {}, _Pairing()
+    seen = set() if seen is None else seen
 
     def fn(node, new, old):
         if new != old:
             node = _remake(node, new)
-        if not isinstance(node, Contract) or len(set(node.out)) != len(node.out):
+        if node in seen or not isinstance(node, Contract) or len(set(node.out)) != len(node.out):
             return node
         for k, a in enumerate(node.args):
             if isinstance(a, Add):
+                if not (pairing.reach(a) or any(pairing.reach(b) for i, b in
+                                                enumerate(node.args) if i != k)):
+                    continue  # no term of the distribution can vanish
                 terms = _distribute(node, k)
-                keep = [t for t in terms if not _vanishes(t, depth, memo)]
+                keep = [t for t in terms if not _vanishes(t, depth, memo, pairing)]
                 if len(keep) < len(terms):
                     return add_node([(t, node.out, 1) for t in keep], node.out)
+        seen.add(node)
         return node
     return _rebuild(outputs, fn)
 
 
 def simplify(outputs, stable=True, rounds=12):
-    outputs = list(outputs)
+    """Run the passes until nothing changes (at most `rounds` times)."""
+    outputs, seen = list(outputs), set()
     for _ in range(rounds):
         new = cse(outputs)
         new = fuse(new)
         if stable:
             new = stabilize(new)
-        new = cse(cancel(new))
+        new = cse(cancel(new, seen=seen))
         if all(a is b for a, b in zip(new, outputs)):
             break
         outputs = new
