@@ -1315,8 +1315,11 @@ class Derivative:
 
     def _render(self, fmt):
         x = self.graph.inputs[self.name]
+        known = set(self.graph.inputs) | {n.name for n in self.forward if n.name}
+        reserved = known | {n.lower() for n in known if n.isupper()}
+        free = [c for c in _FREE_LETTERS if c not in reserved]
         if self.node is None:
-            letters = _FREE_LETTERS[:x.ndim]
+            letters = free[:x.ndim]
             return (f"{fmt.grad(self.name, letters)} = 0",
                     {c: int(s) for c, s in zip(letters, x.shape)})
         count = {}
@@ -1326,9 +1329,6 @@ class Derivative:
         stmts = [n for n in topo([self.node]) if n is self.node or (
             count.get(n, 0) > 1 and n not in self.forward and isinstance(n, (Contract, Add))
             and not _is_relabel(n))]
-        known = set(self.graph.inputs) | {n.name for n in self.forward if n.name}
-        reserved = known | {n.lower() for n in known if n.isupper()}
-        free = [c for c in _FREE_LETTERS if c not in reserved]
         names, taken = {}, set()
         for k, n in enumerate(stmts):
             if n is self.node:

@@ -1280,7 +1280,8 @@ def _torch_reference(rp, values, ct):
             for n, _, _, number in rp.inputs}
     y = f(L, **args)
     wrt = [n for n, _, _, number in rp.inputs if not number]
-    gs = torch.autograd.grad(y, [args[n] for n in wrt], torch.as_tensor(ct), allow_unused=True)
+    gs = torch.autograd.grad(y, [args[n] for n in wrt], torch.as_tensor(ct),
+                             allow_unused=True) if wrt else []
     return y.detach().numpy(), {n: np.zeros(np.shape(values[n])) if g is None else g.numpy()
                                 for n, g in zip(wrt, gs)}
 
@@ -1344,10 +1345,12 @@ def check_program(rp, seed=0, torch=True, printing=True):
         if torch:
             def on_torch():
                 import torch as T
+                wrt = [n for n in vals if not isinstance(vals[n], float)]
+                if not wrt:  # numbers only: no tensor to run on torch
+                    return
                 tv = {n: T.tensor(v, dtype=T.float64, requires_grad=True)
                       if not isinstance(v, float) else v for n, v in vals.items()}
                 y = prog(**tv)
-                wrt = [n for n in vals if not isinstance(vals[n], float)]
                 y_t, g_t = _torch_reference(rp, values, ct)
                 _close(y.detach().numpy(), y_t, "torch value")
                 if y.requires_grad:

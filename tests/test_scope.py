@@ -170,3 +170,14 @@ def test_an_explicit_path_changed_in_place_is_planned_again():
     np.testing.assert_allclose(einvjp.einsum("ij,jk,kl->il", a, b, c, optimize=path), want)
     assert "(1, 2)" in repr(getattr(p, "path", p)) or p is not einvjp.plan(
         "ij,jk,kl->il", [a.shape, b.shape, c.shape], optimize=[(0, 1), (0, 1)])
+
+
+def test_printed_derivatives_name_letters_apart_from_inputs():
+    prog = einvjp.compile("h = p[i,j] 0\ny = q x[i]")
+    values = {"p": np.ones((2, 2)), "q": 2.0, "x": np.ones(3)}
+    d = prog.derivative("p", **values)
+    text = str(d)
+    assert text.startswith("∂l/∂p[") and "q" not in text.split("=")[0]
+    again = einvjp.compile(str(prog.derivative("x", **values)).replace("∂l/∂", "d_"),
+                           sizes=prog.derivative("x", **values).sizes)
+    np.testing.assert_allclose(again(d_y=1.5, q=2.0), [3.0, 3.0, 3.0])
