@@ -159,6 +159,7 @@ class Neg:
 class Sum:
     terms: list           # [(sign, expr)]
     col: int
+    paren: bool = False   # written in parentheses: one term of what holds it
 
 
 @dataclass
@@ -314,6 +315,8 @@ class _Parser:
             self.take("(")
             e = self.expr()
             self.take(")")
+            if isinstance(e, Sum):
+                e.paren = True
             return e
         got = repr(t.text) if t.kind != "end" else "the end of the line"
         raise self.where.error(f"expected a value, found {got}", t.col)
@@ -570,7 +573,8 @@ class _Binder:
         self.index = {lab: Index(lab, Dim(size, lab.upper())) for lab, (size, _) in env.items()}
         lhs = [self.index[lab] for lab, _ in st.labels]
         free = {lab for lab, _ in st.labels}
-        terms = st.expr.terms if isinstance(st.expr, Sum) else [(1, st.expr)]
+        terms = st.expr.terms if isinstance(st.expr, Sum) and not st.expr.paren \
+            else [(1, st.expr)]
         built = []
         for sign, t in terms:
             self.scopes = _Scopes(self, t, free)

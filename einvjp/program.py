@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import re
 from fractions import Fraction
 
 from .errors import ProgramError
@@ -1201,13 +1202,17 @@ _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", 
           "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Sigma", "Phi", "Psi", "Omega"}
 
 
+# `q`, `x^h6`: a `(` after it would be a call (`∂l/∂y` is not a name of the text)
+_ENDS_IN_NAME = re.compile(r"(?<![\w∂])[^\W\d]\w*$")
+
+
 class _Text:
     def product(self, factors):
         """Factors side by side; `*` after a bare name that a parenthesis
         follows (`q (x)` would read as a call of q)."""
         out = []
         for f in factors:
-            if out and f.startswith("(") and out[-1].split(" ")[-1].isidentifier():
+            if out and f.startswith("(") and _ENDS_IN_NAME.search(out[-1]):
                 out.append("*")
             out.append(f)
         return " ".join(out)
@@ -1574,9 +1579,9 @@ class _Renderer:
         self.stack.append(pid := next(self.ids))
         text, prec = self.expr(node, letters)
         self.stack.pop()
-        if mag.is_one:
+        if mag.is_one:  # a sum as a term: parenthesised when subtracted
             self.lone.add(pid)
-            return neg, text if prec >= 1 else self.fmt.paren(text)
+            return neg, text if prec >= 2 or (prec == 1 and not neg) else self.fmt.paren(text)
         num, den = mag.parts()
         body = text if prec >= 2 else self.fmt.paren(text)
         return neg, (self.fmt.fraction([num, body] if num else [body], den.split()) if den

@@ -466,8 +466,8 @@ def _text(n, top=False):
             if idx == 0:
                 out.append(s)
             else:  # `q (…)` would be a call of q
-                last = out[-1].split()[-1] if out[-1].split() else ""
-                sep = " * " if s.startswith("(") and last.isidentifier() else n.sep
+                sep = " * " if s.startswith("(") and re.search(r"[^\W\d]\w*$", out[-1]) \
+                    else n.sep
                 out.append((" / " if op == "/" else sep) + s)
         return "".join(out)
     if k == "sum":
@@ -1281,7 +1281,7 @@ def _torch_reference(rp, values, ct):
     y = f(L, **args)
     wrt = [n for n, _, _, number in rp.inputs if not number]
     gs = torch.autograd.grad(y, [args[n] for n in wrt], torch.as_tensor(ct),
-                             allow_unused=True) if wrt else []
+                             allow_unused=True) if wrt and y.requires_grad else [None] * len(wrt)
     return y.detach().numpy(), {n: np.zeros(np.shape(values[n])) if g is None else g.numpy()
                                 for n, g in zip(wrt, gs)}
 

@@ -27,6 +27,10 @@ CASES = [
     ("y = (x[i] - 2 x[i])^2", {"x": X2}, lambda x: jnp.sum((x - 2 * x) ** 2)),
     ("y = x[i] + 2 x[i]", {"x": X2}, lambda x: jnp.sum(x) + jnp.sum(2 * x)),
     ("y = (x[i] + 2 x[i])", {"x": X2}, lambda x: jnp.sum(x) + jnp.sum(2 * x)),
+    ("y[j] = (a[i] + b[j])", {"a": X2, "b": rng.normal(size=3)},
+     lambda a, b: jnp.sum(a) + 2 * b),
+    ("y[j] = a[i] + b[j]", {"a": X2, "b": rng.normal(size=3)},
+     lambda a, b: jnp.sum(a) + b),
     ("y = exp(x[j])", {"x": X2}, lambda x: jnp.sum(jnp.exp(x))),
     ("y = sqrt(x[i] x[i])", {"x": X2}, lambda x: jnp.sqrt(jnp.sum(x * x))),
     ("y = (x[i] x[i])^0.5", {"x": X2}, lambda x: jnp.sqrt(jnp.sum(x * x))),
@@ -181,3 +185,26 @@ def test_printed_derivatives_name_letters_apart_from_inputs():
     again = einvjp.compile(str(prog.derivative("x", **values)).replace("∂l/∂", "d_"),
                            sizes=prog.derivative("x", **values).sizes)
     np.testing.assert_allclose(again(d_y=1.5, q=2.0), [3.0, 3.0, 3.0])
+
+
+def test_printed_derivative_keeps_a_subtracted_sum_in_parentheses():
+    # d/dx sqrt(sigmoid(2 x - h)), h a sum of two sums: printed `2 x[p] - (A + B)`, not
+    # `2 x[p] - A + B`
+    def f(x, w, x2):
+        h = einvjp.exp(einvjp.tanh(x2)).sum(0) + einvjp.exp(w).sum(0)
+        return einvjp.sqrt(einvjp.sigmoid(2.0 * x - h)).sum(0)
+
+    values = {"x": rng.normal(size=1), "w": rng.normal(size=2), "x2": rng.normal(size=(2, 1))}
+    prog = einvjp.compile(f)
+    d = prog.derivative("x", **values)
+    again = einvjp.compile(str(d).replace("∂l/∂", "d_"), sizes=d.sizes)
+    np.testing.assert_allclose(again(**{n: 1.0 if n == "d_y" else values[n]
+                                        for n in again.input_names}),
+                               prog.vjp(1.0, **values)["x"], rtol=1e-12)
+
+
+def test_a_bare_exponent_before_a_parenthesis_is_multiplied():
+    q = 1.5
+    prog = einvjp.compile("y = (1 + x[i]^2)^q * (x[i] + 1)")
+    text = str(prog.graph(x=X2, q=q))
+    np.testing.assert_allclose(einvjp.compile(text)(x=X2, q=q), prog(x=X2, q=q))
