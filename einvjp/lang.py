@@ -792,7 +792,7 @@ class _Scopes:
     def _set(self, e, fn, names):
         names = list(names)
         self.labels[id(e)] = names
-        if fn.kind in ("reduce",) or fn.name in ("det", "logdet"):
+        if fn.kind == "reduce" or fn.name in ("det", "logdet"):
             self.binds[id(e)], self.keeps[id(e)] = names, []
         elif fn.kind == "solve":
             self.binds[id(e)], self.keeps[id(e)] = names[:1], names[1:]

@@ -1482,14 +1482,15 @@ class _Renderer:
 
     def expr(self, node, letters, top=False):
         """(text, precedence): 3 atom, 2 product, 1 sum; letters name its axes.
-        `top`: the node is a whole top-level term (a scope of its own).  A
-        label of the node that its text does not show (a broadcast that
-        printing folded away, as in `p[i] - p[i]`) is kept by a one-tensor."""
+        `top`: the node is the statement's right-hand side.  A label of the
+        node that its text does not show (a broadcast that printing folded
+        away) is kept by a one-tensor, except at the top, where the
+        statement broadcasts along its left-hand labels."""
         mark, depth = len(self.occ), len(self.stack)
         text, prec = self._expr(node, letters, top)
         seen = {c for c, _ in self.occ[mark:]}
         missing = [c for c in dict.fromkeys(letters) if c not in seen]
-        if not missing:
+        if not missing or top:  # a statement broadcasts its terms along its labels
             return text, prec
         pid = next(self.ids)  # a product around what was printed
         self.occ[mark:] = [(c, s[:depth] + (pid,) + s[depth:]) for c, s in self.occ[mark:]]

@@ -208,3 +208,17 @@ def test_a_bare_exponent_before_a_parenthesis_is_multiplied():
     prog = einvjp.compile("y = (1 + x[i]^2)^q * (x[i] + 1)")
     text = str(prog.graph(x=X2, q=q))
     np.testing.assert_allclose(einvjp.compile(text)(x=X2, q=q), prog(x=X2, q=q))
+
+
+def test_a_broadcast_sum_of_scalar_sums_prints_as_separate_terms():
+    # y[a] = 3 Σ_hb p[h,b] broadcast along a, plus Σ_b t[b]: the statement's terms keep their
+    # own sums (a one-tensor around all of them would sum every term over h and b)
+    def f(p, t, x):
+        s = 1.5 * p.sum() + t.sum()
+        return 3.0 * einvjp.einsum("->a", s, sizes={"a": 2}) + 1.5 * x.sum(0).sum(0)
+
+    values = {"p": rng.normal(size=(3, 4)), "t": rng.normal(size=4), "x": rng.normal(size=(2, 3))}
+    g = einvjp.compile(f).graph(**values)
+    again = einvjp.compile(str(g), sizes=g.sizes)
+    want = np.full(2, 4.5 * values["p"].sum() + 3 * values["t"].sum() + 1.5 * values["x"].sum())
+    np.testing.assert_allclose(again(**values), want, rtol=1e-12, err_msg=str(g))
