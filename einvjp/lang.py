@@ -837,7 +837,7 @@ class _Scopes:
             args, _ = _call_args(e, fn, self.label_names)
             outside = {}
             self._count(self.term, set(), e, outside)
-            self._set(e, fn, [lab for lab in (labels_of(args[0]) if args else [])
+            self._set(e, fn, [lab for lab in (self._own(args[0]) if args else [])
                               if lab not in self.free and lab not in shadow
                               and not outside.get(lab)])
         inner = shadow | set(self.binds.get(id(e), ())) | set(self.keeps.get(id(e), ()))
@@ -876,6 +876,13 @@ class _Scopes:
             if lab not in shadow:
                 occ.setdefault(lab, []).append(path)
 
+    def _own(self, e):
+        """The labels of `e` in order of first appearance, but for those a
+        call inside it binds."""
+        occ = {}
+        self._occurrences(e, (id(e),), set(), occ)
+        return list(occ)
+
     def _defaults(self, e, scope):
         """Calls that act on labels without naming them: softmax on the last
         label of its argument, matrix functions on the last two (labels
@@ -885,7 +892,7 @@ class _Scopes:
             args, _ = _call_args(e, fn, self.label_names)
             if args:
                 inside = {id(n) for n in _walk(args[0]) if isinstance(n, Prod)}
-                own = [lab for lab in labels_of(args[0]) if scope.get(lab) not in inside]
+                own = [lab for lab in self._own(args[0]) if scope.get(lab) not in inside]
                 self._set(e, fn, own[-1:] if fn.kind == "normalize" else own[-2:])
         for c in _children(e):
             self._defaults(c, scope)

@@ -1541,14 +1541,13 @@ class _Renderer:
         self.occ[mark:] = [o for o in self.occ[mark:] if o[0] not in bound]
         name = node.prim.name
         if isinstance(node, Map):
-            if name == "pow":
-                base, prec = args[0]
-                p = node.params[0]
-                p = int(p) if float(p).is_integer() else p
-                return fmt.power(base if prec == 3 else fmt.paren(base), p), 3
-            if name == "tpow":
-                (b, pb), (e, pe) = args
-                return fmt.power(b if pb == 3 else fmt.paren(b), e if pe == 3 else fmt.paren(e)), 3
+            if name in ("pow", "tpow"):  # `^` groups to the right: (w^3)^2 keeps its parentheses
+                p = node.params[0] if name == "pow" else None
+                (b, pb), (e, pe) = args[0], args[1] if p is None else (
+                    str(int(p) if float(p).is_integer() else p), 3)
+                if pb < 3 or _is_map(node.args[0], "pow") or _is_map(node.args[0], "tpow"):
+                    b = fmt.paren(b)
+                return fmt.power(b, e if pe == 3 else fmt.paren(e)), 3
             if name == "wexp":  # w·exp(d), zero where w is
                 (d, _), (w, pw) = args
                 return fmt.product([w if pw >= 2 else fmt.paren(w), fmt.call("exp", [d])]), 2
@@ -1591,15 +1590,17 @@ class _Renderer:
     def contraction(self, node, letters, extra=None, top=False):
         fmt = self.fmt
         coeff = self.coef(node.coeff * extra if extra is not None else node.coeff)
-        ren, deltas = {}, []
+        ren, deltas, here = {}, [], []  # here: the letters printed at this level
         for lab, letter in zip(node.out, letters):
             if lab in ren:
                 deltas.append(fmt.delta(ren[lab], letter))
+                here += [ren[lab], letter]
             else:
                 ren[lab] = letter
         carried = {l for t in node.terms for l in t} | {l for l in node.out
                                                          if list(node.out).count(l) > 1}
         ones = [fmt.one(ren[l]) for l in distinct(node.out) if l not in carried]
+        here += [ren[l] for l in distinct(node.out) if l not in carried]
         summed = {}
         for t in node.terms:
             for lab in t:
@@ -1636,7 +1637,7 @@ class _Renderer:
             keep = [next(iter(summed.values()))]
         if keep:
             ones.insert(0, fmt.one(",".join(keep)))
-        self._seen(list(ren.values()))
+        self._seen(here + keep)
         self.stack.pop()
         factors = head + num + deltas + ones
         if len(factors) + len(dens) + len(den) < 2:

@@ -76,6 +76,15 @@ CASES = [
      lambda a, b: jnp.linalg.solve(a, b)),
     ("y = det(a[b,i,j])", {"a": rng.normal(size=(2, 3, 3)) + 3 * np.eye(3)},
      lambda a: jnp.sum(jnp.linalg.det(a))),
+    ("y = det(a[i,j] - 0.1 tanh(sum(0.5 u[j,m], m)))",
+     {"a": M + 4 * np.eye(3), "u": rng.normal(size=(3, 2))},
+     lambda a, u: jnp.linalg.det(a - 0.1 * jnp.tanh(0.5 * u.sum(1))[None, :])),
+    ("y = max(logsumexp(x[b,c], c))", {"x": rng.normal(size=(2, 3))},
+     lambda x: jnp.max(jax.nn.logsumexp(x, axis=1))),
+    ("y = x[k] / (z[j] 1[j])", {"x": np.ones(0), "z": np.zeros(2)},  # Σ over nothing of inf
+     lambda x, z: jnp.sum(x / jnp.sum(z))),
+    ("y = sqrt(x[k] w[k]) + w[j]", {"x": np.ones(0), "w": np.ones(0)},
+     lambda x, w: jnp.sqrt(jnp.sum(x * w)) + jnp.sum(w)),
     ("y[p] = delta[p,q] x[q] + x[r] 1[p]", {"x": X2},
      lambda x: x + jnp.sum(x)),
 ]
@@ -130,6 +139,13 @@ ROUND_TRIP = [
      {"x": rng.normal(size=3), "t": np.eye(3)[1]}),
     ("y[i] = x[i] / 0 - x[j] / 0", {"x": np.array([1.0, -1.0, 0.0])}),
     ("y[i] = x[i] - 1/0 + 3", {"x": np.array([1.0, -1.0, 0.0])}),
+    (lambda w, x: ((w ** 3.0) ** 2.0) * x ** (x ** 2.0), {"w": 1.3, "x": np.array([1.5, 2.0])}),
+    # Σ_ba (v[b] - (W + h[a,a] exp(h[a,a]))): the diagonal label summed outside the product
+    # that alone shows it
+    (lambda v, w, h: 0.25 * einvjp.sum(
+        einvjp.einsum("b->ba", v, sizes={"a": 3}) - einvjp.einsum(
+            "aa->a", w.sum() + einvjp.einsum("ab,ab->ab", h, einvjp.exp(h))), axis=(0, 1)),
+     {"v": rng.normal(size=2), "w": rng.normal(size=4), "h": rng.normal(size=(3, 3))}),
 ]
 
 
@@ -137,8 +153,9 @@ ROUND_TRIP = [
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_printed_program_means_what_it_prints(source, inputs):
     prog = einvjp.compile(source)
-    text = str(prog.graph(**inputs))
-    again = einvjp.compile(text)
+    graph = prog.graph(**inputs)
+    text = str(graph)
+    again = einvjp.compile(text, sizes=graph.sizes)
     np.testing.assert_allclose(again(**{n: inputs[n] for n in again.input_names}),
                                prog(**inputs), rtol=1e-12, atol=1e-12, err_msg=text)
 
