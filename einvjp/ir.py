@@ -336,10 +336,10 @@ def contract(operands, out, coeff=1, summed=()) -> Node:
             ops.append((node, tuple(term)))
     out = tuple(out)
     carried = {lab for _, t in ops for lab in t}
-    if any(int(lab.size) == 0 for lab in carried if lab not in out):
+    if any(int(lab.size) == 0 for lab in list(carried) + list(summed) if lab not in out):
         # A sum over nothing is 0, whatever it would add (inf, nan); the
         # coefficient multiplies that 0 (a mean over nothing is 0/0, nan).
-        ops, carried, coeff = [], set(), Coef.of(0 * coeff.number())
+        ops, carried, summed, coeff = [], set(), (), Coef.of(0 * coeff.number())
     for lab in distinct(summed):
         if lab not in carried and lab not in out:
             coeff = coeff * lab.size

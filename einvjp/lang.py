@@ -741,7 +741,8 @@ class _Binder:
         if len(idx) != 2 or idx[0].size != idx[1].size:
             have = ", ".join(f"{l.name} ({int(l.size)})" for l in idx) or "none"
             raise self.error(f"{e.name}() acts on two labels of equal size (rows, columns); "
-                             f"it found {have}", e.col)
+                             f"it found {have} (name them after the argument, as in "
+                             f"{e.name}(a[i,j] b[j,k], i, k))", e.col)
         if fn.kind == "solve":
             if idx[0] not in built[1].labels:
                 raise self.error(f"solve(a, b): b must carry the row label {idx[0].name!r} "

@@ -1382,7 +1382,11 @@ def _render_program(fmt, outputs, output_names):
             name = f"{name}_"
         taken.add(name)
     reserved = taken | {n.lower() for n in taken if n.isupper()}
-    lines, sizes = [], {}
+    special = taken & {"delta", "δ"}
+    if special:
+        raise ProgramError(f"an input named {special.pop()!r} cannot be printed in index "
+                           f"notation, where delta[i,j] is the Kronecker delta; rename it")
+    lines, sizes, printed = [], {}, {}
     for n in stmts + plain:
         letters = [l.name for l in n.out] if not isinstance(n, (Input, Const)) else []
         if len(letters) != n.ndim or len(set(letters)) < len(letters) or not all(
@@ -1391,6 +1395,10 @@ def _render_program(fmt, outputs, output_names):
         letters, text = _statement(fmt, names, set(), n, letters, reserved, sizes)
         name = names[n][1] if n in names else roots[n]
         lines.append(f"{fmt.leaf(name, letters)} = {text}")
+        printed[n] = name
+    order = stmts + plain
+    if len(outputs) > 1 or (order and order[-1] is not outputs[0]):
+        lines.append("return " + ", ".join(printed[o] for o in outputs))
     return "\n".join(lines), sizes
 
 
@@ -1551,8 +1559,8 @@ class _Renderer:
             if name == "wexp":  # w·exp(d), zero where w is
                 (d, _), (w, pw) = args
                 return fmt.product([w if pw >= 2 else fmt.paren(w), fmt.call("exp", [d])]), 2
-            if name == "reciprocal":
-                return fmt.fraction([], (), [args[0][0] if args[0][1] >= 2 else
+            if name == "reciprocal":  # 1 / (a b): a product divides as one
+                return fmt.fraction([], (), [args[0][0] if args[0][1] >= 3 else
                                          fmt.paren(args[0][0])]), 2
             return fmt.call(name, [a for a, _ in args]), 3
         extra = []

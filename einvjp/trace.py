@@ -526,7 +526,11 @@ class TracedProgram(Program):
             nodes = [_tr(o).node() for o in outs]
         finally:
             _contexts.pop()
-        names = ["y"] if len(outs) == 1 else [f"y{k}" for k in range(len(outs))]
+        base = "y"  # apart from the inputs' names (loss(x, y) returns no `y`)
+        while any(n == base or (n.startswith(base) and n[len(base):].isdigit())
+                  for n in self.input_names):
+            base += "_"
+        names = [base] if len(outs) == 1 else [f"{base}{k}" for k in range(len(outs))]
         for node, name in zip(nodes, names):
             if node.name is None and not isinstance(node, Input):
                 node.name = name

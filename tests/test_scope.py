@@ -140,6 +140,13 @@ ROUND_TRIP = [
     ("y[i] = x[i] / 0 - x[j] / 0", {"x": np.array([1.0, -1.0, 0.0])}),
     ("y[i] = x[i] - 1/0 + 3", {"x": np.array([1.0, -1.0, 0.0])}),
     (lambda w, x: ((w ** 3.0) ** 2.0) * x ** (x ** 2.0), {"w": 1.3, "x": np.array([1.5, 2.0])}),
+    ("y[i] = 1 / (x[i] z[i])", {"x": X2, "z": np.array([3.0, 0.5])}),
+    ("y = 1 / (1 / x[i])", {"x": X2}),
+    ("y[i] = (x[i,j] x[i,j])^-1", {"x": rng.normal(size=(2, 3))}),
+    (lambda x: 1 / (x.sum(0) * 2).sum(), {"x": rng.uniform(1, 2, (2, 3))}),
+    ("u = x[i]\nv = 2 u\nreturn u, v", {"x": X2}),
+    ("u = x[i]\nv = 2 u\nreturn u", {"x": X2}),
+    (lambda x: (x.sum(), 2 * x), {"x": X2}),
     # Σ_ba (v[b] - (W + h[a,a] exp(h[a,a]))): the diagonal label summed outside the product
     # that alone shows it
     (lambda v, w, h: 0.25 * einvjp.sum(
@@ -156,8 +163,10 @@ def test_printed_program_means_what_it_prints(source, inputs):
     graph = prog.graph(**inputs)
     text = str(graph)
     again = einvjp.compile(text, sizes=graph.sizes)
-    np.testing.assert_allclose(again(**{n: inputs[n] for n in again.input_names}),
-                               prog(**inputs), rtol=1e-12, atol=1e-12, err_msg=text)
+    got, want = again(**{n: inputs[n] for n in again.input_names}), prog(**inputs)
+    assert isinstance(got, tuple) == isinstance(want, tuple), text
+    for g, w in zip(*((got, want) if isinstance(want, tuple) else ((got,), (want,)))):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12, err_msg=text)
 
 
 def test_a_label_given_twice_to_a_function():
@@ -239,3 +248,30 @@ def test_a_broadcast_sum_of_scalar_sums_prints_as_separate_terms():
     again = einvjp.compile(str(g), sizes=g.sizes)
     want = np.full(2, 4.5 * values["p"].sum() + 3 * values["t"].sum() + 1.5 * values["x"].sum())
     np.testing.assert_allclose(again(**values), want, rtol=1e-12, err_msg=str(g))
+
+
+def test_a_sum_over_an_empty_label_that_only_a_one_tensor_carries_is_zero():
+    x = np.array([1.0, 2.0])
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(
+            einvjp.compile("y[i] = 1[j] log(0 x[i])", sizes={"j": 0})(x=x), [0.0, 0.0])
+        assert einvjp.compile("y = exp(1[j] log(0 x[i]))", sizes={"j": 0})(x=x) == 1.0
+
+
+def test_a_traced_output_is_named_apart_from_the_inputs():
+    def mse(x, y):
+        return ((x - y) ** 2).sum()
+
+    x, y = np.array([1.0, 2.0]), np.array([3.0, 0.5])
+    prog = einvjp.compile(mse)
+    d = prog.derivative("y", x=x, y=y)
+    backward = str(d).replace("∂l/∂y_ (", "d_y_ * (").replace("∂l/∂", "d_")
+    text = str(prog.graph(x=x, y=y)) + "\n" + backward + "\nreturn d_y"
+    again = einvjp.compile(text, sizes=d.sizes)
+    np.testing.assert_allclose(again(x=x, y=y, d_y_=1.0), prog.vjp(1.0, x=x, y=y)["y"])
+
+
+def test_an_input_named_delta_is_not_printed_as_the_kronecker_delta():
+    prog = einvjp.compile(lambda delta, x: delta * x)
+    with pytest.raises(einvjp.ProgramError, match="Kronecker delta"):
+        str(prog.graph(delta=np.ones((2, 2)), x=np.ones((2, 2))))
