@@ -739,7 +739,15 @@ class _Emit:
             rest = [l for l in bl if l != r]
             a = self.align(a, al, [r, col])
             b = self.align(b, bl, [r] + rest)
-            return f"{L}.solve({a}, {b})", [col] + rest
+            if len(rest) > 1:  # a traced solve takes b as (rows,) or (rows, columns)
+                raise _Unfit(f"solve of b with labels {bl}")
+            if self.traced:
+                return f"{L}.solve({a}, {b})", [col] + rest
+            # one right-hand side a column: b as (rows, the rest flattened), then back
+            n_rest = int(np.prod([self.sizes[l] for l in rest]))
+            shape = tuple(int(self.sizes[l]) for l in [col] + rest)
+            solved = f"{L}.solve({a}, {L}.reshape({b}, ({int(self.sizes[r])}, {n_rest})))"
+            return f"{L}.reshape({solved}, {shape})", [col] + rest
         raise AssertionError(k)
 
     def prod(self, n, scopes):
