@@ -1,7 +1,7 @@
 """Fuzz the core with many generated cases (the einvjp.testing strategies).
 
     python bench/fuzz.py --examples 5000 [--seed N] [--no-jax]
-    python bench/fuzz.py --programs 5000 [--seed N]
+    python bench/fuzz.py --programs 5000 [--seed N] [--part K/N]
 
 `--programs N` fuzzes the program layer instead: N random programs
 (`einvjp.testing.programs`), each as index-notation text and as traced
@@ -9,7 +9,9 @@ Python, checked by `einvjp.testing.check_program` (values and every
 gradient against jax float64, torch autograd, printed programs and
 derivatives compiled again).  It prints how many programs it checked and
 each distinct disagreement (check and message) with the count of programs
-that showed it and the shortest one as a reproducer.
+that showed it and the shortest one as a reproducer.  `--part K/N` checks
+every N-th of the drawn programs, from the K-th: N processes with the same
+seed, K = 0 … N-1, share one run of N programs between them.
 
 Each case is checked three ways: the forward against numpy.einsum (or the
 delta/ones reference for the GE extensions), the VJP against central
@@ -142,13 +144,15 @@ def failure_class(check, message):
     return check, re.sub(r"[0-9.e+-]{2,}|\b\d\b", "#", first)[:160]
 
 
-def run_programs(n, seed, show):
+def run_programs(n, seed, show, part=(0, 1)):
     import warnings
     warnings.filterwarnings("ignore")
     start = time.perf_counter()
     drawn = draw_programs(n, seed)
     classes, checked, skipped, failed = {}, 0, 0, 0
     for k, (prog, s) in enumerate(drawn):
+        if k % part[1] != part[0]:
+            continue
         try:
             failures = check_program(prog, s)
         except Exception as err:  # the reference itself failed: a generator bug
@@ -161,6 +165,9 @@ def run_programs(n, seed, show):
         for check, message in failures:
             c = classes.setdefault(failure_class(check, message), [])
             c.append((len(prog.text), prog, s, message))
+        if failures:
+            print(f"  program {k} disagreed: {failures[0][0]}: "
+                  f"{failures[0][1].splitlines()[0][:120]}", file=sys.stderr, flush=True)
         if (k + 1) % 50 == 0:
             print(f"  {k + 1}/{len(drawn)} programs, {failed} failed, "
                   f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
@@ -191,9 +198,14 @@ def main(argv=None):
     parser.add_argument("--chunk", type=int, default=64,
                         help="cases a JAX compilation (default 64)")
     parser.add_argument("--show", type=int, default=5, help="failures to print in full")
+    parser.add_argument("--part", default="0/1",
+                        help="with --programs: check only the drawn programs k with "
+                             "k %% N == K (K/N), to share a run among processes")
     args = parser.parse_args(argv)
     if args.programs is not None:
-        return run_programs(args.programs, args.seed, args.show if args.show != 5 else 1000)
+        part = tuple(int(v) for v in args.part.split("/"))
+        return run_programs(args.programs, args.seed,
+                            args.show if args.show != 5 else 1000, part)
 
     start = time.perf_counter()
     cases = draw_cases(args.examples, args.seed, args.max_operands)

@@ -415,10 +415,15 @@ def _array_api(xp, erf, linalg, extra=None):
     def as_float(mask, x, y=0.0):
         return xp.asarray(mask).astype(xp.result_type(x, y))
 
+    def inexact(x):  # an integer tensor's softmax is a float one, as in NumPy and JAX
+        x = xp.asarray(x)
+        return x if xp.issubdtype(x.dtype, xp.inexact) else x.astype(xp.result_type(x, 1.0))
+
     def logsumexp(x, axes, w=None):
         """log Σ w·exp(x), shifted by the max over w's support; exponents
         are capped where w is zero, so that 0·exp stays 0 (and the
         derivative in w stays exp(x - lse), unless that overflows)."""
+        x = inexact(x)
         xm = x if w is None else xp.where(w != 0, x, -xp.inf)
         m = xp.max(xm, axis=axes, keepdims=True, initial=-xp.inf)  # -inf over no element
         m = xp.where(xp.isfinite(m), m, 0)
@@ -429,10 +434,12 @@ def _array_api(xp, erf, linalg, extra=None):
         return math.log(xp.finfo(xp.result_type(x, 1.0)).max) - 1
 
     def softmax(x, axes):
+        x = inexact(x)
         e = xp.exp(x - xp.max(x, axis=axes, keepdims=True, initial=-xp.inf))
         return e / xp.sum(e, axis=axes, keepdims=True)
 
     def log_softmax(x, axes):
+        x = inexact(x)
         m = xp.max(x, axis=axes, keepdims=True, initial=-xp.inf)
         return x - m - xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True))
 
@@ -520,7 +527,11 @@ def _torch():
     def dims(axes):
         return tuple(axes) if isinstance(axes, (tuple, list)) else (axes,)
 
+    def inexact(x):  # an integer tensor's softmax is a float one
+        return x if x.is_floating_point() or x.is_complex() else x.to(_dtype(1.0))
+
     def logsumexp(x, axes, w=None):
+        x = inexact(x)
         if w is None or 0 in [x.shape[d] for d in dims(axes)]:
             return torch.logsumexp(x, dim=dims(axes))  # -inf over no element
         w = torch.broadcast_to(torch.as_tensor(w, dtype=x.dtype), x.shape)
@@ -535,6 +546,7 @@ def _torch():
         return torch.exp(log_softmax(x, axes))
 
     def log_softmax(x, axes):
+        x = inexact(x)
         return x - torch.logsumexp(x, dim=dims(axes), keepdim=True)
 
     def where(c, a, b):

@@ -275,3 +275,14 @@ def test_an_input_named_delta_is_not_printed_as_the_kronecker_delta():
     prog = einvjp.compile(lambda delta, x: delta * x)
     with pytest.raises(einvjp.ProgramError, match="Kronecker delta"):
         str(prog.graph(delta=np.ones((2, 2)), x=np.ones((2, 2))))
+
+
+def test_softmax_of_an_integer_tensor_is_a_float_one():
+    x = np.array([1, 2, 3])
+    want = np.exp(x - 3) / np.exp(x - 3).sum()
+    for fn in (einvjp.softmax, einvjp.log_softmax, einvjp.logsumexp):
+        got = einvjp.compile(lambda x: fn(x, axis=0))(x=x)
+        ref = {einvjp.softmax: want, einvjp.log_softmax: np.log(want),
+               einvjp.logsumexp: np.log(np.exp(x).sum())}[fn]
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
+    assert einvjp.compile("y[c] = softmax(0 1[c], c)", sizes={"c": 4})().tolist() == [0.25] * 4
