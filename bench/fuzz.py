@@ -46,20 +46,25 @@ from einvjp.testing import (check_program, check_vjp, einsum_cases, is_numpy_ein
                             jax_vjp_batch, programs, random_operands, reference_einsum)
 
 
-def draw_cases(n, seed, max_operands):
-    """n cases (with an operand seed each) from the strategies."""
+def draw(strategy, n, seed):
+    """n values of `strategy` (with a seed for their arrays each)."""
     drawn = []
 
     @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(einsum_cases(max_operands=max_operands), st.integers(0, 2**31 - 1))
-    def collect(case, operand_seed):
-        drawn.append((case, operand_seed))
+    @given(strategy, st.integers(0, 2**31 - 1))
+    def collect(value, array_seed):
+        drawn.append((value, array_seed))
 
     if seed is not None:
         collect = hypothesis_seed(seed)(collect)
     collect()
     return drawn[:n]
+
+
+def draw_cases(n, seed, max_operands):
+    """n cases (with an operand seed each) from the strategies."""
+    return draw(einsum_cases(max_operands=max_operands), n, seed)
 
 
 def check_numpy(case, operand_seed):
@@ -121,18 +126,7 @@ def describe(case, operand_seed):
 
 def draw_programs(n, seed):
     """n random programs (with an input seed each)."""
-    drawn = []
-
-    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
-    @given(programs(), st.integers(0, 2**31 - 1))
-    def collect(prog, input_seed):
-        drawn.append((prog, input_seed))
-
-    if seed is not None:
-        collect = hypothesis_seed(seed)(collect)
-    collect()
-    return drawn[:n]
+    return draw(programs(), n, seed)
 
 
 def failure_class(check, message):
