@@ -459,11 +459,15 @@ def _array_api(xp, erf, linalg, extra=None):
             raise ProgramError("an integer tensor to a negative integer power: "
                                "make the base or the exponent a float tensor") from err
 
+    def sigmoid(x):  # e^-|x| / (1 + e^-|x|) below 0: 1e-18 at -41, not 0 (1 + tanh(x/2) was)
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))[()]
+
     t = dict(
         exp=xp.exp, log=xp.log, log1p=xp.log1p, expm1=xp.expm1, sqrt=xp.sqrt, sin=xp.sin,
         cos=xp.cos, tanh=xp.tanh, abs=xp.abs, sign=xp.sign, erf=erf,
         reciprocal=lambda x: power(x, -1) if isinstance(x, _SCALARS) else 1 / x,
-        sigmoid=lambda x: 0.5 * (1 + xp.tanh(0.5 * x)),
+        sigmoid=sigmoid,
         softplus=lambda x: xp.logaddexp(0, x),
         relu=lambda x: xp.maximum(x, 0),
         gelu=lambda x: 0.5 * x * (1 + erf(x / math.sqrt(2))),
