@@ -268,9 +268,13 @@ class Structured:
 
 
 def _lse_vjp(g, x, *w, out, over):
-    d = x - out
+    # exp(x - out) is softmax(x), but x - out loses |x|·eps where |x| is large
+    # (at x ~ 6e10, 1e-5 of each weight); softmax shifts by the max instead,
+    # exact where x ties.  Weighted, exp(x - out) stays: w·softmax(x) / Σ
+    # w·softmax(x) would be 0/0 where w picks out a softmax that underflows.
     if not w:
-        return (g * exp(d),)
+        return (g * _normalization(SOFTMAX)(x, over),)
+    d = x - out
     return (g * wexp(d, w[0]), g * exp(d))
 
 
@@ -547,11 +551,21 @@ def _torch():
                              dim=dims(axes))
 
     def softmax(x, axes):
+        x = inexact(x)
+        if len(dims(axes)) == 1:
+            return torch.softmax(x, dim=dims(axes)[0])
         return torch.exp(log_softmax(x, axes))
 
-    def log_softmax(x, axes):
+    def log_softmax(x, axes):  # shifted by the max first: exact where x ties, however large
         x = inexact(x)
-        return x - torch.logsumexp(x, dim=dims(axes), keepdim=True)
+        if len(dims(axes)) == 1:
+            return torch.log_softmax(x, dim=dims(axes)[0])
+        if 0 in [x.shape[d] for d in dims(axes)]:
+            return x - torch.logsumexp(x, dim=dims(axes), keepdim=True)
+        d = x - torch.amax(x, dim=dims(axes), keepdim=True)
+        d = torch.where(torch.isnan(d), torch.zeros_like(d), d) if not torch.isfinite(x).all() \
+            else d
+        return d - torch.log(torch.sum(torch.exp(d), dim=dims(axes), keepdim=True))
 
     def where(c, a, b):
         c = torch.as_tensor(c)

@@ -281,3 +281,26 @@ def test_sigmoid_keeps_its_relative_accuracy_far_below_zero():
     tx = torch.tensor([-41.0, -60.0], dtype=torch.float64, requires_grad=True)
     torch.sqrt(torch.sigmoid(tx)).sum().backward()
     np.testing.assert_allclose(g, tx.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shift", [0.0, 6e10, -3e12])
+def test_logsumexp_gradient_is_exact_where_large_values_tie(shift, jax_x64):
+    """d logsumexp / dx is softmax(x); as exp(x - out) it lost |x|·eps (at
+    x ~ 6e10 each weight of three ties was 1/3 ± 1e-5): shifted by the max it
+    is exact where x ties, as jax's is.  (Weighted, it stays exp(x - out),
+    as torch's logsumexp backward is: see the literal cross-entropy test.)"""
+    x = shift + np.array([[1.0, 1.0, 1.0, -2.0], [0.5, 0.5, 0.5, 0.5]])
+    ct = np.array([1.5, -2.0])
+    jx = jax.numpy.asarray(x)
+    for text, fn in [("y[b] = logsumexp(x[b,c], c)", lambda x: jax.nn.logsumexp(x, axis=1)),
+                     ("y[b] = log(1[c] exp(x[b,c]))", lambda x: jax.nn.logsumexp(x, axis=1))]:
+        prog = einvjp.compile(text)
+        want = np.asarray(jax.vjp(fn, jx)[1](jax.numpy.asarray(ct))[0])
+        np.testing.assert_allclose(prog.vjp(ct, x=x)["x"], want, rtol=1e-14, atol=0)
+        tx = torch.tensor(x, requires_grad=True)
+        prog(x=tx).backward(torch.tensor(ct))
+        np.testing.assert_allclose(tx.grad.numpy(), want, rtol=1e-14, atol=0)
+    for fn in (einvjp.log_softmax, einvjp.softmax):  # torch, over two axes
+        want = getattr(jax.nn, fn.__name__)(jx, axis=(0, 1))
+        np.testing.assert_allclose(fn(torch.tensor(x), axis=(0, 1)).numpy(), np.asarray(want),
+                                   rtol=1e-14, atol=0)
