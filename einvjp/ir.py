@@ -352,6 +352,27 @@ def contract(operands, out, coeff=1, summed=()) -> Node:
     return Contract([n for n, _ in ops], [t for _, t in ops], out, coeff)
 
 
+def is_relabel(node):
+    """A single-operand Contract that only permutes, scales or broadcasts."""
+    if not isinstance(node, Contract) or len(node.args) != 1:
+        return False
+    term = node.terms[0]
+    return len(set(term)) == len(term) and len(set(node.out)) == len(node.out) \
+        and set(term) <= set(node.out)
+
+
+def is_permutation(node):
+    return is_relabel(node) and node.coeff.is_one and set(node.terms[0]) == set(node.out)
+
+
+def is_map(node, name):
+    return isinstance(node, Map) and node.prim.name == name
+
+
+def is_func(node, name):
+    return isinstance(node, Func) and node.prim.name == name
+
+
 def is_zero(node) -> bool:
     """A constant zero (a zero-operand Contract keeps the shape)."""
     return (isinstance(node, Const) and node.value.is_zero) or \

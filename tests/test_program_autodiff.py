@@ -18,7 +18,7 @@ import pytest
 from conftest import jax_fast_x64
 
 import einvjp
-from einvjp.program import _Autodiff
+from einvjp.graph import _Autodiff
 
 from test_examples import load
 
