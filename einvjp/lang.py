@@ -15,11 +15,12 @@
 
 from __future__ import annotations
 
+from .coef import Dim
 from .equation import checked_sizes
 from .errors import ProgramError
 from .ge import Index
 from .graph import Graph
-from .ir import Dim, Expr, Input, add, axes, const, contract, materialize, product, total
+from .ir import Expr, Input, add, axes, const, contract, materialize, product, total
 from .program import Program
 from .scopes import Scopes
 from .syntax import (Call, Cmp, Delta, Name, Neg, Num, One, Pow, Prod, Ref, Sum, Where,
