@@ -37,12 +37,12 @@ def _operand_vjp(node, k, g):
         return contract([(g, node.out)], node.terms[k], node.coeffs[k])
     args = [Expr(a, t) for a, t in node.operands()]
     out = Expr(node, node.out)
-    ge = Expr(g, node.out)
+    ct = Expr(g, node.out)
     if isinstance(node, Map):
-        v = node.prim.cotangent(ge, args, out, node.params, k)
+        v = node.prim.cotangent(ct, args, out, node.params, k)
         return None if v is None else product(v, out=node.terms[k]).node
     params = dict(zip(node.prim.param_names, node.params))
-    v = node.prim.vjp(ge, *args, out=out, **params)[k]
+    v = node.prim.vjp(ct, *args, out=out, **params)[k]
     return None if v is None else materialize(v, node.terms[k])
 
 

@@ -30,9 +30,9 @@ class Graph:
         self.raw = list(outputs)
         self.outputs = simplify(outputs)
         self.constants = {}  # Input node -> array, for arrays a traced function closed over
-        self._derived = {}
-        self._functions = {}  # (backend, array inputs, numbers) -> (_Autodiff, B.differentiable)
-        self._lowered = {}  # (backend, outputs, given nodes) -> Lowered
+        self._derivatives = {}
+        self._functions = {}  # (backend, array inputs, numbers) -> (Autodiff, B.differentiable)
+        self._code_cache = {}  # (backend, outputs, given nodes) -> Lowered
 
     def feed(self, values, B):
         """Input nodes -> values (the program's inputs and its constants)."""
@@ -40,21 +40,21 @@ class Graph:
         feed.update({n: B.asarray(v) for n, v in self.constants.items()})
         return feed
 
-    def lowered(self, outputs, given, B, fns, fixed=()) -> Lowered:
+    def code(self, outputs, given, B, fns, fixed=()) -> Lowered:
         """`outputs` from the values of the `given` nodes as straight-line
         code (`einvjp.execute.Lowered`), the (node, number) pairs of `fixed`
         written in as constants; cached."""
         key = (B.name, tuple(outputs), tuple(given), _exact(fixed))
-        found = self._lowered.get(key)
+        found = self._code_cache.get(key)
         if found is None:
-            if len(self._lowered) >= 4 * _CACHED:
-                self._lowered.clear()
-            found = self._lowered[key] = Lowered(outputs, given, B, fns, dict(fixed))
+            if len(self._code_cache) >= 4 * _CACHED:
+                self._code_cache.clear()
+            found = self._code_cache[key] = Lowered(outputs, given, B, fns, dict(fixed))
         return found
 
     def evaluate(self, outputs, feed, B, fns):
-        """`evaluate(outputs, feed, ...)` through `lowered` code."""
-        return self.lowered(outputs, list(feed), B, fns)(list(feed.values()))
+        """`evaluate(outputs, feed, ...)` through `code`."""
+        return self.code(outputs, list(feed), B, fns)(list(feed.values()))
 
     def cotangent_inputs(self):
         return [Input(f"∂l/∂{n}", o.shape) for n, o in zip(self.output_names, self.outputs)]
@@ -76,13 +76,13 @@ class Graph:
 
     def jacobian(self, name, k=0):
         """The (cached) node of ∂outputs[k]/∂name."""
-        if ("jacobian", name, k) not in self._derived:
-            self._derived["jacobian", name, k] = jacobian_node(self.outputs, k,
+        if ("jacobian", name, k) not in self._derivatives:
+            self._derivatives["jacobian", name, k] = jacobian_node(self.outputs, k,
                                                                self.inputs[name])
-        return self._derived["jacobian", name, k]
+        return self._derivatives["jacobian", name, k]
 
-    def derived_function(self, values, B, fns):
-        """(f, nodes): `B.differentiable(_Autodiff(...))` at the numbers in
+    def differentiable(self, values, B, fns):
+        """(f, nodes): `B.differentiable(Autodiff(...))` at the numbers in
         `values`, a function of the values of `nodes` (the array inputs and
         constants); cached."""
         feed = self.feed(values, B)
@@ -99,43 +99,43 @@ class Graph:
         if found is None:
             if len(self._functions) >= _CACHED:  # e.g. a number input that changes every call
                 self._functions.clear()
-            rule = _Autodiff(self, nodes, numbers, B, fns)
+            rule = Autodiff(self, nodes, numbers, B, fns)
             found = self._functions[key] = (rule, B.differentiable(rule))
         rule, f = found
         if rule.exact != exact and not rule.vary:
-            rule = _Autodiff(self, nodes, numbers, B, fns, vary=True)
+            rule = Autodiff(self, nodes, numbers, B, fns, vary=True)
             rule, f = self._functions[key] = (rule, B.differentiable(rule))
         if rule.exact != exact:
             f = B.differentiable(rule.at(numbers))
         return f, nodes
 
-    def linearized(self, wrt):
+    def tangents(self, wrt):
         """(tangent inputs, one JVP node per output or None) for the inputs
         named in `wrt`: the VJP program transposed, i.e. its own VJP with
         respect to the cotangents, in which it is linear."""
         wrt = tuple(wrt)
-        if ("jvp", wrt) not in self._derived:
-            cts, _, grads = self.derived(wrt)
+        if ("jvp", wrt) not in self._derivatives:
+            cts, _, grads = self.gradients(wrt)
             tangents = [Input(f"∂{n}", self.inputs[n].shape) for n in wrt]
             present = [(g, t) for g, t in zip(grads, tangents) if g is not None]
             outs = vjp_nodes([g for g, _ in present], [t for _, t in present], cts)
             simple = iter(simplify([o for o in outs if o is not None]))
-            self._derived["jvp", wrt] = (tangents, [None if o is None else next(simple)
+            self._derivatives["jvp", wrt] = (tangents, [None if o is None else next(simple)
                                                     for o in outs])
-        return self._derived["jvp", wrt]
+        return self._derivatives["jvp", wrt]
 
-    def derived(self, wrt):
+    def gradients(self, wrt):
         """(cotangent inputs, forward outputs, gradient nodes or None) for the
         inputs named in `wrt`, simplified together."""
         wrt = tuple(wrt)
-        if wrt not in self._derived:
+        if wrt not in self._derivatives:
             cts = self.cotangent_inputs()
             grads = vjp_nodes(self.outputs, cts, [self.inputs[n] for n in wrt])
             present = [g for g in grads if g is not None]
             both = simplify(list(self.outputs) + present)
             fwd, rest = both[:len(self.outputs)], iter(both[len(self.outputs):])
-            self._derived[wrt] = (cts, fwd, [None if g is None else next(rest) for g in grads])
-        return self._derived[wrt]
+            self._derivatives[wrt] = (cts, fwd, [None if g is None else next(rest) for g in grads])
+        return self._derivatives[wrt]
 
 
 def number_key(v):
@@ -153,7 +153,7 @@ def _exact(numbers):
     return tuple((n, number_key(v)) for n, v in numbers)
 
 
-class _Autodiff:
+class Autodiff:
     """A bound graph as a function of its array inputs (`nodes`) at the
     Python `numbers` ((node, value) pairs), for a backend's `differentiable`:
     `run` evaluates the forward program, `vjp` the derived VJP program and
@@ -161,7 +161,7 @@ class _Autodiff:
     differentiate again).
 
     The numbers are written into the code as constants, or, with `vary`
-    (see `Graph.derived_function`), passed to it after the arrays;
+    (see `Graph.differentiable`), passed to it after the arrays;
     `at(numbers)` is then the same rule, and the same code, at other
     values.
 
@@ -191,13 +191,13 @@ class _Autodiff:
         return (self.graph, self.B.name, self.nodes, self.exact)
 
     def __eq__(self, other):
-        return isinstance(other, _Autodiff) and self._key() == other._key()
+        return isinstance(other, Autodiff) and self._key() == other._key()
 
     def __hash__(self):
         return hash(self._key())
 
     def __repr__(self):
-        return f"_Autodiff({', '.join(self.graph.output_names)})"
+        return f"Autodiff({', '.join(self.graph.output_names)})"
 
     def _feed(self, arrays):
         feed = dict(zip(self.nodes, arrays))
@@ -212,25 +212,25 @@ class _Autodiff:
         """The outputs."""
         return self._outputs(self._evaluate(self.graph.outputs, (), arrays), arrays)
 
-    def _lowered(self, outputs, given=()):
-        """Lowered code for `outputs` of the arrays (then the numbers, when
+    def _code(self, outputs, given=()):
+        """Code for `outputs` of the arrays (then the numbers, when
         they vary) and further `given` nodes; see `_args`."""
         if self.vary:
-            return self.graph.lowered(outputs, self.nodes + tuple(n for n, _ in self.numbers)
-                                      + tuple(given), self.B, self.fns)
-        return self.graph.lowered(outputs, self.nodes + tuple(given), self.B, self.fns,
-                                  self.numbers)
+            return self.graph.code(outputs, self.nodes + tuple(n for n, _ in self.numbers)
+                                   + tuple(given), self.B, self.fns)
+        return self.graph.code(outputs, self.nodes + tuple(given), self.B, self.fns,
+                               self.numbers)
 
     def _args(self, arrays, values=()):
-        """The arguments of `_lowered` code: the arrays, the numbers when
+        """The arguments of `_code`'s code: the arrays, the numbers when
         they vary, the values of the further given nodes."""
         numbers = [v for _, v in self.numbers] if self.vary else []
         return list(arrays) + numbers + list(values)
 
     def _evaluate(self, outputs, given, arrays, values=()):
         """`outputs` from the arrays and further `given` nodes (with their
-        `values`), through the graph's lowered code."""
-        return self._lowered(outputs, given)(self._args(arrays, values))
+        `values`), through the graph's code."""
+        return self._code(outputs, given)(self._args(arrays, values))
 
     def forward(self, *arrays):
         """(outputs, residuals): the residuals are the forward tensors other
@@ -241,7 +241,7 @@ class _Autodiff:
             known = {}
             evaluate(self.graph.outputs, self._feed(arrays), self.B, self.fns, known)
             names = tuple(n.name for n, x in zip(self.nodes, arrays) if _inexact(x))
-            _, _, grads = self.graph.derived(names)
+            _, _, grads = self.graph.gradients(names)
             grads = [g for g in grads if g is not None]
             forward = set(topo(self.graph.outputs))
             # What the VJP program reads of the forward: not their ancestors.
@@ -251,7 +251,7 @@ class _Autodiff:
             cache["residuals"] = [n for n in topo(self.graph.outputs) if n in reads
                                   and n not in skip and not isinstance(n, (Input, Const))
                                   and not _is_number(known[n])]
-            cache["forward"] = self._lowered(list(self.graph.outputs) + cache["residuals"])
+            cache["forward"] = self._code(list(self.graph.outputs) + cache["residuals"])
         vals = cache["forward"](self._args(arrays))
         return self._outputs(vals[:self.n_outputs], arrays), tuple(vals[self.n_outputs:])
 
@@ -265,11 +265,11 @@ class _Autodiff:
         found = vjps.get(key)
         if found is None:
             found = vjps[key] = self._prepare_vjp(arrays, wanted, residuals is not None)
-        wanted, cts, grads, lowered = found
+        wanted, cts, grads, code = found
         like = next(c for c in cotangents if c is not None)
         values = [self.fns["full"](_shape(n), 0, like) if c is None else c
                   for n, c in zip(cts, cotangents)]
-        vals = iter(lowered(self._args(arrays, values if residuals is None
+        vals = iter(code(self._args(arrays, values if residuals is None
                                        else values + list(residuals))))
         result, grads = [], iter(grads)
         for x, w in zip(arrays, wanted):
@@ -285,18 +285,18 @@ class _Autodiff:
         """(wanted, cotangent nodes, gradient nodes, their Lowered code)."""
         wanted = [w and _inexact(x) for w, x in zip(wanted, arrays)]
         names = tuple(n.name for n, w in zip(self.nodes, wanted) if w)
-        cts, _, grads = self.graph.derived(names)
+        cts, _, grads = self.graph.gradients(names)
         given = tuple(cts)
         if with_residuals:
             given += tuple(self.graph.outputs) + tuple(self._cache["residuals"])
-        lowered = self._lowered([x for x in grads if x is not None], given)
-        return wanted, cts, grads, lowered
+        code = self._code([x for x in grads if x is not None], given)
+        return wanted, cts, grads, code
 
     def jvp(self, arrays, tangents):
         """One tangent per output, given one per array (None for zero)."""
         moving = [(n, t) for n, x, t in zip(self.nodes, arrays, tangents)
                   if t is not None and _inexact(x)]
-        ts, outs = self.graph.linearized(n.name for n, _ in moving)
+        ts, outs = self.graph.tangents(n.name for n, _ in moving)
         vals = iter(self._evaluate([o for o in outs if o is not None], ts, arrays,
                                    [t for _, t in moving]))
         like = moving[0][1] if moving else arrays[0]

@@ -139,10 +139,10 @@ class Program:
         lowered code) decided here."""
         values, B, fns, g = self._setup((), values)
         if hasattr(B, "differentiable"):  # torch, jax: differentiated by derived programs
-            f, given = g.derived_function(values, B, fns)
+            f, given = g.differentiable(values, B, fns)
         else:
             given = list(g.feed(values, B))
-            f = g.lowered(g.outputs, given, B, fns)
+            f = g.code(g.outputs, given, B, fns)
         position = {n: k for k, n in enumerate(self.input_names)}
         # A constant (an array the traced function closed over) is converted
         # on every call, as the inputs are: it may have changed in place, and
@@ -179,7 +179,7 @@ class Program:
         cots = tuple(cotangent) if isinstance(cotangent, (tuple, list)) else (cotangent,)
         values, B, fns, g = self._setup(args, kwargs, cots)
         wrt = self.wrt_names(values)
-        cts, fwd, grads = g.derived(wrt)
+        cts, fwd, grads = g.gradients(wrt)
         if len(cots) != len(cts):
             raise CotangentError(f"{len(cts)} cotangent(s) expected, one per output, "
                                  f"got {len(cots)}")
@@ -232,7 +232,7 @@ class Program:
         self._differentiable(name, values, "hessian")
         if g.outputs[0].shape != ():
             raise ProgramError("hessian needs a scalar output; use jacobian")
-        cts, fwd, (gnode,) = g.derived((name,))
+        cts, fwd, (gnode,) = g.gradients((name,))
         x = g.inputs[name]
         if gnode is None:
             gnode = contract([], axes(x), 0)
@@ -252,7 +252,7 @@ class Program:
         if name not in g.inputs:
             raise ProgramError(f"{name!r} is not an input; the inputs are "
                                f"{', '.join(g.inputs)}")
-        cts, fwd, grads = g.derived((name,))
+        cts, fwd, grads = g.gradients((name,))
         return Derivative(g, name, grads[0], fwd)
 
     def _symbolic_graph(self):
