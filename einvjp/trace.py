@@ -1,17 +1,11 @@
 """Traced Python programs.
 
 - `TracedProgram`: a Python function traced once per input signature into the
-  IR the text frontend builds
-
-Inside fn: `einvjp.einsum`, the functions of `einvjp.prims` (`einvjp.exp`,
-`einvjp.logsumexp(x, axis=-1)`, `einvjp.inv`, …), `+ - * / ** @` and the
-comparisons `< <= > >= == !=` (elementwise, 1.0 where true and 0.0 where
-false, as the condition of `einvjp.where`) with NumPy broadcasting,
-`.sum(axis)`, `.mean(axis)`, `.max(axis)`, `.min(axis)`, `.T`,
-`.transpose(*axes)`.  An array met in fn (closed over) is a constant.
-Python control flow on traced values is an error (the trace would bake it
-in), and so are NumPy or torch functions, indexing and other methods: each
-error names the einvjp function to use.
+  IR the text frontend builds.  Inside it: `einvjp.einsum`, the einvjp
+  functions, `+ - * / ** @`, the comparisons (1.0 where true, 0.0 where false)
+  with NumPy broadcasting, `.sum/.mean/.max/.min(axis)`, `.T`, `.transpose`;
+  an array closed over is a constant.  Control flow on traced values, NumPy or
+  torch functions and indexing are errors naming the einvjp function to use.
 
 >>> import numpy as np, einvjp
 >>> @einvjp.compile
