@@ -14,7 +14,8 @@ import copy
 from .execute import Lowered, _inexact, _is_number, _shape, _tensor, evaluate
 from .ir import Const, Input, topo
 from .autodiff import jacobian_node, vjp_nodes
-from .printing import _Latex, _Text, _render_program
+from .formats import Latex, Text
+from .printing import render_program
 from .simplify import simplify
 
 _CACHED = 64  # entries a per-graph cache keyed by number values keeps before it starts over
@@ -61,17 +62,17 @@ class Graph:
 
     def __str__(self):
         """The (simplified) forward program in index notation."""
-        return _render_program(_Text(), self.outputs, self.output_names)[0]
+        return render_program(Text(), self.outputs, self.output_names)[0]
 
     @property
     def sizes(self):
         """The sizes of the labels that no tensor carries in their statement
         (a broadcast, `y[i,j] = x[i] 1[j]`): `compile(str(g), sizes=g.sizes)`
         is this program again."""
-        return _render_program(_Text(), self.outputs, self.output_names)[1]
+        return render_program(Text(), self.outputs, self.output_names)[1]
 
     def latex(self):
-        return " \\\\\n".join(_render_program(_Latex(), self.outputs,
+        return " \\\\\n".join(render_program(Latex(), self.outputs,
                                                self.output_names)[0].split("\n"))
 
     def jacobian(self, name, k=0):
