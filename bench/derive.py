@@ -143,7 +143,7 @@ def graph_size(depth, values):
     """Nodes of the simplified forward + VJP program (text form)."""
     from einvjp.ir import topo
     g = make_text(depth).graph(**values)
-    _, fwd, grads = g.derived(tuple(values))
+    _, fwd, grads = g.gradients(tuple(values))
     return len(topo(list(fwd) + [x for x in grads if x is not None]))
 
 

@@ -17,7 +17,7 @@ from .prims import (abs, add, cos, det, div, erf, exp, expm1, gelu, inv, log, lo
                     log_softmax, logdet, logsumexp, max, maximum, mean, min, minimum, mul,
                     neg, pow, relu, sigmoid, sin, softmax, softplus, solve, sqrt, square, sub,
                     sum, tanh, where)
-from .program import compile
+from .functions import compile
 
 __all__ = [
     "einsum", "vjp", "derive", "plan", "Derivation", "GE", "Index",

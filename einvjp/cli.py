@@ -11,9 +11,13 @@ import argparse
 import os
 import sys
 
+import numpy as np
+
+from .core import einsum, vjp
 from .derive import derive
 from .equation import ELLIPSIS, parse
 from .errors import EinvjpError
+from .functions import compile as compile_program
 
 
 def _parse_shapes(text):
@@ -66,9 +70,6 @@ def cmd_derive(args, out):
 def check(equation, shapes, sizes=None, seed=0, dtype="float64"):
     """Largest |VJP - central difference| over the operands (random-projection
     check in float64): returns (max_error, per-operand errors)."""
-    import numpy as np
-
-    from .core import einsum, vjp
     rng = np.random.default_rng(seed)
     ops = [rng.standard_normal(s).astype(dtype) for s in shapes]
     y = einsum(equation, *ops, sizes=sizes)
@@ -111,7 +112,6 @@ LAYER_NORM_BY_HAND = """\
 
 def _layer_norm_closed_form(dy, x, eps, gamma):
     """The layer norm's gradients derived by hand (docs/notation.md), in NumPy."""
-    import numpy as np
     H = x.shape[1]
     mu = x - x.mean(1, keepdims=True)
     s = np.sqrt((mu ** 2).mean(1, keepdims=True) + eps)
@@ -122,9 +122,6 @@ def _layer_norm_closed_form(dy, x, eps, gamma):
 
 
 def cmd_demo(args, out):
-    import numpy as np
-
-    from .program import compile as compile_program
     print("einvjp demo: derivatives in index notation, derived and checked\n", file=out)
     print("1. A layer norm, written in index notation:\n", file=out)
     for line in LAYER_NORM.splitlines():

@@ -1,43 +1,10 @@
-"""Index-notation text: one statement a line (the language in full:
-docs/language.md).
+"""Index-notation text as a program (the language: docs/language.md).
 
-    m[b]    = x[b,h] / H
-    mu[b,h] = x[b,h] - m[b]
-    v[b]    = mu[b,h]^2 / H
-    s[b]    = sqrt(v[b] + eps)
-    y[b,h]  = mu[b,h] / s[b] * gamma[h] + beta[h]
+- `TextProgram`: the statements of a text, bound to input shapes on each call
+- `_Binder`: statements + shapes -> a `Graph` (labels, sizes, scopes, calls)
 
-Rules:
-  * `+ - * / ^` (or `**`), parentheses, function calls; writing two factors
-    side by side multiplies them (`s[i] t[i]`, `2 x[i]`).
-  * The scope rule: the right-hand side is split at its outermost `+`/`-`
-    into top-level terms, each on its own.  In a term, a label that is not on
-    the left is summed over the smallest product (two or more factors, side
-    by side or joined by `*` or `/`) holding all its occurrences, else over
-    the term.  Parenthesised sums, function arguments, powers and
-    comparisons are not scopes (a product inside them is).  So `x[b,h] / H`
-    sums h over the term, `exp(x[i]) / (1[j] exp(x[j]))` sums j in the
-    denominator, `sqrt(x[i] x[i])` is a norm, `(x[i] - 2 x[i])^2` sums i over
-    the square and `1 (x[i] + 2 x[i])` over the product.  A reduction binds
-    the labels it reduces (`logsumexp(z[b,c], c) - t[b,c] z[b,c]`: two
-    different c), as det and logdet bind their rows and columns.
-  * A term missing a label of the left broadcasts along it.
-  * `delta[i,j]` (or `δ[i,j]`) and `1[i]` are the Kronecker delta and the
-    one-tensor; neither is materialised (a delta renames, a one-tensor
-    broadcasts or, summed, counts).
-  * An unbound upper-case name that is an index's name upper-cased (`H` for
-    h) is that index's size; other unbound names are inputs (tensors if
-    indexed, scalars otherwise).
-  * Reductions take the labels they reduce: `logsumexp(x[b,j], j)`,
-    `max(x[b,j], j)`; without them they reduce every label of the argument
-    not needed outside.  `softmax(x[b,j], j)` normalises over j (default: the
-    argument's last label).  Matrix functions (`inv`, `det`, `logdet`,
-    `solve(a, b)`) act on the argument's last two labels (rows, columns).
-  * The last statement is the output unless `return a, b` names others.
-  * `compile(text, sizes={"i": 2})` sizes a label that no tensor carries
-    (`y[i] = 1[i] x`).
-
->>> prog = compile_text('''
+>>> import einvjp
+>>> prog = einvjp.compile('''
 ...     y[i,j] = x[i,k] a[k,j]
 ... ''')
 >>> prog.input_names
@@ -48,347 +15,18 @@ Rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from fractions import Fraction
-
+from .coef import Dim
 from .equation import checked_sizes
 from .errors import ProgramError
 from .ge import Index
-from .ir import (Dim, Expr, Input, add, axes, const, contract, materialize, product, total)
+from .graph import Graph
+from .ir import Expr, Input, add, axes, const, contract, materialize, product, total
+from .program import Program
+from .scopes import Scopes
+from .syntax import (Call, Cmp, Delta, Name, Neg, Num, One, Pow, Prod, Ref, Sum, Where,
+                     call_args, children, occurrences, parse_program, walk)
 from . import prims
-from .program import Graph, Program
 
-# --- Tokens and syntax tree ---------------------------------------------------
-
-_OPS = ["**", ">=", "<=", "==", "!=", "[", "]", "(", ")", ",", "=", "+", "-", "*", "/",
-        "^", "<", ">", "·", "×", "−"]
-
-
-@dataclass
-class Tok:
-    kind: str   # "name", "num", "op", "end"
-    text: str
-    col: int
-
-
-def _tokens(line, where):
-    toks, i = [], 0
-    while i < len(line):
-        ch = line[i]
-        if ch in " \t":
-            i += 1
-        elif ch == "#":
-            break
-        elif ch.isdigit() or (ch == "." and line[i + 1:i + 2].isdigit()):
-            j = i
-            while j < len(line) and (line[j].isdigit() or line[j] == "."):
-                j += 1
-            if j < len(line) and line[j] in "eE" and (line[j + 1:j + 2].isdigit() or (
-                    line[j + 1:j + 2] in ("+", "-") and line[j + 2:j + 3].isdigit())):
-                j += 2
-                while j < len(line) and line[j].isdigit():
-                    j += 1
-            if line.count(".", i, j) > 1 or line[j:j + 1] == ".":
-                k = j
-                while k < len(line) and (line[k].isalnum() or line[k] == "."):
-                    k += 1
-                raise where.error(f"malformed number {line[i:k]!r}", i)
-            toks.append(Tok("num", line[i:j], i))
-            i = j
-        elif ch.isalpha() or ch == "_":
-            j = i
-            while j < len(line) and (line[j].isalnum() or line[j] == "_"):
-                j += 1
-            toks.append(Tok("name", line[i:j], i))
-            i = j
-        else:
-            op = next((o for o in _OPS if line.startswith(o, i)), None)
-            if op is None:
-                raise where.error(f"unexpected character {ch!r}", i)
-            toks.append(Tok("op", {"·": "*", "×": "*", "−": "-", "**": "^"}.get(op, op), i))
-            i += len(op)
-    toks.append(Tok("end", "", len(line.rstrip())))
-    return toks
-
-
-@dataclass
-class Num:
-    value: object
-    col: int
-
-
-@dataclass
-class Name:
-    name: str
-    col: int
-
-
-@dataclass
-class Ref:
-    name: str
-    labels: list          # [(label, col)]
-    col: int
-
-
-@dataclass
-class One:
-    labels: list
-    col: int
-
-
-@dataclass
-class Delta:
-    labels: list
-    col: int
-
-
-@dataclass
-class Call:
-    name: str
-    args: list
-    col: int
-
-
-@dataclass
-class Neg:
-    arg: object
-    col: int
-
-
-@dataclass
-class Sum:
-    terms: list           # [(sign, expr)]
-    col: int
-    paren: bool = False   # written in parentheses: one term of what holds it
-
-
-@dataclass
-class Prod:
-    factors: list         # [(op, expr)] with op "*" or "/"
-    col: int
-
-
-@dataclass
-class Pow:
-    base: object
-    exp: object
-    col: int
-
-
-@dataclass
-class Cmp:
-    op: str
-    a: object
-    b: object
-    col: int
-
-
-@dataclass
-class Statement:
-    name: str
-    labels: list          # [(label, col)]
-    expr: object
-    line: int
-    text: str
-    col: int = 0
-
-
-@dataclass
-class Where:
-    """A line of the source, for errors with a caret."""
-    line: int
-    text: str
-
-    def error(self, message, col):
-        return ProgramError(f"line {self.line}, column {col + 1}: {message}",
-                            equation=self.text, position=col)
-
-
-class _Parser:
-    def __init__(self, toks, where):
-        self.toks, self.i, self.where = toks, 0, where
-
-    @property
-    def tok(self):
-        return self.toks[self.i]
-
-    def take(self, text=None, kind=None):
-        t = self.tok
-        if (text is not None and t.text != text) or (kind is not None and t.kind != kind):
-            want = repr(text) if text else f"a {kind}"
-            got = repr(t.text) if t.kind != "end" else "the end of the line"
-            raise self.where.error(f"expected {want}, found {got}", t.col)
-        self.i += 1
-        return t
-
-    def at(self, text):
-        return self.tok.kind == "op" and self.tok.text == text
-
-    def labels(self):
-        self.take("[")
-        labs = []
-        if not self.at("]"):
-            while True:
-                t = self.take(kind="name")
-                labs.append((t.text, t.col))
-                if self.at("]"):
-                    break
-                self.take(",")
-        self.take("]")
-        return labs
-
-    def expr(self):
-        a = self.sum()
-        if self.tok.kind == "op" and self.tok.text in ("<", ">", "<=", ">=", "==", "!="):
-            op = self.take()
-            a = Cmp(op.text, a, self.sum(), op.col)
-        return a
-
-    def sum(self):
-        col = self.tok.col
-        terms = [(1, self.term())]
-        while self.at("+") or self.at("-"):
-            sign = 1 if self.take().text == "+" else -1
-            terms.append((sign, self.term()))
-        return terms[0][1] if len(terms) == 1 else Sum(terms, col)
-
-    def _starts_atom(self):
-        t = self.tok
-        return t.kind in ("name", "num") or (t.kind == "op" and t.text == "(")
-
-    def term(self):
-        col = self.tok.col
-        factors = [("*", self.unary())]
-        while True:
-            if self.at("*") or self.at("/"):
-                factors.append((self.take().text, self.unary()))
-            elif self._starts_atom():
-                factors.append(("*", self.unary()))
-            else:
-                break
-        return factors[0][1] if len(factors) == 1 else Prod(factors, col)
-
-    def unary(self):
-        if self.at("-"):
-            col = self.take().col
-            return Neg(self.unary(), col)
-        if self.at("+"):
-            self.take()
-            return self.unary()
-        base = self.atom()
-        if self.at("^"):
-            col = self.take().col
-            return Pow(base, self.unary(), col)
-        return base
-
-    def atom(self):
-        t = self.tok
-        if t.kind == "num":
-            self.take()
-            if self.at("[") and t.text == "1":
-                return One(self.labels(), t.col)
-            text = t.text
-            value = Fraction(text) if all(c.isdigit() or c == "." for c in text) else float(text)
-            return Num(value, t.col)
-        if t.kind == "name":
-            self.take()
-            if self.at("["):
-                labs = self.labels()
-                if t.text in ("delta", "δ"):
-                    if len(labs) != 2:
-                        raise self.where.error("delta takes two labels", t.col)
-                    return Delta(labs, t.col)
-                return Ref(t.text, labs, t.col)
-            if self.at("("):
-                self.take("(")
-                args = []
-                if not self.at(")"):
-                    while True:
-                        args.append(self.expr())
-                        if self.at(")"):
-                            break
-                        self.take(",")
-                self.take(")")
-                return Call(t.text, args, t.col)
-            return Name(t.text, t.col)
-        if self.at("("):
-            self.take("(")
-            e = self.expr()
-            self.take(")")
-            if isinstance(e, Sum):
-                e.paren = True
-            return e
-        got = repr(t.text) if t.kind != "end" else "the end of the line"
-        raise self.where.error(f"expected a value, found {got}", t.col)
-
-
-def parse_program(text):
-    """Statements and the returned names of a program's text."""
-    statements, returns = [], None
-    for n, line in enumerate(text.splitlines(), start=1):
-        where = Where(n, line)
-        toks = _tokens(line, where)
-        if toks[0].kind == "end":
-            continue
-        if returns is not None:
-            raise where.error("nothing may follow 'return'", toks[0].col)
-        p = _Parser(toks, where)
-        if toks[0].text == "return" and toks[0].kind == "name":
-            p.take()
-            returns = []
-            while True:
-                t = p.take(kind="name")
-                returns.append((t.text, t.col, where))
-                if p.tok.kind == "end":
-                    break
-                p.take(",")
-            continue
-        name = p.take(kind="name")
-        labels = p.labels() if p.at("[") else []
-        p.take("=")
-        expr = p.expr()
-        if p.tok.kind != "end":
-            raise where.error(f"unexpected {p.tok.text!r}", p.tok.col)
-        statements.append(Statement(name.text, labels, expr, n, line, name.col))
-    if not statements:
-        raise ProgramError("the program has no statement")
-    return statements, returns
-
-
-# --- Label occurrences -----------------------------------------------------------
-
-
-def _children(e):
-    if isinstance(e, Sum):
-        return [t for _, t in e.terms]
-    if isinstance(e, Prod):
-        return [f for _, f in e.factors]
-    if isinstance(e, Call):
-        return e.args
-    if isinstance(e, Neg):
-        return [e.arg]
-    if isinstance(e, Pow):
-        return [e.base, e.exp]
-    if isinstance(e, Cmp):
-        return [e.a, e.b]
-    return []
-
-
-def occurrences(e, out=None):
-    """Label names in order of first appearance, with repeats (a list)."""
-    out = [] if out is None else out
-    if isinstance(e, (Ref, One, Delta)):
-        out += [lab for lab, _ in e.labels]
-    for c in _children(e):
-        occurrences(c, out)
-    return out
-
-
-def labels_of(e):
-    return list(dict.fromkeys(occurrences(e)))
-
-
-# --- Binding: text + input shapes -> graph ------------------------------------------
 
 _PLACEHOLDER = 4  # the size every label gets when a program is printed without inputs
 
@@ -419,7 +57,7 @@ class TextProgram(Program):
                     f"{st.name!r} is used before it is assigned", st.col)
         self.defined = defined
         for st in self.statements:
-            for e in _walk(st.expr):
+            for e in walk(st.expr):
                 if isinstance(e, Call) and e.name not in prims.FUNCTIONS:
                     raise Where(st.line, st.text).error(f"unknown function {e.name!r}", e.col)
         if returns is None:
@@ -439,7 +77,7 @@ class TextProgram(Program):
                 isinstance(e, Name) and (self.is_size(e.name) or e.name in self.label_names)):
             if e.name not in self.input_names:
                 self.input_names.append(e.name)
-        for c in _children(e):
+        for c in children(e):
             self._find_inputs(st, c, defined)
 
     def __repr__(self):
@@ -451,13 +89,8 @@ class TextProgram(Program):
             lines.append("return " + ", ".join(self.returns))
         return "\n".join(lines)
 
-    def _graph_for(self, values):
-        sig = tuple((n, None if isinstance(values[n], (int, float, complex))
-                     else tuple(int(d) for d in values[n].shape)) for n in self.input_names)
-        g = self._graphs.get(sig)
-        if g is None:
-            g = self._graphs[sig] = _Binder(self, dict(sig)).graph()
-        return g
+    def _bind(self, sig):
+        return _Binder(self, dict(sig)).graph()
 
     def _symbolic_graph(self):
         g = self._graphs.get("symbolic")
@@ -524,7 +157,7 @@ class _Binder:
         elif isinstance(e, Name) and not self.prog.is_size(e.name) \
                 and e.name not in self.prog.label_names:
             node = self._tensor(e.name, [], e.col)
-        for c in _children(e):
+        for c in children(e):
             self._sizes(c, env)
 
     def _bind(self, lab, size, col, env, what):
@@ -537,7 +170,7 @@ class _Binder:
     def statement(self, st):
         env = {}
         self._sizes(st.expr, env)
-        deltas = [e for e in _walk(st.expr) if isinstance(e, Delta)]
+        deltas = [e for e in walk(st.expr) if isinstance(e, Delta)]
         for _ in deltas:  # a delta gives each of its labels the other's size
             for e in deltas:
                 (a, _ca), (b, _cb) = e.labels
@@ -549,7 +182,7 @@ class _Binder:
             if lab not in env and (lab in occurrences(st.expr) or
                                    lab in [name for name, _ in st.labels]):
                 env[lab] = (int(self.prog.sizes[lab]), "sizes=")
-        for e in _walk(st.expr):
+        for e in walk(st.expr):
             if isinstance(e, (One, Delta)):
                 for lab, col in e.labels:
                     if lab not in env:
@@ -577,7 +210,7 @@ class _Binder:
             else [(1, st.expr)]
         built = []
         for sign, t in terms:
-            self.scopes = _Scopes(self, t, free)
+            self.scopes = Scopes(self, t, free)
             built.append((self.term(t), sign))
         if not any(ren for (_, ren), _ in built):
             return materialize(total(*[(e, s) for (e, _), s in built], out=None), lhs) \
@@ -717,7 +350,7 @@ class _Binder:
 
     def _call(self, e, alias):
         fn = prims.FUNCTIONS[e.name]
-        args, label_args = _call_args(e, fn, self.prog.label_names)
+        args, label_args = call_args(e, fn, self.prog.label_names)
         nargs = 2 if fn.kind == "solve" else (fn.nargs if fn.kind == "elementwise" else 1)
         if fn.name == "logsumexp" and len(args) == 2:  # weighted: log Σ w exp(x)
             nargs = 2
@@ -771,161 +404,5 @@ def _renamed(x, renames):
     return Expr(contract([(x.node, labs)], d), d)
 
 
-def _call_args(e, fn, label_names):
-    """(value arguments, label arguments) of a call: a non-elementwise
-    function takes the labels it acts on after its values."""
-    args, labels = list(e.args), []
-    if fn.kind != "elementwise":
-        while args and isinstance(args[-1], Name) and args[-1].name in label_names:
-            labels.insert(0, args.pop())
-    return args, labels
-
-
-class _Scopes:
-    """Where each dummy label of one top-level term is summed: over the
-    smallest product (two or more factors) holding all its occurrences, or
-    the term itself; see the module docstring.
-
-    `summed[id(node)]` are the label names summed at a product (or the term);
-    `labels[id(call)]` the labels a non-elementwise call acts on (reduced,
-    normalised over, or its rows and columns).  A call *binds* the labels it
-    reduces or consumes (reductions, det, logdet, solve's rows): their
-    occurrences inside it are its own.  The labels it keeps (softmax's, inv's,
-    solve's columns) count, outside, as occurring at the call."""
-
-    def __init__(self, binder, term, free):
-        self.binder, self.term, self.free = binder, term, set(free)
-        self.labels, self.binds, self.keeps = {}, {}, {}
-        self.label_names = binder.prog.label_names
-        self._explicit(term)
-        self._implicit(term, set())
-        self._defaults(term, self._analyse())
-        self.summed = {}
-        for lab, node in self._analyse().items():
-            self.summed.setdefault(node, []).append(lab)
-
-    def _fn(self, e):
-        fn = prims.FUNCTIONS.get(e.name) if isinstance(e, Call) else None
-        return None if fn is None or fn.kind == "elementwise" else fn
-
-    def _set(self, e, fn, names):
-        names = list(names)
-        self.labels[id(e)] = names
-        if fn.kind == "reduce" or fn.name in ("det", "logdet"):
-            self.binds[id(e)], self.keeps[id(e)] = names, []
-        elif fn.kind == "solve":
-            self.binds[id(e)], self.keeps[id(e)] = names[:1], names[1:]
-        else:
-            self.binds[id(e)], self.keeps[id(e)] = [], names
-
-    def _explicit(self, e):
-        fn = self._fn(e)
-        if fn is not None:
-            args, labs = _call_args(e, fn, self.label_names)
-            arg_labels = labels_of(args[0]) if args else []
-            for k, lab in enumerate(labs):
-                if lab.name not in arg_labels:
-                    raise self.binder.error(f"label {lab.name!r} is not a label of "
-                                            f"{e.name}'s argument", lab.col)
-                if lab.name in [other.name for other in labs[:k]]:
-                    raise self.binder.error(f"label {lab.name!r} is given to {e.name} twice",
-                                            lab.col)
-            if labs:
-                self._set(e, fn, [lab.name for lab in labs])
-        for c in _children(e):
-            self._explicit(c)
-
-    def _count(self, e, shadow, skip, out):
-        """Occurrences of each label outside the subtree `skip`."""
-        if e is skip:
-            return
-        if isinstance(e, (Ref, One, Delta)):
-            for lab, _ in e.labels:
-                if lab not in shadow:
-                    out[lab] = out.get(lab, 0) + 1
-            return
-        inner = shadow | set(self.binds.get(id(e), ()))
-        for c in _children(e):
-            self._count(c, inner, skip, out)
-
-    def _implicit(self, e, shadow):
-        """A reduction without labels reduces those of its argument that
-        occur nowhere else in the term and are not on the left."""
-        fn = self._fn(e)
-        if fn is not None and fn.kind == "reduce" and id(e) not in self.labels:
-            args, _ = _call_args(e, fn, self.label_names)
-            outside = {}
-            self._count(self.term, set(), e, outside)
-            self._set(e, fn, [lab for lab in (self._own(args[0]) if args else [])
-                              if lab not in self.free and lab not in shadow
-                              and not outside.get(lab)])
-        inner = shadow | set(self.binds.get(id(e), ())) | set(self.keeps.get(id(e), ()))
-        for c in _children(e):
-            self._implicit(c, inner)
-
-    def _analyse(self):
-        """label -> id of the product (or term) where it is summed."""
-        occ = {}
-        self._occurrences(self.term, (id(self.term),), set(), occ)
-        scope = {}
-        for lab, paths in occ.items():
-            if lab in self.free:
-                continue
-            common = paths[0]
-            for p in paths[1:]:
-                n = 0
-                while n < min(len(common), len(p)) and common[n] == p[n]:
-                    n += 1
-                common = common[:n]
-            scope[lab] = common[-1]
-        return scope
-
-    def _occurrences(self, e, path, shadow, occ):
-        if isinstance(e, Prod) and path[-1] != id(e):
-            path = path + (id(e),)
-        if isinstance(e, (Ref, One, Delta)):
-            for lab, _ in e.labels:
-                if lab not in shadow:
-                    occ.setdefault(lab, []).append(path)
-            return
-        mine = set(self.binds.get(id(e), ())) | set(self.keeps.get(id(e), ()))
-        for c in _children(e):
-            self._occurrences(c, path, shadow | mine, occ)
-        for lab in self.keeps.get(id(e), ()):
-            if lab not in shadow:
-                occ.setdefault(lab, []).append(path)
-
-    def _own(self, e):
-        """The labels of `e` in order of first appearance, but for those a
-        call inside it binds."""
-        occ = {}
-        self._occurrences(e, (id(e),), set(), occ)
-        return list(occ)
-
-    def _defaults(self, e, scope):
-        """Calls that act on labels without naming them: softmax on the last
-        label of its argument, matrix functions on the last two (labels
-        summed inside the argument do not count)."""
-        fn = self._fn(e)
-        if fn is not None and fn.kind != "reduce" and id(e) not in self.labels:
-            args, _ = _call_args(e, fn, self.label_names)
-            if args:
-                inside = {id(n) for n in _walk(args[0]) if isinstance(n, Prod)}
-                own = [lab for lab in self._own(args[0]) if scope.get(lab) not in inside]
-                self._set(e, fn, own[-1:] if fn.kind == "normalize" else own[-2:])
-        for c in _children(e):
-            self._defaults(c, scope)
-
-
-def _walk(e):
-    yield e
-    for c in _children(e):
-        yield from _walk(c)
-
-
 def _times(e, sign):
     return e if sign == 1 else -e
-
-
-def compile_text(text, **options):
-    return TextProgram(text, **options)

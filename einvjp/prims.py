@@ -79,11 +79,14 @@ class Function:
     def __repr__(self):
         return f"<einvjp function {self.name}>"
 
+    # How a call on tracers or arrays runs (traced, or eagerly): installed by
+    # einvjp.functions, which sits above tracing and evaluation.
+    dispatch = None
+
     def __call__(self, *args, **kwargs):
         if any(isinstance(a, Expr) for a in args):
             return self.build(*args, **kwargs)
-        from . import trace
-        return trace.dispatch(self, args, kwargs)
+        return self.dispatch(args, kwargs)
 
 
 class Prim(Function):

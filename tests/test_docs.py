@@ -25,8 +25,9 @@ def _modules():
 
 @pytest.mark.parametrize("name", _modules())
 def test_docstring_examples(name):
-    if name in OPTIONAL:
-        pytest.importorskip(OPTIONAL[name])
+    needs = OPTIONAL.get(name, "hypothesis" if name.startswith("einvjp.testing_") else None)
+    if needs:
+        pytest.importorskip(needs)
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0

@@ -85,7 +85,7 @@ def check_program(prog, xp, fixed=(), rtol=1e-12, seed=0, **inputs):
     arrays = {n: v for n, v in inputs.items() if isinstance(v, np.ndarray)}
     wrt = [n for n, v in arrays.items() if v.dtype.kind in "fc"]
     if wrt:
-        cts, _, grads = g.derived(wrt)
+        cts, _, grads = g.gradients(wrt)
         rng = np.random.default_rng(seed)
         for c in cts:
             ct = rng.normal(size=tuple(int(s) for s in c.shape))
@@ -416,7 +416,7 @@ def test_torch_gelu_backward_fused(text, want, fused):
         hw = torch.autograd.grad(sum(w.sum() for w in ws), list(inputs.values()))
         torch.testing.assert_close(hs, hw)
     g = p.graph(**inputs)
-    cts, _, grads = g.derived(tuple(p.input_names))
+    cts, _, grads = g.gradients(tuple(p.input_names))
     run = Lowered([x for x in grads if x is not None], list(g.inputs.values()) + list(cts),
                   backend_for([ct]), prims.table("torch"))
     values = [t.detach() for t in inputs.values()] + [ct]

@@ -1,8 +1,8 @@
 """Programs on torch tensors and jax arrays are differentiated by torch
 autograd, torch.func and JAX's transforms *through their derived programs*
-(`Program.__call__` -> `Graph.derived_function` -> the backend's
+(`Program.__call__` -> `Graph.differentiable` -> the backend's
 `differentiable`): reverse mode evaluates the VJP program, forward mode its
-transpose (`Graph.linearized`).  They agree with each library's own
+transpose (`Graph.tangents`).  They agree with each library's own
 autodiff of the same math written in its ops (float64, 1e-10).
 
 Three programs: the layer norm in index notation (DESIGN §5), an MLP block
@@ -18,7 +18,7 @@ import pytest
 from conftest import jax_fast_x64
 
 import einvjp
-from einvjp.program import _Autodiff
+from einvjp.graph import Autodiff
 
 from test_examples import load
 
@@ -190,8 +190,8 @@ def test_torch_complex_follows_torch_convention():
 def test_torch_backward_runs_the_vjp_program(monkeypatch):
     tb = pytest.importorskip("einvjp.backends.torch")
     calls, ge_backward = [], []
-    vjp = _Autodiff.vjp
-    monkeypatch.setattr(_Autodiff, "vjp", lambda self, *a: calls.append(a[2]) or vjp(self, *a))
+    vjp = Autodiff.vjp
+    monkeypatch.setattr(Autodiff, "vjp", lambda self, *a: calls.append(a[2]) or vjp(self, *a))
     backward = tb.GEFunction.backward
     monkeypatch.setattr(tb.GEFunction, "backward",
                         staticmethod(lambda *a: ge_backward.append(1) or backward(*a)))
@@ -208,11 +208,11 @@ def test_torch_backward_runs_the_vjp_program(monkeypatch):
 
 
 def test_torch_forward_mode_runs_the_jvp_program(monkeypatch):
-    """Forward mode evaluates the VJP program's transpose (`Graph.linearized`)."""
+    """Forward mode evaluates the VJP program's transpose (`Graph.tangents`)."""
     tb = pytest.importorskip("einvjp.backends.torch")
     calls, ge_jvp = [], []
-    jvp = _Autodiff.jvp
-    monkeypatch.setattr(_Autodiff, "jvp", lambda self, a, t: calls.append(
+    jvp = Autodiff.jvp
+    monkeypatch.setattr(Autodiff, "jvp", lambda self, a, t: calls.append(
         tuple(x is not None for x in t)) or jvp(self, a, t))
     monkeypatch.setattr(tb.GEFunction, "jvp", staticmethod(lambda *a: ge_jvp.append(1)))
     prog = einvjp.compile(LAYER_NORM)  # built under the spy
@@ -320,8 +320,8 @@ def test_jax_grad_runs_the_vjp_program(monkeypatch):
     jb = pytest.importorskip("einvjp.backends.jax")
     from jax.interpreters import ad
     calls, ge_transposes = [], []
-    vjp = _Autodiff.vjp
-    monkeypatch.setattr(_Autodiff, "vjp", lambda self, *a: calls.append(a[2]) or vjp(self, *a))
+    vjp = Autodiff.vjp
+    monkeypatch.setattr(Autodiff, "vjp", lambda self, *a: calls.append(a[2]) or vjp(self, *a))
     transpose = ad.primitive_transposes[jb.ge_p]
     monkeypatch.setitem(ad.primitive_transposes, jb.ge_p,
                         lambda *a, **k: ge_transposes.append(1) or transpose(*a, **k))
@@ -337,8 +337,8 @@ def test_jax_forward_mode_runs_the_jvp_program(monkeypatch):
     jb = pytest.importorskip("einvjp.backends.jax")
     from jax.interpreters import ad
     calls, ge_jvps = [], []
-    jvp = _Autodiff.jvp
-    monkeypatch.setattr(_Autodiff, "jvp", lambda self, a, t: calls.append(
+    jvp = Autodiff.jvp
+    monkeypatch.setattr(Autodiff, "jvp", lambda self, a, t: calls.append(
         tuple(x is not None for x in t)) or jvp(self, a, t))
     monkeypatch.setitem(ad.primitive_jvps, jb.ge_p, lambda *a, **k: ge_jvps.append(1))
     prog = einvjp.compile(LAYER_NORM)  # built under the spy

@@ -310,7 +310,7 @@ def test_softmax_of_an_integer_tensor_is_a_float_one():
 def test_a_printed_derivative_names_a_forward_tensor_as_the_printed_program_does(jax_x64):
     """An output computed by a named statement (`y = h4`) prints as `y`; the
     derivative read `h4`, which the printed program does not define."""
-    from einvjp.testing import _derivative_text
+    from einvjp.testing_checks import _derivative_text
     x = rng.uniform(-1, 1, (1, 4))
     prog = einvjp.compile("h4 = exp(tanh((x[m,i] / M) * tanh(x[m,i]) * 1[i]))\n"
                           "h5 = x[m,i] x[m,i]\ny = h4")

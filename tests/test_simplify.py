@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import einvjp
-import einvjp.program as program
+import einvjp.simplify as simplify
 
 E = einvjp.exp
 
@@ -137,12 +137,12 @@ def _derivation_work(source, monkeypatch):
     """Products the cancellation pass distributes while deriving every
     gradient of `source` (sizes 3x4)."""
     calls = []
-    distribute = program._distribute
-    monkeypatch.setattr(program, "_distribute", lambda *a: calls.append(1) or distribute(*a))
+    distribute = simplify._distribute
+    monkeypatch.setattr(simplify, "_distribute", lambda *a: calls.append(1) or distribute(*a))
     prog = einvjp.compile(source, sizes={"b": 3, "i": 4, "o": 4, "h": 4})
     g = prog.graph(**{n: np.ones((4, 4)) if n[0] == "w" else np.ones(4) if n[0] == "c"
                       else np.ones((3, 4)) for n in prog.input_names})
-    g.derived(tuple(prog.input_names))
+    g.gradients(tuple(prog.input_names))
     return len(calls)
 
 

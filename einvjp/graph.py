@@ -1,0 +1,306 @@
+"""A program bound to input shapes, and its derivatives.
+
+- `Graph`: Input and output nodes; the forward simplified; VJP and JVP programs
+  derived, and code for them, cached
+- `Autodiff`: a bound graph as a differentiable function, what a backend's
+  autodiff hook (`differentiable`) receives
+- `number_key`: a number as part of a cache key
+"""
+
+from __future__ import annotations
+
+import copy
+
+from .execute import Lowered, _inexact, _is_number, _shape, _tensor, evaluate
+from .ir import Const, Input, topo
+from .autodiff import jacobian_node, vjp_nodes
+from .formats import Latex, Text
+from .printing import render_program
+from .simplify import simplify
+
+_CACHED = 64  # entries a per-graph cache keyed by number values keeps before it starts over
+
+
+class Graph:
+    """A program bound to input shapes: Input nodes and output nodes, the
+    forward simplified, derivatives derived (and cached) on demand."""
+
+    def __init__(self, inputs, outputs, output_names):
+        self.inputs = dict(inputs)
+        self.output_names = list(output_names)
+        self.raw = list(outputs)
+        self.outputs = simplify(outputs)
+        self.constants = {}  # Input node -> array, for arrays a traced function closed over
+        self._derivatives = {}
+        self._functions = {}  # (backend, array inputs, numbers) -> (Autodiff, B.differentiable)
+        self._code_cache = {}  # (backend, outputs, given nodes) -> Lowered
+
+    def feed(self, values, B):
+        """Input nodes -> values (the program's inputs and its constants)."""
+        feed = {self.inputs[n]: v for n, v in values.items() if n in self.inputs}
+        feed.update({n: B.asarray(v) for n, v in self.constants.items()})
+        return feed
+
+    def code(self, outputs, given, B, fns, fixed=()) -> Lowered:
+        """`outputs` from the values of the `given` nodes as straight-line
+        code (`einvjp.execute.Lowered`), the (node, number) pairs of `fixed`
+        written in as constants; cached."""
+        key = (B.name, tuple(outputs), tuple(given), _exact(fixed))
+        found = self._code_cache.get(key)
+        if found is None:
+            if len(self._code_cache) >= 4 * _CACHED:
+                self._code_cache.clear()
+            found = self._code_cache[key] = Lowered(outputs, given, B, fns, dict(fixed))
+        return found
+
+    def evaluate(self, outputs, feed, B, fns):
+        """`evaluate(outputs, feed, ...)` through `code`."""
+        return self.code(outputs, list(feed), B, fns)(list(feed.values()))
+
+    def cotangent_inputs(self):
+        return [Input(f"∂l/∂{n}", o.shape) for n, o in zip(self.output_names, self.outputs)]
+
+    def __str__(self):
+        """The (simplified) forward program in index notation."""
+        return render_program(Text(), self.outputs, self.output_names)[0]
+
+    @property
+    def sizes(self):
+        """The sizes of the labels that no tensor carries in their statement
+        (a broadcast, `y[i,j] = x[i] 1[j]`): `compile(str(g), sizes=g.sizes)`
+        is this program again."""
+        return render_program(Text(), self.outputs, self.output_names)[1]
+
+    def latex(self):
+        return " \\\\\n".join(render_program(Latex(), self.outputs,
+                                               self.output_names)[0].split("\n"))
+
+    def jacobian(self, name, k=0):
+        """The (cached) node of ∂outputs[k]/∂name."""
+        if ("jacobian", name, k) not in self._derivatives:
+            self._derivatives["jacobian", name, k] = jacobian_node(self.outputs, k,
+                                                               self.inputs[name])
+        return self._derivatives["jacobian", name, k]
+
+    def differentiable(self, values, B, fns):
+        """(f, nodes): `B.differentiable(Autodiff(...))` at the numbers in
+        `values`, a function of the values of `nodes` (the array inputs and
+        constants); cached."""
+        feed = self.feed(values, B)
+        nodes = tuple(n for n, v in feed.items() if not _is_number(v))
+        numbers = tuple((n, v) for n, v in feed.items() if _is_number(v))
+        # The numbers are constants of the code (the fastest code) until, where
+        # the backend allows (`numbers_vary`: torch), one is met with another
+        # value: from then on they are arguments of the code, written once for
+        # every value (not once a value).
+        exact = _exact(numbers)
+        vary = getattr(B, "numbers_vary", False)
+        key = (B.name, nodes, tuple((n, type(v)) for n, v in numbers) if vary else exact)
+        found = self._functions.get(key)
+        if found is None:
+            if len(self._functions) >= _CACHED:  # e.g. a number input that changes every call
+                self._functions.clear()
+            rule = Autodiff(self, nodes, numbers, B, fns)
+            found = self._functions[key] = (rule, B.differentiable(rule))
+        rule, f = found
+        if rule.exact != exact and not rule.vary:
+            rule = Autodiff(self, nodes, numbers, B, fns, vary=True)
+            rule, f = self._functions[key] = (rule, B.differentiable(rule))
+        if rule.exact != exact:
+            f = B.differentiable(rule.at(numbers))
+        return f, nodes
+
+    def tangents(self, wrt):
+        """(tangent inputs, one JVP node per output or None) for the inputs
+        named in `wrt`: the VJP program transposed, i.e. its own VJP with
+        respect to the cotangents, in which it is linear."""
+        wrt = tuple(wrt)
+        if ("jvp", wrt) not in self._derivatives:
+            cts, _, grads = self.gradients(wrt)
+            tangents = [Input(f"∂{n}", self.inputs[n].shape) for n in wrt]
+            present = [(g, t) for g, t in zip(grads, tangents) if g is not None]
+            outs = vjp_nodes([g for g, _ in present], [t for _, t in present], cts)
+            simple = iter(simplify([o for o in outs if o is not None]))
+            self._derivatives["jvp", wrt] = (tangents, [None if o is None else next(simple)
+                                                    for o in outs])
+        return self._derivatives["jvp", wrt]
+
+    def gradients(self, wrt):
+        """(cotangent inputs, forward outputs, gradient nodes or None) for the
+        inputs named in `wrt`, simplified together."""
+        wrt = tuple(wrt)
+        if wrt not in self._derivatives:
+            cts = self.cotangent_inputs()
+            grads = vjp_nodes(self.outputs, cts, [self.inputs[n] for n in wrt])
+            present = [g for g in grads if g is not None]
+            both = simplify(list(self.outputs) + present)
+            fwd, rest = both[:len(self.outputs)], iter(both[len(self.outputs):])
+            self._derivatives[wrt] = (cts, fwd, [None if g is None else next(rest) for g in grads])
+        return self._derivatives[wrt]
+
+
+def number_key(v):
+    """A number as part of a cache key: its type and exact value, so that
+    2, 2.0 and True are apart, 0.0 and -0.0 too, and a NaN finds itself."""
+    if isinstance(v, float):  # and its subclasses (NumPy's float64), by their type
+        return type(v), v.hex()
+    if isinstance(v, complex):
+        return type(v), v.real.hex(), v.imag.hex()
+    return type(v), v
+
+
+def _exact(numbers):
+    """(node, number) pairs as a key: each number by its type and exact value."""
+    return tuple((n, number_key(v)) for n, v in numbers)
+
+
+class Autodiff:
+    """A bound graph as a function of its array inputs (`nodes`) at the
+    Python `numbers` ((node, value) pairs), for a backend's `differentiable`:
+    `run` evaluates the forward program, `vjp` the derived VJP program and
+    `jvp` its transpose, all with B's ops (which the library can
+    differentiate again).
+
+    The numbers are written into the code as constants, or, with `vary`
+    (see `Graph.differentiable`), passed to it after the arrays;
+    `at(numbers)` is then the same rule, and the same code, at other
+    values.
+
+    `vjp` and `jvp` recompute the forward tensors they read from the
+    inputs, so that under autograd they connect to them; a backward that is
+    not differentiated again can pass the `residuals` that `forward` kept
+    instead.  Equal (and hashed) by graph, inputs and numbers: a parameter
+    fit for a JAX primitive."""
+
+    def __init__(self, graph, nodes, numbers, B, fns, vary=False):
+        self.graph, self.nodes, self.B, self.fns, self.vary = graph, nodes, B, fns, vary
+        self.numbers, self.exact = numbers, _exact(numbers)
+        self.n_outputs = len(graph.outputs)
+        # Shared by `at`: the residual nodes, the Lowered outputs + residuals,
+        # and per (wanted, dtypes, with residuals) what vjp needs.
+        self._cache = {"residuals": None, "forward": None, "vjps": {}}
+
+    def at(self, numbers):
+        """This rule at other values of its numbers (`vary`: the code, shared,
+        takes them as arguments)."""
+        assert self.vary, "a rule with its numbers in its code cannot change them"
+        other = copy.copy(self)
+        other.numbers, other.exact = numbers, _exact(numbers)
+        return other
+
+    def _key(self):
+        return (self.graph, self.B.name, self.nodes, self.exact)
+
+    def __eq__(self, other):
+        return isinstance(other, Autodiff) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return f"Autodiff({', '.join(self.graph.output_names)})"
+
+    def _feed(self, arrays):
+        feed = dict(zip(self.nodes, arrays))
+        feed.update(self.numbers)
+        return feed
+
+    def _outputs(self, outs, arrays):
+        return tuple(_tensor(self.B, self.fns, y, arrays[0]) if _is_number(y) else y
+                     for y in outs)
+
+    def run(self, *arrays):
+        """The outputs."""
+        return self._outputs(self._evaluate(self.graph.outputs, (), arrays), arrays)
+
+    def _code(self, outputs, given=()):
+        """Code for `outputs` of the arrays (then the numbers, when
+        they vary) and further `given` nodes; see `_args`."""
+        if self.vary:
+            return self.graph.code(outputs, self.nodes + tuple(n for n, _ in self.numbers)
+                                   + tuple(given), self.B, self.fns)
+        return self.graph.code(outputs, self.nodes + tuple(given), self.B, self.fns,
+                               self.numbers)
+
+    def _args(self, arrays, values=()):
+        """The arguments of `_code`'s code: the arrays, the numbers when
+        they vary, the values of the further given nodes."""
+        numbers = [v for _, v in self.numbers] if self.vary else []
+        return list(arrays) + numbers + list(values)
+
+    def _evaluate(self, outputs, given, arrays, values=()):
+        """`outputs` from the arrays and further `given` nodes (with their
+        `values`), through the graph's code."""
+        return self._code(outputs, given)(self._args(arrays, values))
+
+    def forward(self, *arrays):
+        """(outputs, residuals): the residuals are the forward tensors other
+        than the outputs that the VJP program (for every inexact array)
+        reads."""
+        cache = self._cache
+        if cache["residuals"] is None:
+            known = {}
+            evaluate(self.graph.outputs, self._feed(arrays), self.B, self.fns, known)
+            names = tuple(n.name for n, x in zip(self.nodes, arrays) if _inexact(x))
+            _, _, grads = self.graph.gradients(names)
+            grads = [g for g in grads if g is not None]
+            forward = set(topo(self.graph.outputs))
+            # What the VJP program reads of the forward: not their ancestors.
+            reads = set(grads).union(*(getattr(n, "args", ()) for n in topo(grads)
+                                       if n not in forward))
+            skip = set(self.graph.outputs)
+            cache["residuals"] = [n for n in topo(self.graph.outputs) if n in reads
+                                  and n not in skip and not isinstance(n, (Input, Const))
+                                  and not _is_number(known[n])]
+            cache["forward"] = self._code(list(self.graph.outputs) + cache["residuals"])
+        vals = cache["forward"](self._args(arrays))
+        return self._outputs(vals[:self.n_outputs], arrays), tuple(vals[self.n_outputs:])
+
+    def vjp(self, arrays, cotangents, wanted, residuals=None):
+        """One gradient per array (None where not wanted or not inexact),
+        given one cotangent per output (None for zero); `residuals`, when
+        given, are the outputs followed by `forward`'s residuals."""
+        key = (tuple(wanted), tuple(getattr(x, "dtype", None) for x in arrays),
+               residuals is None)
+        vjps = self._cache["vjps"]
+        found = vjps.get(key)
+        if found is None:
+            found = vjps[key] = self._prepare_vjp(arrays, wanted, residuals is not None)
+        wanted, cts, grads, code = found
+        like = next(c for c in cotangents if c is not None)
+        values = [self.fns["full"](_shape(n), 0, like) if c is None else c
+                  for n, c in zip(cts, cotangents)]
+        vals = iter(code(self._args(arrays, values if residuals is None
+                                       else values + list(residuals))))
+        result, grads = [], iter(grads)
+        for x, w in zip(arrays, wanted):
+            if not w:
+                result.append(None)
+                continue
+            gnode = next(grads)
+            result.append(self.fns["zeros_like"](x) if gnode is None
+                          else self.B.cast_like(self.B.asarray(next(vals)), x))
+        return tuple(result)
+
+    def _prepare_vjp(self, arrays, wanted, with_residuals):
+        """(wanted, cotangent nodes, gradient nodes, their Lowered code)."""
+        wanted = [w and _inexact(x) for w, x in zip(wanted, arrays)]
+        names = tuple(n.name for n, w in zip(self.nodes, wanted) if w)
+        cts, _, grads = self.graph.gradients(names)
+        given = tuple(cts)
+        if with_residuals:
+            given += tuple(self.graph.outputs) + tuple(self._cache["residuals"])
+        code = self._code([x for x in grads if x is not None], given)
+        return wanted, cts, grads, code
+
+    def jvp(self, arrays, tangents):
+        """One tangent per output, given one per array (None for zero)."""
+        moving = [(n, t) for n, x, t in zip(self.nodes, arrays, tangents)
+                  if t is not None and _inexact(x)]
+        ts, outs = self.graph.tangents(n.name for n, _ in moving)
+        vals = iter(self._evaluate([o for o in outs if o is not None], ts, arrays,
+                                   [t for _, t in moving]))
+        like = moving[0][1] if moving else arrays[0]
+        return tuple(self.fns["full"](_shape(y), 0, like) if o is None
+                     else _tensor(self.B, self.fns, next(vals), like)
+                     for y, o in zip(self.graph.outputs, outs))
