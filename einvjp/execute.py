@@ -30,7 +30,7 @@ tensor) calls the interpreter from the code.
 >>> x = Expr(Input("x", (2, 3)), (i, j))
 >>> y = (prims.exp(x) * x).sum([j]) / 3
 >>> B = backend_for([np.ones(1)])
->>> run = Lowered([y.node], [x.node], B, prims.table("numpy"))
+>>> run = Lowered([y.node], [x.node], B)
 >>> a = np.arange(6.0).reshape(2, 3)
 >>> np.allclose(run([a])[0], (np.exp(a) * a).sum(1) / 3)
 True
@@ -99,7 +99,7 @@ def _lowered(node, numbers):
     return hit
 
 
-def _tensor(B, fns, v, like):
+def _tensor(B, v, like):
     return B.cast_like(B.asarray(v), like) if like is not None else B.asarray(v)
 
 
@@ -122,7 +122,7 @@ def _shape(node):
     return tuple(int(s) for s in node.shape)
 
 
-def evaluate_node(node, args, B, fns, like=None):
+def evaluate_node(node, args, B, like=None):
     if isinstance(node, Const):
         return node.value.number()
     if isinstance(node, Contract):
@@ -138,11 +138,11 @@ def evaluate_node(node, args, B, fns, like=None):
             if not out:
                 return scale
             labels = distinct(out)
-            ones = fns["full"](tuple(l.size for l in labels), 1, like)
+            ones = B.full(tuple(l.size for l in labels), 1, like)
             if len(labels) < len(out):
                 ones = plan_for(GE([labels], out, 1))(B, [ones])
             return ones if scale == 1 else B.scale(ones, scale)
-        r = B.apply(p, ops) if hasattr(B, "apply") else p(B, ops)
+        r = B.apply(p, ops)
         # A number operand always multiplies (the dtype does not depend on its value).
         return r if scale == 1 and not any(numbers) else B.scale(r, scale)
     if isinstance(node, Add):
@@ -156,22 +156,23 @@ def evaluate_node(node, args, B, fns, like=None):
                                          else B.add(acc, v) if not _is_number(acc)
                                          else B.add(v, acc))
         if _is_number(acc) or tuple(acc.shape) != _shape(node):
-            acc = B.broadcast_to(_tensor(B, fns, acc, _like(args)) if _is_number(acc) else acc,
+            acc = B.broadcast_to(_tensor(B, acc, _like(args)) if _is_number(acc) else acc,
                                  _shape(node))
         return acc
     if isinstance(node, Map):
         out = list(node.out)
         like = _numbers_like(args, like)
         vals = [_align(B, a, list(t), out) for a, t in zip(args, node.terms)]
-        if B.name != "numpy":
-            vals = [_tensor(B, fns, v, like) if _is_number(v) else v for v in vals]
-        return fns[node.prim.name](*vals, *node.params)
+        if B.numbers_as_arrays:
+            vals = [_tensor(B, v, like) if _is_number(v) else v for v in vals]
+        return B.kernels[node.prim.name](*vals, *node.params)
     if isinstance(node, Func):
-        return _evaluate_func(node, args, B, fns)
+        return _evaluate_func(node, args, B)
     raise ProgramError(f"cannot evaluate {node!r}")
 
 
-def _evaluate_func(node, args, B, fns):
+def _evaluate_func(node, args, B):
+    fns = B.kernels
     name = node.prim.name
     out = list(node.out)
     x, term = args[0], list(node.terms[0])
@@ -214,7 +215,7 @@ def _evaluate_func(node, args, B, fns):
     raise ProgramError(f"no evaluation rule for {name}")
 
 
-def evaluate(outputs, values, B, fns, known=None):
+def evaluate(outputs, values, B, known=None):
     """Evaluate `outputs`; `values` maps Input nodes to arrays (or numbers);
     `known` maps already computed nodes to values (updated in place)."""
     vals = dict(values)
@@ -226,8 +227,7 @@ def evaluate(outputs, values, B, fns, known=None):
             continue
         if isinstance(node, Input):
             raise ProgramError(f"no value for input {node.name!r}")
-        vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())], B, fns,
-                                   like)
+        vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())], B, like)
     if known is not None:
         known.update(vals)
     return [vals[o] for o in outputs]
@@ -257,21 +257,6 @@ def _broadcast(*shapes):
     rank = max((len(s) for s in shapes), default=0)
     padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
     return tuple(max(sizes) for sizes in zip(*padded))
-
-
-def _composed_ops(B):
-    """`add_product` and `add_matmul` of a backend that has no fused ones,
-    from its own ops (jax fuses them under jit anyway)."""
-    def add_product(acc, a, b, c):
-        """acc + c a b."""
-        ab = B.multiply(a, b)
-        return B.add(acc, ab if c == 1 else B.scale(ab, c))
-
-    def add_matmul(acc, a, b, c):
-        """acc + c a @ b."""
-        ab = B.matmul(a, b)
-        return B.add(acc, ab if c == 1 else B.scale(ab, c))
-    return add_product, add_matmul
 
 
 def _inexact(v):
@@ -305,16 +290,16 @@ def _literal(v):
 
 class Lowered:
     """`outputs` as a function of the values of the `given` nodes, run as
-    straight-line code: `Lowered(outputs, given, B, fns)(values)` returns
+    straight-line code: `Lowered(outputs, given, B)(values)` returns
     what `evaluate` would.  One function is written per signature of the
     values (which are Python numbers of which type, the arrays' dtypes).  `fixed` maps
     further nodes to numbers that every call shares (written into the code
     as constants)."""
 
-    def __init__(self, outputs, given, B, fns, fixed=None):
+    def __init__(self, outputs, given, B, fixed=None):
         self.outputs, self.given = list(outputs), list(given)
         self.fixed = dict(fixed or {})
-        self.B, self.fns = B, fns
+        self.B = B
         self._code = {}  # signature -> (function, source)
 
     def __call__(self, values):
@@ -334,9 +319,9 @@ class Lowered:
             if isinstance(node, Input):
                 raise ProgramError(f"no value for input {node.name!r}")
             vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())],
-                                       self.B, self.fns, like)
+                                       self.B, like)
         found = self._code[sig] = _Writer(self, order, vals).write()
-        if getattr(self.B, "staged", False):
+        if self.B.staged:
             # Under jax.jit this call is the trace, made once per signature:
             # the code written for it, not the interpreter's probe, is what
             # XLA compiles (the probe's ops are dead and dropped).
@@ -368,10 +353,8 @@ class _Writer:
         self.times = {}  # source of f(x) -> (source of f_times, x): g * f(x) in one call
         self.parts = {}  # a contraction ending in a product -> (op, a, b)
         self.inline = set()  # the nodes written into their (one) reader (see lines_for)
-        self.B, self.fns = lowered.B, lowered.fns
-        self.env = {op: getattr(self.B, op) for op in self.OPS if hasattr(self.B, op)}
-        for op, composed in zip(("add_product", "add_matmul"), _composed_ops(self.B)):
-            self.env.setdefault(op, composed)
+        self.B = lowered.B
+        self.env = {op: getattr(self.B, op) for op in self.OPS}
         self.params = [f"v{k}" for k in range(len(lowered.given))]
         self.var = {}
         for name, node in zip(self.params, lowered.given):  # a node given twice: its first
@@ -393,11 +376,10 @@ class _Writer:
         """Source for the number `value` in an op producing `node`'s array:
         the backend's constant for it (`B.scalar`: torch's 0-d tensor, which
         its ops take faster than a Python number), else the number."""
-        make = getattr(self.B, "scalar", None)
-        if make is None:
+        if not self.B.scalar_constants:
             return self.const(value)
         name = f"c{len(self.env)}"
-        self.env[name] = make(value, self.probe[node])
+        self.env[name] = self.B.scalar(value, self.probe[node])
         return name
 
     def number(self, node):
@@ -436,11 +418,11 @@ class _Writer:
                 readers.setdefault(a, []).append(node)
         # Written into their one reader: a contraction read by an Add, and a
         # function the library multiplies by an array in the same pass
-        # (`fns["gelu_grad_times"]`) read by a contraction.
+        # (the kernel `gelu_grad_times`) read by a contraction.
         self.inline = inline = {
             n for n in self.order if n not in kept and len(readers.get(n, ())) == 1 and (
                 isinstance(n, Contract) and isinstance(readers[n][0], Add)
-                or isinstance(n, Map) and f"{n.prim.name}_times" in self.fns
+                or isinstance(n, Map) and f"{n.prim.name}_times" in self.B.kernels
                 and isinstance(readers[n][0], Contract))}
         position = {}
         for k, node in reversed(list(enumerate(self.order))):
@@ -490,7 +472,7 @@ class _Writer:
                 return self.contraction(node)
             if isinstance(node, Add) and not all(self.number(a) for a in args):
                 return self.addition(node)
-            if isinstance(node, Map) and (self.B.name == "numpy" or all(
+            if isinstance(node, Map) and (not self.B.numbers_as_arrays or all(
                     not self.number(a) or self.known(a) is not None for a in args)):
                 return self.elementwise(node)
         return self.interpreted(node)
@@ -506,8 +488,8 @@ class _Writer:
     def interpreted(self, node):
         """The interpreter's `evaluate_node`, called from the code."""
         name = f"n{len(self.env)}"
-        B, fns = self.B, self.fns
-        self.env[name] = lambda like, *args: evaluate_node(node, list(args), B, fns, like)
+        B = self.B
+        self.env[name] = lambda like, *args: evaluate_node(node, list(args), B, like)
         return f"{name}({', '.join([self.like] + [self.var[a] for a in node.args])})"
 
     def operand(self, node):
@@ -686,20 +668,20 @@ class _Writer:
     def elementwise(self, node):
         out = list(node.out)
         args = [self.aligned(a, list(t), out)[0] for a, t in zip(node.args, node.terms)]
-        if self.B.name != "numpy":  # numbers as arrays, as the interpreter passes them
+        if self.B.numbers_as_arrays:  # as the interpreter passes them
             like = _numbers_like([self.probe[a] for a in node.args], self.probe.get(self.like_node))
             for k, a in enumerate(node.args):
                 if self.known(a) is not None:
                     args[k] = f"c{len(self.env)}"
-                    self.env[args[k]] = _tensor(self.B, self.fns, self.known(a), like)
+                    self.env[args[k]] = _tensor(self.B, self.known(a), like)
         name = f"f_{node.prim.name}"
-        self.env[name] = self.fns[node.prim.name]
+        self.env[name] = self.B.kernels[node.prim.name]
         if node.params:
             params = f"p{len(self.env)}"
             self.env[params] = tuple(node.params)
             args.append(f"*{params}")
         text = f"{name}({', '.join(args)})"
         if node in self.inline and len(args) == 1:  # see `lines_for`
-            self.env[f"{name}_times"] = self.fns[f"{node.prim.name}_times"]
+            self.env[f"{name}_times"] = self.B.kernels[f"{node.prim.name}_times"]
             self.times[text] = (f"{name}_times", args[0])
         return text

@@ -55,15 +55,12 @@ power gives floats, as `x^-1 = 1/x` does (NumPy, PyTorch and JAX raise).
 
 from __future__ import annotations
 
-import builtins
 import math
-from fractions import Fraction
-
-import numpy as np
 
 from .errors import ProgramError
-from .ir import PRIMS, Coef, Expr, apply, as_expr, const, func, product
 from .ge import Index
+from .ir import PRIMS, Coef, Expr, apply, as_expr, const, func, product
+from .numbers import power
 
 
 class Function:
@@ -132,7 +129,6 @@ select = nondiff("select", 1)    # 1 where c != 0, else 0
 gt, ge, lt, le, eq, ne = (nondiff(n, 2) for n in ("gt", "ge", "lt", "le", "eq", "ne"))
 
 _SQRT_2PI = math.sqrt(2 * math.pi)
-_SCALARS = (int, float, Fraction)  # a Python number, as a folded constant is
 
 reciprocal = prim("reciprocal", 1, lambda x, *, out: (-(out * out),))
 exp = prim("exp", 1, lambda x, *, out: (out,))
@@ -162,26 +158,6 @@ tpow = prim("tpow", 2, lambda x, y, *, out: (
     where(eq(y, 0), 0, y * pow(x, y - 1)), where(eq(x, 0) * ge(y, 0), 0, log(x) * out)))
 # w·exp(d), and 0 where w == 0 even when exp(d) would overflow (logsumexp's VJP).
 wexp = prim("wexp", 2, lambda d, w, *, out: (out, exp(d)))
-
-
-def power(x, p):
-    """x ** p of two numbers as NumPy float64 computes it: nan (not a
-    complex) for a negative base to a fractional power, inf (not an error)
-    for 0 to a negative power or past the float range; exact for integers
-    and fractions to a small integer power.
-
-    >>> power(2, 10), power(-1, 0.5), power(0, -1), power(10, 400), power(2, -2)
-    (1024, nan, inf, inf, 0.25)
-    """
-    if isinstance(x, complex) or isinstance(p, complex):
-        return x ** p
-    if isinstance(p, int) and isinstance(x, (int, Fraction)) and x != 0:
-        f = Fraction(x)
-        bits = builtins.max(f.numerator.bit_length(), f.denominator.bit_length(), 2)
-        if p * p * bits * bits <= 1100 ** 2:  # |p| · bits ≤ 1100: past float range
-            return Coef.of(f ** p).number()
-    with np.errstate(all="ignore"):
-        return float(np.float64(x) ** np.float64(p))
 
 
 def _pow(x, p):
@@ -394,216 +370,6 @@ FUNCTIONS = {f.name: f for f in (
     gt, ge, lt, le, eq, ne,
     # what derivatives print: the half-split tie mask, a 0/1 mask, gelu's slope
     tie, select, gelu_grad)}
-
-
-# --- Per-backend function tables --------------------------------------------
-
-_TABLES = {}
-
-
-def table(backend_name):
-    """name -> function on that library's arrays (built on first use)."""
-    t = _TABLES.get(backend_name)
-    if t is None:
-        t = _TABLES[backend_name] = _BUILDERS[backend_name]()
-    return t
-
-
-def _array_api(xp, erf, linalg, extra=None):
-    """The table for a NumPy-like namespace (NumPy, jax.numpy)."""
-
-    def as_float(mask, x, y=0.0):
-        return xp.asarray(mask).astype(xp.result_type(x, y))
-
-    def inexact(x):  # an integer tensor's softmax is a float one, as in NumPy and JAX
-        x = xp.asarray(x)
-        return x if xp.issubdtype(x.dtype, xp.inexact) else x.astype(xp.result_type(x, 1.0))
-
-    def logsumexp(x, axes, w=None):
-        """log Σ w·exp(x), shifted by the max over w's support; exponents
-        are capped where w is zero, so that 0·exp stays 0 (and the
-        derivative in w stays exp(x - lse), unless that overflows)."""
-        x = inexact(x)
-        xm = x if w is None else xp.where(w != 0, x, -xp.inf)
-        m = xp.max(xm, axis=axes, keepdims=True, initial=-xp.inf)  # -inf over no element
-        m = xp.where(xp.isfinite(m), m, 0)
-        e = xp.exp(x - m) if w is None else w * xp.exp(xp.minimum(x - m, _cap(x)))
-        return xp.squeeze(xp.log(xp.sum(e, axis=axes, keepdims=True)) + m, axis=axes)
-
-    def _cap(x):
-        return math.log(xp.finfo(xp.result_type(x, 1.0)).max) - 1
-
-    def softmax(x, axes):
-        x = inexact(x)
-        e = xp.exp(x - xp.max(x, axis=axes, keepdims=True, initial=-xp.inf))
-        return e / xp.sum(e, axis=axes, keepdims=True)
-
-    def log_softmax(x, axes):
-        x = inexact(x)
-        m = xp.max(x, axis=axes, keepdims=True, initial=-xp.inf)
-        return x - m - xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True))
-
-    def power_by_number(x, p):
-        if isinstance(x, _SCALARS):
-            return power(x, p)
-        if isinstance(p, int) and p < 0 and xp.issubdtype(xp.result_type(x), xp.integer):
-            p = float(p)  # as x^-1 = 1/x does: an integer tensor gives floats
-        return x ** p
-
-    def power_by_tensor(x, y):
-        if isinstance(x, _SCALARS) and isinstance(y, _SCALARS):
-            return power(x, y)
-        try:
-            return x ** y
-        except ValueError as err:
-            raise ProgramError("an integer tensor to a negative integer power: "
-                               "make the base or the exponent a float tensor") from err
-
-    t = dict(
-        exp=xp.exp, log=xp.log, log1p=xp.log1p, expm1=xp.expm1, sqrt=xp.sqrt, sin=xp.sin,
-        cos=xp.cos, tanh=xp.tanh, abs=xp.abs, sign=xp.sign, erf=erf,
-        reciprocal=lambda x: power(x, -1) if isinstance(x, _SCALARS) else 1 / x,
-        sigmoid=lambda x: 0.5 * (1 + xp.tanh(0.5 * x)),
-        softplus=lambda x: xp.logaddexp(0, x),
-        relu=lambda x: xp.maximum(x, 0),
-        gelu=lambda x: 0.5 * x * (1 + erf(x / math.sqrt(2))),
-        gelu_grad=lambda x: (0.5 * (1 + erf(x / math.sqrt(2)))
-                             + x * xp.exp(-0.5 * x * x) / _SQRT_2PI),
-        maximum=xp.maximum, minimum=xp.minimum,
-        where=lambda c, a, b: xp.where(c != 0, a, b),
-        pow=power_by_number, tpow=power_by_tensor,
-        wexp=lambda d, w: w * xp.exp(xp.minimum(d, _cap(d))),
-        step=lambda x: as_float(x > 0, x), select=lambda c: as_float(c != 0, c),
-        tie=lambda x, y: xp.where(x > y, 1.0, xp.where(x == y, 0.5, 0.0)).astype(
-            xp.result_type(x, y, 1.0)),
-        gt=lambda x, y: as_float(x > y, x, y), ge=lambda x, y: as_float(x >= y, x, y),
-        lt=lambda x, y: as_float(x < y, x, y), le=lambda x, y: as_float(x <= y, x, y),
-        eq=lambda x, y: as_float(x == y, x, y), ne=lambda x, y: as_float(x != y, x, y),
-        logsumexp=logsumexp, softmax=softmax, log_softmax=log_softmax,
-        max=lambda x, axes: xp.max(x, axis=axes), min=lambda x, axes: xp.min(x, axis=axes),
-        inv=linalg.inv, solve=linalg.solve, det=linalg.det,
-        logdet=lambda x: linalg.slogdet(x)[1],
-        zeros_like=xp.zeros_like, full=lambda shape, v, like: xp.full(
-            shape, v, dtype=xp.result_type(like) if like is not None else None),
-    )
-    t.update(extra or {})
-    return t
-
-
-def _numpy():
-    import numpy as np
-    found = []
-
-    def erf(x):
-        """scipy.special.erf when SciPy is installed (imported on first use),
-        else math.erf elementwise."""
-        if not found:
-            try:
-                from scipy.special import erf as f
-            except ImportError:  # pragma: no cover - scipy is optional
-                f = np.vectorize(math.erf, otypes=[float])
-            found.append(f)
-        return found[0](x)
-    return _array_api(np, erf, np.linalg)
-
-
-def _jax():
-    import jax.numpy as jnp
-    from jax.scipy.special import erf
-    return _array_api(jnp, erf, jnp.linalg)
-
-
-def _torch():
-    import torch
-    import torch.nn.functional as F
-
-    def as_float(mask, x, y=0.0):
-        return mask.to(_dtype(x, y))
-
-    def _dtype(*xs):
-        ts = [x for x in xs if isinstance(x, torch.Tensor)]
-        return ts[0].dtype if ts else torch.get_default_dtype()
-
-    def dims(axes):
-        return tuple(axes) if isinstance(axes, (tuple, list)) else (axes,)
-
-    def inexact(x):  # an integer tensor's softmax is a float one
-        return x if x.is_floating_point() or x.is_complex() else x.to(_dtype(1.0))
-
-    def logsumexp(x, axes, w=None):
-        x = inexact(x)
-        if w is None or 0 in [x.shape[d] for d in dims(axes)]:
-            return torch.logsumexp(x, dim=dims(axes))  # -inf over no element
-        w = torch.broadcast_to(torch.as_tensor(w, dtype=x.dtype), x.shape)
-        xm = torch.where(w != 0, x, torch.tensor(-math.inf, dtype=x.dtype))
-        m = torch.amax(xm, dim=dims(axes), keepdim=True)
-        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-        e = w * torch.exp(torch.clamp(x - m, max=cap(x)))
-        return torch.squeeze(torch.log(torch.sum(e, dim=dims(axes), keepdim=True)) + m,
-                             dim=dims(axes))
-
-    def softmax(x, axes):
-        return torch.exp(log_softmax(x, axes))
-
-    def log_softmax(x, axes):
-        x = inexact(x)
-        return x - torch.logsumexp(x, dim=dims(axes), keepdim=True)
-
-    def where(c, a, b):
-        c = torch.as_tensor(c)
-        return torch.where(c != 0, a, b)
-
-    def cap(x):
-        return math.log(torch.finfo(x.dtype).max) - 1
-
-    def power_by_number(x, p):
-        if p == 2:
-            return torch.square(x)
-        if isinstance(p, int) and p < 0 and not (x.is_floating_point() or x.is_complex()):
-            p = float(p)  # as x^-1 = 1/x does: an integer tensor gives floats
-        return x ** p
-
-    def power_by_tensor(x, y):
-        try:
-            return x ** y
-        except RuntimeError as err:
-            raise ProgramError("an integer tensor to a negative integer power: "
-                               "make the base or the exponent a float tensor") from err
-
-    def wexp(d, w):
-        return w * torch.exp(torch.clamp(d, max=cap(d)))
-
-    def tie(x, y):
-        one = torch.ones((), dtype=_dtype(x, y))
-        return torch.where(x > y, one, torch.where(x == y, one / 2, one * 0))
-
-    return dict(
-        exp=torch.exp, log=torch.log, log1p=torch.log1p, expm1=torch.expm1, sqrt=torch.sqrt,
-        sin=torch.sin, cos=torch.cos, tanh=torch.tanh, abs=torch.abs, sign=torch.sign,
-        erf=torch.special.erf, reciprocal=torch.reciprocal, sigmoid=torch.sigmoid,
-        softplus=F.softplus, relu=torch.relu, gelu=F.gelu,
-        gelu_grad=lambda x: torch.ops.aten.gelu_backward(torch.ones_like(x), x),
-        # g * gelu'(x) in one pass (lowered code writes it for that product)
-        gelu_grad_times=torch.ops.aten.gelu_backward,
-        maximum=lambda x, y: torch.maximum(torch.as_tensor(x), torch.as_tensor(y)),
-        minimum=lambda x, y: torch.minimum(torch.as_tensor(x), torch.as_tensor(y)),
-        where=where, pow=power_by_number, tpow=power_by_tensor, wexp=wexp,
-        step=lambda x: as_float(x > 0, x), select=lambda c: as_float(torch.as_tensor(c) != 0, c),
-        tie=tie,
-        gt=lambda x, y: as_float(x > y, x, y), ge=lambda x, y: as_float(x >= y, x, y),
-        lt=lambda x, y: as_float(x < y, x, y), le=lambda x, y: as_float(x <= y, x, y),
-        eq=lambda x, y: as_float(x == y, x, y), ne=lambda x, y: as_float(x != y, x, y),
-        logsumexp=logsumexp, softmax=softmax, log_softmax=log_softmax,
-        max=lambda x, axes: torch.amax(x, dim=dims(axes)),
-        min=lambda x, axes: torch.amin(x, dim=dims(axes)),
-        inv=torch.linalg.inv, solve=torch.linalg.solve, det=torch.linalg.det,
-        logdet=lambda x: torch.linalg.slogdet(x)[1],
-        zeros_like=torch.zeros_like,
-        full=lambda shape, v, like: torch.full(shape, v, dtype=_dtype(like)),
-    )
-
-
-_BUILDERS = {"numpy": _numpy, "jax": _jax, "torch": _torch}
 
 
 # --- What each public function says about itself ----------------------------
@@ -843,4 +609,4 @@ for _name, _op, _out in [("gt", ">", "[0., 0.]"), ("ge", ">=", "[0., 1.]"),
 __test__ = {}
 for _name, _doc in _DOCS.items():
     FUNCTIONS[_name].__doc__ = _doc
-    __test__[_name] = _doc
+    __test__[_name] = ">>> import numpy as np\n\n" + _doc  # prims imports no array library

@@ -36,6 +36,7 @@ from .ge import Index
 from .ir import (Add, Coef, Const, Contract, Expr, Func, Input, Map, axes, contract,
                  distinct, is_zero, key, materialize, product, topo, total, uses)
 from .ir import add as add_node
+from .backend import load
 from .execute import (_NUMBERS, Lowered, _inexact, _is_number, _shape, _tensor,
                       evaluate)
 from . import prims
@@ -176,8 +177,8 @@ def _remake(node, args):
         return add_node([(a, t, c) for a, t, c in zip(args, node.terms, node.coeffs)], node.out)
     if isinstance(node, Map):
         if all(isinstance(a, Const) for a in args):  # scalars only: fold
-            v = prims.table("numpy")[node.prim.name](*[a.value.number() for a in args],
-                                                      *node.params)
+            v = load("numpy").kernels[node.prim.name](*[a.value.number() for a in args],
+                                                       *node.params)
             return Const(v.item() if hasattr(v, "item") else v)
         return Map(node.prim, args, node.terms, node.out, node.params)
     return Func(node.prim, args, node.terms, node.out, node.params)
@@ -705,7 +706,7 @@ class Graph:
         feed.update({n: B.asarray(v) for n, v in self.constants.items()})
         return feed
 
-    def lowered(self, outputs, given, B, fns, fixed=()) -> Lowered:
+    def lowered(self, outputs, given, B, fixed=()) -> Lowered:
         """`outputs` from the values of the `given` nodes as straight-line
         code (`einvjp.execute.Lowered`), the (node, number) pairs of `fixed`
         written in as constants; cached."""
@@ -714,12 +715,12 @@ class Graph:
         if found is None:
             if len(self._lowered) >= 4 * _CACHED:
                 self._lowered.clear()
-            found = self._lowered[key] = Lowered(outputs, given, B, fns, dict(fixed))
+            found = self._lowered[key] = Lowered(outputs, given, B, dict(fixed))
         return found
 
-    def evaluate(self, outputs, feed, B, fns):
+    def evaluate(self, outputs, feed, B):
         """`evaluate(outputs, feed, ...)` through `lowered` code."""
-        return self.lowered(outputs, list(feed), B, fns)(list(feed.values()))
+        return self.lowered(outputs, list(feed), B)(list(feed.values()))
 
     def cotangent_inputs(self):
         return [Input(f"∂l/∂{n}", o.shape) for n, o in zip(self.output_names, self.outputs)]
@@ -746,7 +747,7 @@ class Graph:
                                                                self.inputs[name])
         return self._derived["jacobian", name, k]
 
-    def derived_function(self, values, B, fns):
+    def derived_function(self, values, B):
         """(f, nodes): `B.differentiable(_Autodiff(...))` at the numbers in
         `values`, a function of the values of `nodes` (the array inputs and
         constants); cached."""
@@ -758,17 +759,17 @@ class Graph:
         # value: from then on they are arguments of the code, written once for
         # every value (not once a value).
         exact = _exact(numbers)
-        vary = getattr(B, "numbers_vary", False)
+        vary = B.numbers_vary
         key = (B.name, nodes, tuple((n, type(v)) for n, v in numbers) if vary else exact)
         found = self._functions.get(key)
         if found is None:
             if len(self._functions) >= _CACHED:  # e.g. a number input that changes every call
                 self._functions.clear()
-            rule = _Autodiff(self, nodes, numbers, B, fns)
+            rule = _Autodiff(self, nodes, numbers, B)
             found = self._functions[key] = (rule, B.differentiable(rule))
         rule, f = found
         if rule.exact != exact and not rule.vary:
-            rule = _Autodiff(self, nodes, numbers, B, fns, vary=True)
+            rule = _Autodiff(self, nodes, numbers, B, vary=True)
             rule, f = self._functions[key] = (rule, B.differentiable(rule))
         if rule.exact != exact:
             f = B.differentiable(rule.at(numbers))
@@ -836,8 +837,8 @@ class _Autodiff:
     instead.  Equal (and hashed) by graph, inputs and numbers: a parameter
     fit for a JAX primitive."""
 
-    def __init__(self, graph, nodes, numbers, B, fns, vary=False):
-        self.graph, self.nodes, self.B, self.fns, self.vary = graph, nodes, B, fns, vary
+    def __init__(self, graph, nodes, numbers, B, vary=False):
+        self.graph, self.nodes, self.B, self.vary = graph, nodes, B, vary
         self.numbers, self.exact = numbers, _exact(numbers)
         self.n_outputs = len(graph.outputs)
         # Shared by `at`: the residual nodes, the Lowered outputs + residuals,
@@ -870,7 +871,7 @@ class _Autodiff:
         return feed
 
     def _outputs(self, outs, arrays):
-        return tuple(_tensor(self.B, self.fns, y, arrays[0]) if _is_number(y) else y
+        return tuple(_tensor(self.B, y, arrays[0]) if _is_number(y) else y
                      for y in outs)
 
     def run(self, *arrays):
@@ -882,9 +883,8 @@ class _Autodiff:
         they vary) and further `given` nodes; see `_args`."""
         if self.vary:
             return self.graph.lowered(outputs, self.nodes + tuple(n for n, _ in self.numbers)
-                                      + tuple(given), self.B, self.fns)
-        return self.graph.lowered(outputs, self.nodes + tuple(given), self.B, self.fns,
-                                  self.numbers)
+                                      + tuple(given), self.B)
+        return self.graph.lowered(outputs, self.nodes + tuple(given), self.B, self.numbers)
 
     def _args(self, arrays, values=()):
         """The arguments of `_lowered` code: the arrays, the numbers when
@@ -904,7 +904,7 @@ class _Autodiff:
         cache = self._cache
         if cache["residuals"] is None:
             known = {}
-            evaluate(self.graph.outputs, self._feed(arrays), self.B, self.fns, known)
+            evaluate(self.graph.outputs, self._feed(arrays), self.B, known)
             names = tuple(n.name for n, x in zip(self.nodes, arrays) if _inexact(x))
             _, _, grads = self.graph.derived(names)
             grads = [g for g in grads if g is not None]
@@ -932,7 +932,7 @@ class _Autodiff:
             found = vjps[key] = self._prepare_vjp(arrays, wanted, residuals is not None)
         wanted, cts, grads, lowered = found
         like = next(c for c in cotangents if c is not None)
-        values = [self.fns["full"](_shape(n), 0, like) if c is None else c
+        values = [self.B.full(_shape(n), 0, like) if c is None else c
                   for n, c in zip(cts, cotangents)]
         vals = iter(lowered(self._args(arrays, values if residuals is None
                                        else values + list(residuals))))
@@ -942,7 +942,7 @@ class _Autodiff:
                 result.append(None)
                 continue
             gnode = next(grads)
-            result.append(self.fns["zeros_like"](x) if gnode is None
+            result.append(self.B.zeros_like(x) if gnode is None
                           else self.B.cast_like(self.B.asarray(next(vals)), x))
         return tuple(result)
 
@@ -965,8 +965,8 @@ class _Autodiff:
         vals = iter(self._evaluate([o for o in outs if o is not None], ts, arrays,
                                    [t for _, t in moving]))
         like = moving[0][1] if moving else arrays[0]
-        return tuple(self.fns["full"](_shape(y), 0, like) if o is None
-                     else _tensor(self.B, self.fns, next(vals), like)
+        return tuple(self.B.full(_shape(y), 0, like) if o is None
+                     else _tensor(self.B, next(vals), like)
                      for y, o in zip(self.graph.outputs, outs))
 
 
@@ -1007,11 +1007,11 @@ class Program:
         B = backend_for(list(values.values()) + list(extra))
         values = {n: (B.asarray(v) if not isinstance(v, (int, float, complex)) else v)
                   for n, v in values.items()}
-        return values, B, prims.table(B.name), self._graph_for(values)
+        return values, B, self._graph_for(values)
 
     def graph(self, *args, **kwargs) -> Graph:
         """The bound graph at these inputs' shapes."""
-        return self._setup(args, kwargs)[3]
+        return self._setup(args, kwargs)[2]
 
     def __call__(self, *args, **kwargs):
         if kwargs or len(args) != len(self.input_names):
@@ -1039,12 +1039,12 @@ class Program:
         outputs, for inputs of these types, shapes and numbers: what is
         decided once per signature (the backend, the bound graph, the
         lowered code) decided here."""
-        values, B, fns, g = self._setup((), values)
-        if hasattr(B, "differentiable"):  # torch, jax: differentiated by derived programs
-            f, given = g.derived_function(values, B, fns)
+        values, B, g = self._setup((), values)
+        if B.autodiff:  # torch, jax: differentiated by derived programs
+            f, given = g.derived_function(values, B)
         else:
             given = list(g.feed(values, B))
-            f = g.lowered(g.outputs, given, B, fns)
+            f = g.lowered(g.outputs, given, B)
         position = {n: k for k, n in enumerate(self.input_names)}
         # A constant (an array the traced function closed over) is converted
         # on every call, as the inputs are: it may have changed in place, and
@@ -1052,7 +1052,7 @@ class Program:
         picks = [(position[n.name], None) if n.name in position and g.inputs.get(n.name) is n
                  else (None, g.constants[n]) for n in given]
         asarray = B.asarray
-        if hasattr(B, "differentiable"):
+        if B.autodiff:
             run = lambda vals: f(*[asarray(c if k is None else vals[k])  # noqa: E731
                                    for k, c in picks])
         else:
@@ -1079,7 +1079,7 @@ class Program:
         sharing memory with no input, cotangent or other gradient."""
         from .errors import CotangentError
         cots = tuple(cotangent) if isinstance(cotangent, (tuple, list)) else (cotangent,)
-        values, B, fns, g = self._setup(args, kwargs, cots)
+        values, B, g = self._setup(args, kwargs, cots)
         wrt = self.wrt_names(values)
         cts, fwd, grads = g.derived(wrt)
         if len(cots) != len(cts):
@@ -1094,11 +1094,11 @@ class Program:
                                      f"{name!r} has shape {_shape(node)}")
             feed[node] = c
         present = [x for x in grads if x is not None]
-        vals = iter(g.evaluate(present, feed, B, fns))
+        vals = iter(g.evaluate(present, feed, B))
         result = {}
         for n, gnode in zip(wrt, grads):
             x = values[n]
-            result[n] = fns["zeros_like"](x) if gnode is None else \
+            result[n] = B.zeros_like(x) if gnode is None else \
                 B.cast_like(B.asarray(next(vals)), x)
         # A gradient that is the cotangent (y = x + z), an input, or another one: copied.
         owned = dict(zip(result, _owned(B, list(result.values()), _aliased(grads))))
@@ -1122,15 +1122,15 @@ class Program:
         """∂out/∂name as one tensor of shape out.shape + name.shape (of the
         only output, or the first): one program, the VJP batched over an
         identity cotangent."""
-        values, B, fns, g = self._setup(args, kwargs)
+        values, B, g = self._setup(args, kwargs)
         self._differentiable(name, values, "jacobian")
         j = g.jacobian(name)
-        return B.cast_like(evaluate([j], g.feed(values, B), B, fns)[0], values[name])
+        return B.cast_like(evaluate([j], g.feed(values, B), B)[0], values[name])
 
     def hessian(self, name, *args, **kwargs):
         """∂²out/∂name² of a scalar output, shape name.shape + name.shape: the
         gradient program's Jacobian, derived symbolically again."""
-        values, B, fns, g = self._setup(args, kwargs)
+        values, B, g = self._setup(args, kwargs)
         self._differentiable(name, values, "hessian")
         if g.outputs[0].shape != ():
             raise ProgramError("hessian needs a scalar output; use jacobian")
@@ -1142,7 +1142,7 @@ class Program:
         second.constants = g.constants
         feed = second.feed(values, B)
         feed[cts[0]] = 1.0
-        return B.cast_like(evaluate([second.jacobian(name)], feed, B, fns)[0], values[name])
+        return B.cast_like(evaluate([second.jacobian(name)], feed, B)[0], values[name])
 
     def derivative(self, name, *args, **kwargs):
         """The VJP of the output with respect to `name`, printed as a program
