@@ -54,6 +54,7 @@ import math
 from .errors import ProgramError
 from .ge import GE, Index
 from .ir import Add, Const, Contract, Func, Input, Map, distinct, topo
+from .ops import _broadcast, align_ops, aligned
 from .plan import plan_for
 
 
@@ -62,20 +63,6 @@ _NUMBERS = (int, float, complex)
 
 def _is_number(v):
     return isinstance(v, _NUMBERS)
-
-
-def _align(B, x, term, order):
-    """x (axes `term`, distinct) transposed and reshaped to broadcast against
-    `order` (a superset of term)."""
-    if _is_number(x):
-        return x
-    ranked = sorted(range(len(term)), key=lambda a: order.index(term[a]))
-    if ranked != list(range(len(term))):
-        x = B.transpose(x, tuple(ranked))
-    if len(term) < len(order):
-        present = set(term)
-        x = B.reshape(x, tuple(int(l.size) if l in present else 1 for l in order))
-    return x
 
 
 def _lowered(node, numbers):
@@ -150,7 +137,7 @@ def evaluate_node(node, args, B, like=None):
         acc = None
         for a, t, c in zip(args, node.terms, node.coeffs):
             c = c.number()
-            v = _align(B, a, list(t), out)
+            v = aligned(B, a, list(t), out)
             v = v if c == 1 else (v * c if _is_number(v) else B.scale(v, c))
             acc = v if acc is None else (acc + v if _is_number(acc) and _is_number(v)
                                          else B.add(acc, v) if not _is_number(acc)
@@ -162,57 +149,13 @@ def evaluate_node(node, args, B, like=None):
     if isinstance(node, Map):
         out = list(node.out)
         like = _numbers_like(args, like)
-        vals = [_align(B, a, list(t), out) for a, t in zip(args, node.terms)]
+        vals = [aligned(B, a, list(t), out) for a, t in zip(args, node.terms)]
         if B.numbers_as_arrays:
             vals = [_tensor(B, v, like) if _is_number(v) else v for v in vals]
         return B.kernels[node.prim.name](*vals, *node.params)
     if isinstance(node, Func):
-        return _evaluate_func(node, args, B)
+        return node.prim.run(B.kernels[node.prim.name], B, node, args)
     raise ProgramError(f"cannot evaluate {node!r}")
-
-
-def _evaluate_func(node, args, B):
-    fns = B.kernels
-    name = node.prim.name
-    out = list(node.out)
-    x, term = args[0], list(node.terms[0])
-    if name in ("logsumexp", "max", "min"):
-        over = list(node.params[0])
-        order = out + over
-        xs = _align(B, x, term, order)
-        axes_ = tuple(range(len(out), len(order)))
-        if len(args) > 1:
-            return fns[name](xs, axes_, _align(B, args[1], list(node.terms[1]), order))
-        return fns[name](xs, axes_)
-    if name in ("softmax", "log_softmax"):
-        xs = _align(B, x, term, out)
-        return fns[name](xs, tuple(out.index(l) for l in node.params[0]))
-    r, c = node.params[0]
-    if name in ("det", "logdet"):
-        return fns[name](_align(B, x, term, out + [r, c]))
-    if name == "inv":
-        order = [l for l in out if l not in (r, c)] + [r, c]
-        y = fns["inv"](_align(B, x, term, order))
-        return _align(B, y, order, out)
-    if name == "solve":
-        batch = [l for l in term if l not in (r, c)]
-        bterm = list(node.terms[1])
-        rest = [l for l in bterm if l not in batch and l is not r]
-        a = _align(B, x, term, batch + [r, c])
-        order = batch + [r] + rest
-        b = _align(B, args[1], bterm, order)
-        full = tuple(int(l.size) for l in order)
-        if tuple(b.shape) != full:
-            b = B.broadcast_to(b, full)
-        n = int(r.size)
-        k = 1
-        for l in rest:
-            k *= int(l.size)
-        b = B.reshape(b, tuple(int(l.size) for l in batch) + (n, k))
-        y = fns["solve"](a, b)
-        y = B.reshape(y, tuple(int(l.size) for l in batch + [c] + rest))
-        return _align(B, y, batch + [c] + rest, out)
-    raise ProgramError(f"no evaluation rule for {name}")
 
 
 def evaluate(outputs, values, B, known=None):
@@ -251,12 +194,6 @@ def _order(outputs, given):
         stack.append((node, True))
         stack.extend((a, False) for a in reversed(getattr(node, "args", ())) if a not in seen)
     return order
-
-
-def _broadcast(*shapes):
-    rank = max((len(s) for s in shapes), default=0)
-    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
-    return tuple(max(sizes) for sizes in zip(*padded))
 
 
 def _inexact(v):
@@ -497,27 +434,39 @@ class _Writer:
         return self.var[node], (None if self.number(node) else _shape(node))
 
     def aligned(self, node, term, order):
-        """`_align`, written out."""
+        """(source, shape) of an operand laid out by `align_ops` (shape None
+        for a number)."""
         x, shape = self.operand(node)
         if shape is None:
             return x, None
-        ranked = sorted(range(len(term)), key=lambda a: order.index(term[a]))
-        if ranked != list(range(len(term))):
-            x, shape = f"transpose({x}, {tuple(ranked)!r})", tuple(shape[a] for a in ranked)
-        if len(term) < len(order):
-            present = set(term)
-            target = tuple(int(lab.size) if lab in present else 1 for lab in order)
-            x, shape = self.reshaped(x, shape, target)
-        return x, shape
+        ops = align_ops(term, order, shape)
+        return self.printed(ops, [x], node)[0], ops.shapes[-1]
 
-    @staticmethod
-    def reshaped(x, shape, target):
-        """x reshaped to broadcast as `target`: no reshape when that only
-        prepends size-1 axes (broadcasting does it)."""
-        if target[len(target) - len(shape):] == shape and not any(
-                s != 1 for s in target[:len(target) - len(shape)]):
-            return x, shape
-        return f"reshape({x}, {target!r})", target
+    def printed(self, ops, sources, node):
+        """(source of the result of `ops` on the `sources`, the fold of its
+        pairwise product into a sum — ("add_product" or "add_matmul", a, b) —
+        when the result is that product as it is, else None)."""
+        regs, fold = list(sources), None
+        for r, (name, args, params) in enumerate(ops.ops, ops.n_in):
+            xs = [regs[a] for a in args]
+            fused = [(self.times[x], y) for x, y in ((xs[0], xs[-1]), (xs[-1], xs[0]))
+                     if x in self.times] if name == "multiply" and r == ops.product else []
+            if fused and ops.shapes[args[0]] == ops.shapes[args[1]]:  # g * f(x) as f_times(g, x)
+                (times, x), g = fused[0]
+                text = f"{times}({g}, {x})"
+            elif name == "scale":
+                text = f"scale({xs[0]}, {self.scalar(params[0], node)})"
+            else:
+                text = f"{name}({', '.join(xs + [repr(p) for p in params])})"
+            if r == ops.product:
+                shared = self.shared(text)
+                if shared == text and name == "multiply" and text.startswith("multiply("):
+                    fold = ("add_product", xs[0], xs[1])
+                elif shared == text and name == "matmul" and len(ops.shapes[r]) == 2:
+                    fold = ("add_matmul", xs[0], xs[1])
+                text = shared
+            regs.append(text)
+        return regs[-1], (fold if ops.product == len(regs) - 1 else None)
 
     def contraction(self, node):
         numbers = tuple(self.number(a) for a in node.args)
@@ -543,88 +492,11 @@ class _Writer:
         slots = [(scaled(k, x), s) for k, (x, s) in enumerate(slots)]
         product = None
         for step in plan.steps:
-            ins = [slots[i] for i in step.ins]
-            if len(ins) == 1:
-                (x, shape), product = self.unary(step.op, node, *ins[0]), None
-            else:
-                x, shape, product = self.binary(step.op, *ins[0], *ins[1])
-            slots.append((scaled(len(slots), x), shape))
+            x, product = self.printed(step.ops, [slots[i][0] for i in step.ins], node)
+            slots.append((scaled(len(slots), x), step.ops.shapes[-1]))
         if product is not None and target != len(slots) - 1:
             self.parts[node] = product
         return slots[-1][0]
-
-    def unary(self, op, node, x, shape):
-        if op.groups is not None:
-            x, shape = f"diagonal({x}, {op.groups!r})", tuple(shape[g[0]] for g in op.groups)
-        if op.sum_axes:
-            x = f"sum({x}, {op.sum_axes!r})"
-            shape = tuple(s for a, s in enumerate(shape) if a not in op.sum_axes)
-        if op.squeeze is not None and op.squeeze != shape:
-            x, shape = f"reshape({x}, {op.squeeze!r})", op.squeeze
-        if op.perm is not None:
-            x, shape = f"transpose({x}, {op.perm!r})", tuple(shape[a] for a in op.perm)
-        if op.expand_shape is not None:
-            if op.expand_shape != shape:
-                x = f"reshape({x}, {op.expand_shape!r})"
-            x, shape = f"broadcast_to({x}, {op.broadcast_shape!r})", op.broadcast_shape
-        if op.embed is not None:
-            x, shape = f"diag_embed({x}, {op.out_shape!r}, {op.embed!r})", op.out_shape
-        if op.coeff != 1:
-            x = f"scale({x}, {self.scalar(op.coeff, node)})"
-        return x, shape
-
-    def binary(self, op, a, sa, b, sb):
-        """(source, shape, ("add_product" or "add_matmul", a, b) when it is a
-        plain product or matrix product of a and b)."""
-        if op.mode == "dot":
-            return self.dot(op, a, b) + (None,)
-        if op.perm_a is not None:
-            a, sa = f"transpose({a}, {op.perm_a!r})", tuple(sa[p] for p in op.perm_a)
-        if op.perm_b is not None:
-            b, sb = f"transpose({b}, {op.perm_b!r})", tuple(sb[p] for p in op.perm_b)
-        if op.mode == "mul":  # broadcasting: leading size-1 axes need no reshape
-            a, sa = self.reshaped(a, sa, op.shape_a)
-            b, sb = self.reshaped(b, sb, op.shape_b)
-        else:
-            a = a if op.shape_a == sa else f"reshape({a}, {op.shape_a!r})"
-            b = b if op.shape_b == sb else f"reshape({b}, {op.shape_b!r})"
-            sa, sb = op.shape_a, op.shape_b
-        if op.mode == "mul":
-            fused = [(self.times[x], y) for x, y in ((a, b), (b, a)) if x in self.times]
-            if fused and sa == sb:  # g * f(x) as f_times(g, x)
-                (times, x), g = fused[0]
-                c, shape, product = self.shared(f"{times}({g}, {x})"), sa, None
-            else:
-                c, shape = self.shared(f"multiply({a}, {b})"), _broadcast(sa, sb)
-                product = ("add_product", a, b) if c.startswith("multiply(") else None
-        else:
-            if op.swap_a:
-                a, sa = _swap_last(a), sa[:-2] + (sa[-1], sa[-2])
-            if op.swap_b:
-                b, sb = _swap_last(b), sb[:-2] + (sb[-1], sb[-2])
-            if op.flip:
-                a, b, shape = _swap_last(b), _swap_last(a), sa[:-2] + (sb[-1], sa[-2])
-            else:
-                shape = sa[:-2] + (sa[-2], sb[-1])
-            c = self.shared(f"matmul({a}, {b})")
-            product = ("add_matmul", a, b) if c.startswith("matmul(") and len(shape) == 2 \
-                else None
-        if op.shape_c != shape:
-            c, shape, product = f"reshape({c}, {op.shape_c!r})", op.shape_c, None
-        if op.perm_c is not None:
-            c, shape = f"transpose({c}, {op.perm_c!r})", tuple(shape[p] for p in op.perm_c)
-            product = None
-        return c, shape, product
-
-    def dot(self, op, a, b):
-        """Batched dot products (`Binary`'s dot mode): b in a's layout,
-        multiply, sum the contracted axes where they lie."""
-        if op.perm_b is not None:
-            b = f"transpose({b}, {op.perm_b!r})"
-        c, shape = self.shared(f"sum(multiply({a}, {b}), {op.sum_axes!r})"), op.shape_c
-        if op.perm_c is not None:
-            c, shape = f"transpose({c}, {op.perm_c!r})", tuple(shape[p] for p in op.perm_c)
-        return c, shape
 
     def addition(self, node):
         out = list(node.out)

@@ -1,20 +1,17 @@
-"""Planning and running a GE on a backend.
+"""Planning a GE: a list of steps over numbered slots (the operands first,
+then one slot per step), each a small GE of one kind, laid out once and
+lowered once to backend operations (`einvjp.ops`):
 
-A `Plan` is a list of steps over numbered slots (the operands first, then one
-slot per step).  Each step is itself a small GE of one kind:
-
-  * `Unary`  — one operand: diagonal extraction, sums, transpose, broadcast of
-               output-only labels (a zero-copy view), diagonal embedding (a
-               write into a diagonal view of zeros), coefficient;
-  * `Binary` — two operands with distinct labels: a pairwise contraction
-               lowered to `matmul` over (batch, kept, contracted) labels, or
-               to a broadcast multiply when nothing is contracted.
-
-opt_einsum orders the binary steps.  The VJP of a plan walks the steps
-backwards and applies the role swap to each step: the VJP of a Unary step is
-a Unary step and the VJP of a Binary step is a Binary step, so the backward
-reuses the forward's intermediates and runs the same lowering.  Plans are
-cached by the GE's canonical key, so a repeated call plans nothing.
+* `Unary` — one operand: diagonal extraction, sums, transpose, broadcast of
+  output-only labels (a zero-copy view), diagonal embedding (a write into a
+  diagonal view of zeros), coefficient;
+* `Binary` — two operands with distinct labels: a pairwise contraction as a
+  `matmul` over (batch, kept, contracted) labels, a batch of dot products,
+  or a broadcast multiply when nothing is contracted;
+* `Plan` — opt_einsum orders the binary steps; its VJP walks the steps
+  backwards, each step's VJP the role swap (a step of the same kind), so the
+  backward reuses the forward's intermediates;
+* `plan_for` — plans cached by the GE's canonical key.
 """
 
 from __future__ import annotations
@@ -25,24 +22,20 @@ from collections import Counter
 
 from .errors import EinvjpError
 from .ge import GE
+from .ops import _perm, binary_ops, unary_ops
 
 
 def _distinct(labels):
     return list(dict.fromkeys(labels))
 
 
-def _perm(have, want):
-    """Axis permutation taking labels `have` to the order `want` (None: identity)."""
-    perm = tuple(have.index(lab) for lab in want)
-    return None if perm == tuple(range(len(perm))) else perm
-
-
 class Unary:
     """One operand: term -> out, with every GE feature a single operand has."""
     __slots__ = ("groups", "sum_axes", "squeeze", "perm", "expand_shape",
-                 "broadcast_shape", "embed", "out_shape", "coeff")
+                 "broadcast_shape", "embed", "out_shape", "coeff", "in_shape")
 
     def __init__(self, term, out, coeff=1):
+        self.in_shape = tuple(lab.size for lab in term)
         out_set = set(out)
         distinct = _distinct(term)
         groups = tuple(tuple(a for a, lab in enumerate(term) if lab is d) for d in distinct)
@@ -67,31 +60,15 @@ class Unary:
         self.out_shape = tuple(lab.size for lab in out)
         self.coeff = coeff
 
-    def __call__(self, B, x):
-        if self.groups is not None:
-            x = B.diagonal(x, self.groups)
-        if self.sum_axes:
-            x = B.sum(x, self.sum_axes)
-        if self.squeeze is not None:
-            x = B.reshape(x, self.squeeze)
-        if self.perm is not None:
-            x = B.transpose(x, self.perm)
-        if self.expand_shape is not None:
-            x = B.broadcast_to(B.reshape(x, self.expand_shape), self.broadcast_shape)
-        if self.embed is not None:
-            x = B.diag_embed(x, self.out_shape, self.embed)
-        if self.coeff != 1:
-            x = B.scale(x, self.coeff)
-        return x
-
 
 class Binary:
     """Two operands with distinct labels -> `lc` (every label of an operand is
     either in the other operand or in `lc`)."""
     __slots__ = ("mode", "perm_a", "shape_a", "swap_a", "perm_b", "shape_b", "swap_b",
-                 "flip", "shape_c", "perm_c", "sum_axes")
+                 "flip", "shape_c", "perm_c", "sum_axes", "in_shapes")
 
     def __init__(self, la, lb, lc):
+        self.in_shapes = (tuple(lab.size for lab in la), tuple(lab.size for lab in lb))
         sa, sb, sc = set(la), set(lb), set(lc)
         batch = [lab for lab in la if lab in sb and lab in sc]
         a_keep = [lab for lab in la if lab in sc and lab not in sb]
@@ -143,38 +120,21 @@ class Binary:
         self.shape_c = sizes(natural)
         self.perm_c = _perm(natural, list(lc))
 
-    def __call__(self, B, a, b):
-        if self.perm_a is not None:
-            a = B.transpose(a, self.perm_a)
-        if self.perm_b is not None:
-            b = B.transpose(b, self.perm_b)
-        if self.mode == "dot":
-            c = B.sum(B.multiply(a, b), self.sum_axes)
-        elif self.mode == "mul":
-            c = B.multiply(B.reshape(a, self.shape_a), B.reshape(b, self.shape_b))
-        else:
-            a = B.reshape(a, self.shape_a)
-            b = B.reshape(b, self.shape_b)
-            if self.swap_a:
-                a = B.swap_last(a)
-            if self.swap_b:
-                b = B.swap_last(b)
-            c = B.matmul(B.swap_last(b), B.swap_last(a)) if self.flip else B.matmul(a, b)
-        c = B.reshape(c, self.shape_c)
-        if self.perm_c is not None:
-            c = B.transpose(c, self.perm_c)
-        return c
-
 
 class Step:
-    """`slots[out] = op(*slots[ins])`, with the step's own GE for its VJP."""
-    __slots__ = ("ge", "op", "ins", "out", "optimize", "vjp_plans")
+    """`slots[out] = ops(B, *slots[ins])`: the step's layout `op`, lowered
+    once to backend operations `ops`, with the step's own GE for its VJP."""
+    __slots__ = ("ge", "op", "ops", "ins", "out", "optimize", "vjp_plans")
 
     def __init__(self, ge, ins, out, optimize):
         self.ge, self.ins, self.out, self.optimize = ge, ins, out, optimize
         self.vjp_plans = [None] * len(ins)
-        self.op = Unary(ge.terms[0], ge.out, ge.coeff) if len(ins) == 1 else \
-            Binary(ge.terms[0], ge.terms[1], ge.out)
+        if len(ins) == 1:
+            self.op = Unary(ge.terms[0], ge.out, ge.coeff)
+            self.ops = unary_ops(self.op)
+        else:
+            self.op = Binary(ge.terms[0], ge.terms[1], ge.out)
+            self.ops = binary_ops(self.op)
 
     def vjp(self, B, j, cotangent, slots):
         """Cotangent of input j of this step: the role swap, run as a plan."""
@@ -234,7 +194,7 @@ class Plan:
         need the output itself: `keep_output=False` skips the last step)."""
         slots = list(operands)
         for step in self.steps if keep_output else self.steps[:-1]:
-            slots.append(step.op(B, *(slots[i] for i in step.ins)))
+            slots.append(step.ops(B, *(slots[i] for i in step.ins)))
         return slots
 
     def vjp(self, B, slots, cotangent, wanted):

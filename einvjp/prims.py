@@ -61,6 +61,7 @@ from .errors import ProgramError
 from .ge import Index
 from .ir import PRIMS, Coef, Expr, apply, as_expr, const, func, product
 from .numbers import power
+from .ops import aligned
 
 
 class Function:
@@ -232,11 +233,12 @@ mean = Function("mean", "reduce", _mean)
 
 
 class Structured:
-    """A node-level structured primitive: how its output labels follow from
-    its operands, and its VJP rule (cotangent first)."""
+    """A node-level structured primitive: its VJP rule (cotangent first) and
+    its evaluation layout, `run(kernel, B, node, args)`: the node's operands
+    laid out as the backend's kernel of this name takes them."""
 
-    def __init__(self, name, vjp, param_names):
-        self.name, self.vjp, self.param_names = name, vjp, param_names
+    def __init__(self, name, vjp, param_names, run):
+        self.name, self.vjp, self.param_names, self.run = name, vjp, param_names, run
         PRIMS[name] = self
 
     def __repr__(self):
@@ -263,11 +265,26 @@ def _extremum_vjp(g, x, *, out, over):
     return (g * mask * (1 / mask.sum(over)),)
 
 
-LSE = Structured("logsumexp", _lse_vjp, ("over",))
-SOFTMAX = Structured("softmax", _softmax_vjp, ("over",))
-LOG_SOFTMAX = Structured("log_softmax", _log_softmax_vjp, ("over",))
-MAX = Structured("max", _extremum_vjp, ("over",))
-MIN = Structured("min", _extremum_vjp, ("over",))
+def _run_reduction(kernel, B, node, args):
+    """kernel(x, axes[, weights]): x laid out as (kept labels, reduced ones)."""
+    out, over = list(node.out), list(node.params[0])
+    order = out + over
+    xs = [aligned(B, a, list(t), order) for a, t in zip(args, node.terms)]
+    return kernel(xs[0], tuple(range(len(out), len(order))), *xs[1:])
+
+
+def _run_normalization(kernel, B, node, args):
+    """kernel(x, axes): x in the output's layout."""
+    out = list(node.out)
+    return kernel(aligned(B, args[0], list(node.terms[0]), out),
+                  tuple(out.index(lab) for lab in node.params[0]))
+
+
+LSE = Structured("logsumexp", _lse_vjp, ("over",), _run_reduction)
+SOFTMAX = Structured("softmax", _softmax_vjp, ("over",), _run_normalization)
+LOG_SOFTMAX = Structured("log_softmax", _log_softmax_vjp, ("over",), _run_normalization)
+MAX = Structured("max", _extremum_vjp, ("over",), _run_reduction)
+MIN = Structured("min", _extremum_vjp, ("over",), _run_reduction)
 
 
 def _reduction(p):
@@ -324,10 +341,40 @@ def _logdet_vjp(g, x, *, out, pair):
     return (product(g, inv(x, pair=pair).rename(_swap(*pair)), out=x.labels),)
 
 
-INV = Structured("inv", _inv_vjp, ("pair",))
-SOLVE = Structured("solve", _solve_vjp, ("pair",))
-DET = Structured("det", _det_vjp, ("pair",))
-LOGDET = Structured("logdet", _logdet_vjp, ("pair",))
+def _run_det(kernel, B, node, args):
+    """kernel(a): a's matrix axes (rows, columns) last."""
+    return kernel(aligned(B, args[0], list(node.terms[0]), list(node.out) + list(node.params[0])))
+
+
+def _run_inv(kernel, B, node, args):
+    """kernel(a): a's matrix axes last, and so the result's."""
+    out, (r, c) = list(node.out), node.params[0]
+    order = [lab for lab in out if lab not in (r, c)] + [r, c]
+    return aligned(B, kernel(aligned(B, args[0], list(node.terms[0]), order)), order, out)
+
+
+def _run_solve(kernel, B, node, args):
+    """kernel(a, b): a as (batch, rows, columns), b as (batch, rows, the rest
+    flattened), broadcast to the batch."""
+    (r, c), (aterm, bterm) = node.params[0], map(list, node.terms)
+    batch = [lab for lab in aterm if lab not in (r, c)]
+    rest = [lab for lab in bterm if lab not in batch and lab is not r]
+    a = aligned(B, args[0], aterm, batch + [r, c])
+    order = batch + [r] + rest
+    b = aligned(B, args[1], bterm, order)
+    full = tuple(int(lab.size) for lab in order)
+    if tuple(b.shape) != full:
+        b = B.broadcast_to(b, full)
+    sizes = [int(lab.size) for lab in batch]
+    b = B.reshape(b, tuple(sizes) + (int(r.size), math.prod(int(lab.size) for lab in rest)))
+    y = B.reshape(kernel(a, b), tuple(int(lab.size) for lab in batch + [c] + rest))
+    return aligned(B, y, batch + [c] + rest, list(node.out))
+
+
+INV = Structured("inv", _inv_vjp, ("pair",), _run_inv)
+SOLVE = Structured("solve", _solve_vjp, ("pair",), _run_solve)
+DET = Structured("det", _det_vjp, ("pair",), _run_det)
+LOGDET = Structured("logdet", _logdet_vjp, ("pair",), _run_det)
 
 
 def _pair(x, pair):
