@@ -73,6 +73,8 @@ def kernels(xp, erf, linalg):
         cos=xp.cos, tanh=xp.tanh, abs=xp.abs, sign=xp.sign, erf=erf,
         reciprocal=lambda x: power(x, -1) if isinstance(x, SCALARS) else 1 / x,
         sigmoid=lambda x: 0.5 * (1 + xp.tanh(0.5 * x)),
+        silu=lambda x: x * xp.exp(-xp.logaddexp(0, -x)),
+        log_sigmoid=lambda x: -xp.logaddexp(0, -x), logaddexp=xp.logaddexp,
         softplus=lambda x: xp.logaddexp(0, x),
         relu=lambda x: xp.maximum(x, 0),
         gelu=lambda x: 0.5 * x * (1 + erf(x / math.sqrt(2))),

@@ -536,6 +536,8 @@ def _kernels():
         sin=torch.sin, cos=torch.cos, tanh=torch.tanh, abs=torch.abs, sign=torch.sign,
         erf=torch.special.erf, reciprocal=torch.reciprocal, sigmoid=torch.sigmoid,
         softplus=F.softplus, relu=torch.relu, gelu=F.gelu,
+        silu=lambda x: F.silu(inexact(x)), log_sigmoid=lambda x: F.logsigmoid(inexact(x)),
+        logaddexp=lambda x, y: torch.logaddexp(torch.as_tensor(x), torch.as_tensor(y)),
         gelu_grad=lambda x: torch.ops.aten.gelu_backward(torch.ones_like(x), x),
         # g * gelu'(x) in one pass (lowered code writes it for that product)
         gelu_grad_times=torch.ops.aten.gelu_backward,

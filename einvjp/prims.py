@@ -45,7 +45,13 @@ autograd and jax.grad, and PyTorch's followed where the two differ):
     softmax, log_softmax  size-0 axis         empty        (empty)
     mean                  size-0 axis         nan          (empty)
     tanh, sigmoid,        x = ±1000           no overflow  finite: 0 or 1, no NaN
-    softplus, gelu
+    softplus, gelu,
+    silu, log_sigmoid
+    silu                  x = ±inf            nan at -inf  nan
+    log_sigmoid           x = -inf, inf       -inf, 0      1, 0
+    logaddexp             x = y = ±1000       no overflow  1/2 each
+                          x = y = ±inf        ±inf         nan
+                          x = -inf, y finite  y            0 to x, 1 to y
 
 Numbers in a program follow NumPy float64 where exact arithmetic cannot:
 `x / 0` is inf, -inf or nan, `10^400` is inf, `(-1)^0.5` is nan (never a
@@ -64,15 +70,27 @@ from .numbers import power
 from .ops import aligned
 
 
+# The functions index-notation text and traced code may call, by name (filled
+# as they are made), and those `einvjp` exports.
+FUNCTIONS = {}
+EXPORTED = {}
+
+
 class Function:
     """A public operation.  `kind` says how positional (traced or eager)
     arguments become labels: "elementwise" (NumPy broadcasting), "reduce" and
-    "normalize" (an `axis` argument), "matrix" (the last two axes), "solve"."""
+    "normalize" (an `axis` argument), "matrix" (the last two axes), "solve".
+    `calls`: text and traced code may call it by name; `export`: `einvjp`
+    exports it; `doc`: its docstring."""
 
-    def __init__(self, name, kind, build, nargs=1):
+    def __init__(self, name, kind, build, nargs=1, calls=True, export=True, doc=None):
         self.name, self.kind, self.build, self.nargs = name, kind, build, nargs
         self.__name__ = name
-        self.__doc__ = f"einvjp.{name}: on Exprs, tracers or arrays."
+        self.__doc__ = doc or f"einvjp.{name}: on Exprs, tracers or arrays."
+        if calls:
+            FUNCTIONS[name] = self
+        if calls and export:
+            EXPORTED[name] = self
 
     def __repr__(self):
         return f"<einvjp function {self.name}>"
@@ -87,8 +105,8 @@ class Function:
 class Prim(Function):
     """An elementwise primitive: a Map node's function, with its rule."""
 
-    def __init__(self, name, nargs, rule, params=(), diff=True, gate=False):
-        super().__init__(name, "elementwise", self._build, nargs)
+    def __init__(self, name, nargs, rule, params=(), diff=True, gate=False, **public):
+        super().__init__(name, "elementwise", self._build, nargs, **public)
         self.rule, self.param_names, self.diff = rule, tuple(params), diff
         self.gate = gate  # partials are 0/1 masks: the VJP selects, never multiplies
         PRIMS[name] = self
@@ -112,13 +130,16 @@ class Prim(Function):
         return where(p, g, 0) if self.gate else product(g, p)
 
 
-def prim(name, nargs, rule, params=(), gate=False):
-    return Prim(name, nargs, rule, params, gate=gate)
+def prim(name, nargs, rule, params=(), gate=False, **public):
+    """An elementwise primitive `name` of `nargs` operands: `rule(*operands,
+    out=result)` gives one partial derivative per operand, as graph.  Its
+    kernels are the backends' `kernels[name]`."""
+    return Prim(name, nargs, rule, params, gate=gate, **public)
 
 
 def nondiff(name, nargs):
     """A piecewise-constant function: its derivative is zero."""
-    return Prim(name, nargs, None, diff=False)
+    return Prim(name, nargs, None, diff=False, export=False)
 
 
 # --- Elementwise primitives ------------------------------------------------
@@ -131,7 +152,7 @@ gt, ge, lt, le, eq, ne = (nondiff(n, 2) for n in ("gt", "ge", "lt", "le", "eq", 
 
 _SQRT_2PI = math.sqrt(2 * math.pi)
 
-reciprocal = prim("reciprocal", 1, lambda x, *, out: (-(out * out),))
+reciprocal = prim("reciprocal", 1, lambda x, *, out: (-(out * out),), export=False)
 exp = prim("exp", 1, lambda x, *, out: (out,))
 log = prim("log", 1, lambda x, *, out: (1 / x,))
 log1p = prim("log1p", 1, lambda x, *, out: (1 / (1 + x),))
@@ -148,17 +169,44 @@ erf = prim("erf", 1, lambda x, *, out: (2 / math.sqrt(math.pi) * exp(-(x * x)),)
 # gelu'(x) = Φ(x) + x φ(x) is a primitive of its own, which a library computes in
 # one pass (torch's gelu_backward) instead of ten elementwise ones.
 gelu_grad = prim("gelu_grad", 1, lambda x, *, out: (
-    (2 - x * x) * exp(-0.5 * (x * x)) * (1 / _SQRT_2PI),))
+    (2 - x * x) * exp(-0.5 * (x * x)) * (1 / _SQRT_2PI),), export=False)
 gelu = prim("gelu", 1, lambda x, *, out: (gelu_grad(x),))
+# σ(x) as exp(log_sigmoid(x)): accurate in relative terms for x far below 0 too.
+silu = prim("silu", 1, lambda x, *, out: (
+    exp(log_sigmoid(x)) * (1 + x * exp(log_sigmoid(-x))),), doc="""x σ(x)
+    (swish), elementwise (no overflow at ±1000); derivative σ(x) (1 + x (1 - σ(x))),
+    nan at ±inf (as PyTorch).  Traced or eager: `silu(x)`; in text: `silu(x[i])`.
+
+    >>> silu(np.array([-1000.0, 0.0, 1.0]))
+    array([-0.        ,  0.        ,  0.73105858])
+    """)
+log_sigmoid = prim("log_sigmoid", 1, lambda x, *, out: (exp(log_sigmoid(-x)),), doc="""log σ(x) =
+    -softplus(-x), elementwise (no overflow: -1000 at -1000); derivative σ(-x), 1 at
+    -inf and 0 at inf.  Traced or eager: `log_sigmoid(x)`; in text: `log_sigmoid(x[i])`.
+
+    >>> log_sigmoid(np.array([-1000.0, 0.0, 1000.0]))
+    array([-1.00000000e+03, -6.93147181e-01, -0.00000000e+00])
+    """)
+logaddexp = prim("logaddexp", 2, lambda x, y, *, out: (
+    exp(log_sigmoid(x - y)), exp(log_sigmoid(y - x))),
+                 doc="""log(e^x + e^y), elementwise (NumPy broadcasting, or aligned by
+    label), without overflow; derivatives σ(x - y) and σ(y - x): 1/2 each where x == y,
+    nan where both are the same infinity (as PyTorch).  Traced or eager:
+    `logaddexp(x, y)`; in text: `logaddexp(x[i], y[i])`.
+
+    >>> logaddexp(np.array([1000.0, 0.0]), np.array([1000.0, -np.inf]))
+    array([1000.69314718,    0.        ])
+    """)
 maximum = prim("maximum", 2, lambda x, y, *, out: (tie(x, y), tie(y, x)))
 minimum = prim("minimum", 2, lambda x, y, *, out: (tie(y, x), tie(x, y)))
 where = prim("where", 3, lambda c, a, b, *, out: (0, select(c), 1 - select(c)), gate=True)
-powc = prim("pow", 1, lambda x, *, out, p: (p * pow(x, p - 1),), params=("p",))
+powc = prim("pow", 1, lambda x, *, out, p: (p * pow(x, p - 1),), params=("p",), calls=False)
 # ∂/∂x is 0 where y == 0, ∂/∂y is 0 where x == 0 and y >= 0 (as in PyTorch).
 tpow = prim("tpow", 2, lambda x, y, *, out: (
-    where(eq(y, 0), 0, y * pow(x, y - 1)), where(eq(x, 0) * ge(y, 0), 0, log(x) * out)))
+    where(eq(y, 0), 0, y * pow(x, y - 1)), where(eq(x, 0) * ge(y, 0), 0, log(x) * out)),
+    calls=False)
 # w·exp(d), and 0 where w == 0 even when exp(d) would overflow (logsumexp's VJP).
-wexp = prim("wexp", 2, lambda d, w, *, out: (out, exp(d)))
+wexp = prim("wexp", 2, lambda d, w, *, out: (out, exp(d)), calls=False)
 
 
 def _pow(x, p):
@@ -409,14 +457,6 @@ solve = Function("solve", "solve", _solve, 2)
 det = Function("det", "matrix", _det_like(DET))
 logdet = Function("logdet", "matrix", _det_like(LOGDET))
 
-# The functions index-notation text and traced code may call, by name.
-FUNCTIONS = {f.name: f for f in (
-    exp, log, log1p, expm1, sqrt, sin, cos, tanh, sigmoid, softplus, relu, abs, erf, gelu,
-    maximum, minimum, where, pow, square, reciprocal, sign, step, neg, add, sub, mul, div,
-    sum, mean, max, min, logsumexp, softmax, log_softmax, inv, solve, det, logdet,
-    gt, ge, lt, le, eq, ne,
-    # what derivatives print: the half-split tie mask, a 0/1 mask, gelu's slope
-    tie, select, gelu_grad)}
 
 
 # --- What each public function says about itself ----------------------------
@@ -653,7 +693,8 @@ for _name, _op, _out in [("gt", ">", "[0., 0.]"), ("ge", ">=", "[0., 1.]"),
     >>> {_name}(np.array([1.0, 2.0]), 2.0)
     array({_out})
     """
-__test__ = {}
 for _name, _doc in _DOCS.items():
     FUNCTIONS[_name].__doc__ = _doc
-    __test__[_name] = ">>> import numpy as np\n\n" + _doc  # prims imports no array library
+# Each function's examples, as doctests (prims imports no array library: NumPy first).
+__test__ = {f.name: ">>> import numpy as np\n\n" + f.__doc__ for f in FUNCTIONS.values()
+            if ">>>" in f.__doc__}

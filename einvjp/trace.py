@@ -97,7 +97,7 @@ _EINVJP_NAMES = {"absolute": "abs", "fabs": "abs", "amax": "max", "amin": "min",
 
 def _instead(library, name):
     """The error for a library function met on a traced value."""
-    ours = _EINVJP_NAMES.get(name)
+    ours = _EINVJP_NAMES.get(name, name if name in prims.EXPORTED else None)
     hint = f"use einvjp.{ours}" if ours else f"a traced function may use {SUPPORTED}"
     return TracingError(f"{library}.{name} cannot be applied to a traced value inside "
                         f"einvjp.compile: {hint}")
