@@ -22,7 +22,7 @@ from __future__ import annotations
 _NUMBERS = (int, float, complex)
 
 
-def _perm(have, want):
+def permutation(have, want):
     """Axis permutation taking labels `have` to the order `want` (None: identity)."""
     perm = tuple(have.index(lab) for lab in want)
     return None if perm == tuple(range(len(perm))) else perm
@@ -109,7 +109,7 @@ def binary_ops(op) -> Ops:
     elif op.mode == "mul":
         a, b = ops.broadcastable(a, op.shape_a), ops.broadcastable(b, op.shape_b)
         c = ops.product = ops.emit("multiply", (a, b), (),
-                                   _broadcast(ops.shapes[a], ops.shapes[b]))
+                                   broadcast_shape(ops.shapes[a], ops.shapes[b]))
     else:
         a, b = ops.reshape(a, op.shape_a), ops.reshape(b, op.shape_b)
         # (b^T a^T) = c^T when flipped; a swap of a swap is no swap.
@@ -124,7 +124,7 @@ def binary_ops(op) -> Ops:
     return ops
 
 
-def _broadcast(*shapes):
+def broadcast_shape(*shapes):
     rank = max((len(s) for s in shapes), default=0)
     padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
     return tuple(max(sizes) for sizes in zip(*padded))

@@ -22,7 +22,7 @@ from collections import Counter
 
 from .errors import EinvjpError
 from .ge import GE
-from .ops import _perm, binary_ops, unary_ops
+from .ops import permutation, binary_ops, unary_ops
 
 
 def _distinct(labels):
@@ -48,7 +48,7 @@ class Unary:
             self.squeeze, self.sum_axes = tuple(lab.size for lab in kept), ()
         out_distinct = _distinct(out)
         present = [lab for lab in out_distinct if lab in set(kept)]
-        self.perm = _perm(kept, present)
+        self.perm = permutation(kept, present)
         self.expand_shape = self.broadcast_shape = None
         if len(present) < len(out_distinct):
             self.expand_shape = tuple(lab.size if lab in set(kept) else 1 for lab in out_distinct)
@@ -80,9 +80,9 @@ class Binary:
             # Each side is laid out in lc's order with size-1 axes for the
             # labels it lacks, so the product comes out in lc's order.
             self.mode = "mul"
-            self.perm_a = _perm(la, [lab for lab in lc if lab in sa] + con)
+            self.perm_a = permutation(la, [lab for lab in lc if lab in sa] + con)
             self.shape_a = tuple(lab.size if lab in sa else 1 for lab in lc)
-            self.perm_b = _perm(lb, [lab for lab in lc if lab in sb] + con)
+            self.perm_b = permutation(lb, [lab for lab in lc if lab in sb] + con)
             self.shape_b = tuple(lab.size if lab in sb else 1 for lab in lc)
             self.swap_a = self.swap_b = self.flip = False
             natural = list(lc)
@@ -92,7 +92,7 @@ class Binary:
             # where they are: no transposed copy of a (as `_Writer.dot`).
             self.mode = "dot"
             self.perm_a = None
-            self.perm_b = _perm(lb, list(la))
+            self.perm_b = permutation(lb, list(la))
             self.shape_a = self.shape_b = None  # as they are
             self.sum_axes = tuple(k for k, lab in enumerate(la) if lab not in sc)
             self.swap_a = self.swap_b = self.flip = False
@@ -102,23 +102,23 @@ class Binary:
             lead = (size(batch),) if batch else ()
             # Each side keeps whichever of its two matrix layouts it already
             # has; the other one is handed to matmul as a transposed view.
-            self.swap_a = _perm(la, batch + a_keep + con) is not None and \
-                _perm(la, batch + con + a_keep) is None
-            self.perm_a = _perm(la, batch + (con + a_keep if self.swap_a else a_keep + con))
+            self.swap_a = permutation(la, batch + a_keep + con) is not None and \
+                permutation(la, batch + con + a_keep) is None
+            self.perm_a = permutation(la, batch + (con + a_keep if self.swap_a else a_keep + con))
             self.shape_a = lead + ((size(con), size(a_keep)) if self.swap_a
                                    else (size(a_keep), size(con)))
-            self.swap_b = _perm(lb, batch + b_keep + con) is None and \
-                _perm(lb, batch + con + b_keep) is not None
-            self.perm_b = _perm(lb, batch + (b_keep + con if self.swap_b else con + b_keep))
+            self.swap_b = permutation(lb, batch + b_keep + con) is None and \
+                permutation(lb, batch + con + b_keep) is not None
+            self.perm_b = permutation(lb, batch + (b_keep + con if self.swap_b else con + b_keep))
             self.shape_b = lead + ((size(b_keep), size(con)) if self.swap_b
                                    else (size(con), size(b_keep)))
             # When lc wants b's labels first, compute (b^T a^T) = c^T: the
             # result then comes out in lc's order instead of as a transposed view.
-            self.flip = _perm(batch + a_keep + b_keep, list(lc)) is not None and \
-                _perm(batch + b_keep + a_keep, list(lc)) is None
+            self.flip = permutation(batch + a_keep + b_keep, list(lc)) is not None and \
+                permutation(batch + b_keep + a_keep, list(lc)) is None
             natural = batch + (b_keep + a_keep if self.flip else a_keep + b_keep)
         self.shape_c = sizes(natural)
-        self.perm_c = _perm(natural, list(lc))
+        self.perm_c = permutation(natural, list(lc))
 
 
 class Step:

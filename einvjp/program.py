@@ -37,8 +37,8 @@ from .ir import (Add, Coef, Const, Contract, Expr, Func, Input, Map, axes, contr
                  distinct, is_zero, key, materialize, product, topo, total, uses)
 from .ir import add as add_node
 from .backend import load
-from .execute import (_NUMBERS, Lowered, _inexact, _is_number, _shape, _tensor,
-                      evaluate)
+from .codegen import Lowered
+from .execute import _NUMBERS, _inexact, _is_number, _shape, _tensor, evaluate
 from . import prims
 
 # --- VJP --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Straight-line code (`einvjp.execute.Lowered`) against the interpreter
+"""Straight-line code (`einvjp.codegen.Lowered`) against the interpreter
 (`einvjp.execute.evaluate`) as the oracle, on numpy, torch and (fewer cases:
 it compiles each new op) jax.  A Lowered's first call for a signature returns
 the interpreter's values (its probe; on jax, whose calls may be traces, the
@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import einvjp
-from einvjp import execute, prims
+from einvjp import codegen, prims
 from einvjp.backend import backend_for, library_of
-from einvjp.execute import Lowered, evaluate
+from einvjp.codegen import Lowered
+from einvjp.execute import evaluate
 from einvjp.ir import Input
 
 from conftest import jax_fast_x64
@@ -237,8 +238,8 @@ def test_code_per_signature(xp, monkeypatch):
     type, the dtypes):
     a call with a known signature runs its code (no node interpreted) on its
     own values; a new signature writes new code."""
-    calls, real = [], execute.evaluate_node
-    monkeypatch.setattr(execute, "evaluate_node", lambda *a: calls.append(a[0]) or real(*a))
+    calls, real = [], codegen.evaluate_node
+    monkeypatch.setattr(codegen, "evaluate_node", lambda *a: calls.append(a[0]) or real(*a))
     prog = einvjp.compile("y[b,h] = (x[b,h] - x[b,j] / J) * a + w[h] x[b,h]^2 - a")
     x, w = np.random.default_rng(8).normal(size=(2, 3)), np.linspace(-1, 2, 3)
     g, B = prog.graph(x=xp(x), w=xp(w), a=0.5), backend_for([xp(x)])
