@@ -52,7 +52,15 @@ from einvjp.plan import plan_for
 
 
 def asarray(x):
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+    """A tensor; a Python float or complex in double precision (torch's
+    default dtype would round it to float32 before a cast to the program's
+    dtype could keep it)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, (float, complex)):
+        return torch.as_tensor(x, dtype=torch.float64 if isinstance(x, float) else
+                               torch.complex128)
+    return torch.as_tensor(x)
 
 
 def transpose(x, perm):

@@ -1,7 +1,7 @@
 """Fuzz the core with many generated cases (the einvjp.testing strategies).
 
     python bench/fuzz.py --examples 5000 [--seed N] [--no-jax]
-    python bench/fuzz.py --programs 5000 [--seed N] [--part K/N]
+    python bench/fuzz.py --programs 5000 [--seed N] [--part K/N] [--keep FILE]
 
 `--programs N` fuzzes the program layer instead: N random programs
 (`einvjp.testing.programs`), each as index-notation text and as traced
@@ -11,7 +11,10 @@ derivatives compiled again).  It prints how many programs it checked and
 each distinct disagreement (check and message) with the count of programs
 that showed it and the shortest one as a reproducer.  `--part K/N` checks
 every N-th of the drawn programs, from the K-th: N processes with the same
-seed, K = 0 … N-1, share one run of N programs between them.
+seed, K = 0 … N-1, share one run of N programs between them.  `--keep FILE`
+appends each disagreeing program to FILE (pickled), since two runs with the
+same seed need not draw the same programs: `pickle.load` gives (index,
+RandomProgram, input seed, failures) and `check_program(prog, seed)` replays it.
 
 Each case is checked three ways: the forward against numpy.einsum (or the
 delta/ones reference for the GE extensions), the VJP against central
@@ -31,6 +34,7 @@ far cheaper than one each).
 from __future__ import annotations
 
 import argparse
+import pickle
 import re
 import sys
 import time
@@ -138,7 +142,7 @@ def failure_class(check, message):
     return check, re.sub(r"[0-9.e+-]{2,}|\b\d\b", "#", first)[:160]
 
 
-def run_programs(n, seed, show, part=(0, 1)):
+def run_programs(n, seed, show, part=(0, 1), keep=None):
     import warnings
     warnings.filterwarnings("ignore")
     start = time.perf_counter()
@@ -159,6 +163,9 @@ def run_programs(n, seed, show, part=(0, 1)):
         for check, message in failures:
             c = classes.setdefault(failure_class(check, message), [])
             c.append((len(prog.text), prog, s, message))
+        if failures and keep:
+            with open(keep, "ab") as f:  # the program itself: draws differ between runs
+                pickle.dump((k, prog, s, failures), f)
         if failures:
             print(f"  program {k} disagreed: {failures[0][0]}: "
                   f"{failures[0][1].splitlines()[0][:120]}", file=sys.stderr, flush=True)
@@ -192,6 +199,9 @@ def main(argv=None):
     parser.add_argument("--chunk", type=int, default=64,
                         help="cases a JAX compilation (default 64)")
     parser.add_argument("--show", type=int, default=5, help="failures to print in full")
+    parser.add_argument("--keep", default=None, metavar="FILE",
+                        help="with --programs: append each disagreeing program (pickled: "
+                             "index, RandomProgram, seed, failures) to FILE")
     parser.add_argument("--part", default="0/1",
                         help="with --programs: check only the drawn programs k with "
                              "k %% N == K (K/N), to share a run among processes")
@@ -199,7 +209,7 @@ def main(argv=None):
     if args.programs is not None:
         part = tuple(int(v) for v in args.part.split("/"))
         return run_programs(args.programs, args.seed,
-                            args.show if args.show != 5 else 1000, part)
+                            args.show if args.show != 5 else 1000, part, args.keep)
 
     start = time.perf_counter()
     cases = draw_cases(args.examples, args.seed, args.max_operands)

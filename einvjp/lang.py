@@ -725,12 +725,21 @@ class _Binder:
             raise self.error(f"{e.name}() takes {nargs} argument(s)"
                              f"{' and labels' if fn.kind != 'elementwise' else ''}, "
                              f"{len(args)} given", e.col)
-        bound = self.scopes.binds.get(id(e), ())
-        alias = {k: v for k, v in alias.items() if k not in bound}  # its own labels
-        idx = [self.label(n, alias) for n in self.scopes.labels.get(id(e), ())]
-        built = [self.build(a, alias) for a in args]
         if fn.kind == "elementwise":
-            return fn(*built)
+            return fn(*[self.build(a, alias) for a in args])
+        # The call's own labels (those it binds or keeps) are never renamed
+        # inside it, nor is a label renamed into one of them: a delta outside
+        # the call renames the call's result instead (a diagonal where two of
+        # its labels become one).
+        own = set(self.scopes.labels.get(id(e), ()))
+        inside = {k: v for k, v in alias.items() if k not in own and v not in own}
+        after = {self.index[k]: self.index[v] for k, v in alias.items()
+                 if k not in inside and k not in self.scopes.binds.get(id(e), ())}
+        idx = [self.index[n] for n in self.scopes.labels.get(id(e), ())]
+        built = [self.build(a, inside) for a in args]
+        return _renamed(self._structured(e, fn, idx, built), after)
+
+    def _structured(self, e, fn, idx, built):
         if fn.kind == "reduce":
             return fn.build(*built[:1], over=idx, **({"weight": built[1]} if built[1:] else {}))
         if fn.kind == "normalize":
@@ -751,6 +760,15 @@ class _Binder:
                                      e.args[1], "col") else e.col)
             return fn.build(built[0], built[1], pair=idx)
         return fn.build(built[0], pair=idx)
+
+
+def _renamed(x, renames):
+    """`x` with its labels renamed; the diagonal where two become one."""
+    labs = [renames.get(lab, lab) for lab in x.labels]
+    if len(set(labs)) == len(labs):
+        return Expr(x.node, labs)
+    d = list(dict.fromkeys(labs))
+    return Expr(contract([(x.node, labs)], d), d)
 
 
 def _call_args(e, fn, label_names):

@@ -1521,6 +1521,8 @@ class _Renderer:
             return self.coef(node.value).text(), (1 if neg else 3)
         if isinstance(node, Contract):
             return self.contraction(node, letters, top=top)
+        if not isinstance(node, (Add, Map)) and len(set(letters)) < len(letters):
+            return self.diagonal(node, letters)
         if isinstance(node, Add):
             ren = dict(zip(node.out, letters))
             parts, used = [], set(self.used)
@@ -1572,6 +1574,25 @@ class _Renderer:
             if self.leaf_name(first) is None or [ren[l] for l in node.terms[0][-2:]] != pair:
                 extra = pair  # the pair named unless it is the last two labels of a leaf
         return fmt.call(name, [a for a, _ in args] + extra), 3
+
+    def diagonal(self, node, letters):
+        """A structured primitive's result seen on a diagonal (two of its axes
+        given one letter): printed with a letter per axis and a delta joining
+        them, `delta[i,j] softmax(x[i,j], j)`, since `softmax(x[i,i], i)`
+        would act on the diagonal of its argument instead."""
+        distinct_letters, deltas, joined = [], [], []
+        for lab, c in zip(node.out, letters):
+            if c in distinct_letters:
+                d = self.letter(lab)
+                deltas.append(self.fmt.delta(c, d))
+                joined += [c, d]
+                c = d
+            distinct_letters.append(c)
+        self.stack.append(next(self.ids))
+        text, prec = self._expr(node, distinct_letters, False)
+        self._seen(joined)
+        self.stack.pop()
+        return self.fmt.product(deltas + [text if prec >= 2 else self.fmt.paren(text)]), 2
 
     def term(self, node, letters, coeff, top=False):
         """(negative?, text) of coeff · node[letters] as a term of a sum."""

@@ -87,6 +87,18 @@ CASES = [
      lambda x, w: jnp.sqrt(jnp.sum(x * w)) + jnp.sum(w)),
     ("y[p] = delta[p,q] x[q] + x[r] 1[p]", {"x": X2},
      lambda x: x + jnp.sum(x)),
+    # A delta outside a call renames the call's result, never the labels the call acts on.
+    ("y[i] = delta[i,j] solve(a[i,j], v[i])", {"a": SPD, "v": rng.normal(size=3)},
+     lambda a, v: jnp.linalg.solve(a, v)),
+    ("y[i] = delta[i,j] solve(a[k,j], b[k,i])", {"a": SPD, "b": M},
+     lambda a, b: jnp.diag(jnp.linalg.solve(a, b))),
+    ("y[i] = delta[i,j] inv(a[i,j])", {"a": SPD}, lambda a: jnp.diag(jnp.linalg.inv(a))),
+    ("y[i] = delta[i,j] softmax(x[i,j], j)", {"x": M},
+     lambda x: jnp.diag(jax.nn.softmax(x, axis=1))),
+    ("y[i] = delta[i,j] sum(x[i,j], i)", {"x": M}, lambda x: jnp.sum(x, 0)),
+    ("y[i] = delta[i,j] max(x[i,j], i)", {"x": M}, lambda x: jnp.max(x, 0)),
+    ("y[i] = 2 delta[i,j] log_softmax(x[i,j] + v[j], j) x[i,k]", {"x": M, "v": rng.normal(size=3)},
+     lambda x, v: 2 * jnp.diag(jax.nn.log_softmax(x + v, axis=1)) * jnp.sum(x, 1)),
 ]
 
 
@@ -153,6 +165,13 @@ ROUND_TRIP = [
         einvjp.einsum("b->ba", v, sizes={"a": 3}) - einvjp.einsum(
             "aa->a", w.sum() + einvjp.einsum("ab,ab->ab", h, einvjp.exp(h))), axis=(0, 1)),
      {"v": rng.normal(size=2), "w": rng.normal(size=4), "h": rng.normal(size=(3, 3))}),
+    # the diagonal of a structured result prints with a delta, not a[i,i] inside the call
+    ("y[i] = delta[i,j] softmax(x[i,j], j)", {"x": M}),
+    ("y[i] = 2 delta[i,j] inv(x[i,j]) x[i,k] + 1", {"x": SPD}),
+    ("y[i] = delta[i,j] solve(a[i,j] - 2 x[i,j], v[i]) + det(a[j,i], j, i)",
+     {"a": SPD, "x": 0.1 * M, "v": rng.normal(size=3)}),
+    (lambda x: einvjp.einsum("ii->i", einvjp.softmax(x, axis=1)), {"x": M}),
+    (lambda x: einvjp.einsum("ii->", einvjp.inv(x)), {"x": SPD}),
 ]
 
 

@@ -415,3 +415,21 @@ def test_compile():
         out = compiled(x, y)
     close(out, model(x, y))
     close(torch.autograd.grad(out, model.w)[0], expected)
+
+
+@pytest.mark.parametrize("text", ["y[i] = log(q) + x[i]", "y = 1[c] log(q) + x[j]",
+                                  "y[i] = exp(tanh(0.25 q)) + x[i] / 7"])
+def test_a_number_input_keeps_double_precision_beside_float64_tensors(text):
+    """A Python float given beside float64 tensors is computed in float64 (it
+    was made a float32 tensor first, off by ~1e-8 relative)."""
+    import math
+    import numpy as np
+    q, x = 0.7123456789, np.array([1.0, 2.0, 3.0])
+    prog = einvjp.compile(text, sizes={"c": 2})
+    want = prog(x=x, q=q)  # numpy: double precision throughout
+    got = prog(x=torch.tensor(x, dtype=torch.float64), q=q)
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-15, atol=0)
+    assert abs(float(einvjp.compile("y = log(q) + x[i]")(
+        x=torch.zeros(2, dtype=torch.float64), q=q)) - math.log(q)) < 1e-15
+    assert prog(x=torch.tensor(x, dtype=torch.float32), q=q).dtype == torch.float32
