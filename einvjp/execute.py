@@ -5,17 +5,12 @@
   plan, an Add or a Map of operands aligned by label (`einvjp.ops`), a
   structured primitive through its own layout (`Structured.run`).
 
->>> import numpy as np
->>> from einvjp.ir import Input, Expr
->>> from einvjp.ge import Index
->>> from einvjp import prims
+>>> import numpy as np, einvjp
 >>> from einvjp.backend import backend_for
->>> i, j = Index("i", 2), Index("j", 3)
->>> x = Expr(Input("x", (2, 3)), (i, j))
->>> y = (prims.exp(x) * x).sum([j]) / 3
->>> a = np.arange(6.0).reshape(2, 3)
->>> out, = evaluate([y.node], {x.node: a}, backend_for([a]))
->>> np.allclose(out, (np.exp(a) * a).sum(1) / 3)
+>>> x = np.arange(6.0).reshape(2, 3)
+>>> g = einvjp.compile("y[b] = exp(x[b,j]) x[b,j] / J").graph(x=x)
+>>> out, = evaluate(g.outputs, {g.inputs["x"]: x}, backend_for([x]))
+>>> np.allclose(out, (np.exp(x) * x).sum(1) / 3)
 True
 """
 
