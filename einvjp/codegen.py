@@ -291,13 +291,13 @@ class _Writer:
         """(source, shape) of an operand (shape None for a number)."""
         return self.var[node], (None if self.number(node) else _shape(node))
 
-    def aligned(self, node, term, order):
+    def aligned(self, node, term, order, summed=False):
         """(source, shape) of an operand laid out by `align_ops` (shape None
         for a number)."""
         x, shape = self.operand(node)
         if shape is None:
             return x, None
-        ops = align_ops(term, order, shape)
+        ops = align_ops(term, order, shape, summed)
         return self.printed(ops, [x], node)[0], ops.shapes[-1]
 
     def printed(self, ops, sources, node):
@@ -365,7 +365,7 @@ class _Writer:
             if self.known(a) is not None:  # constants add up while writing
                 number, numbers = number + c.number() * self.known(a), True
                 continue
-            x, shape = self.aligned(a, list(t), out)
+            x, shape = self.aligned(a, list(t), out, summed=True)
             # A product read as it is: folded into the sum (`add_product`).
             product = self.parts.get(a) if fusable and a in self.inline and x == self.var[a] \
                 else None

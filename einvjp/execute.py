@@ -102,7 +102,7 @@ def evaluate_node(node, args, B, like=None):
         acc = None
         for a, t, c in zip(args, node.terms, node.coeffs):
             c = c.number()
-            v = aligned(B, a, list(t), out)
+            v = aligned(B, a, list(t), out, summed=True)
             v = v if c == 1 else (v * c if _is_number(v) else B.scale(v, c))
             acc = v if acc is None else (acc + v if _is_number(acc) and _is_number(v)
                                          else B.add(acc, v) if not _is_number(acc)

@@ -130,20 +130,24 @@ def broadcast_shape(*shapes):
     return tuple(max(sizes) for sizes in zip(*padded))
 
 
-def align_ops(term, order, shape) -> Ops:
+def align_ops(term, order, shape, summed=False) -> Ops:
     """An operand with axes `term` (distinct labels, of `shape`) transposed
-    and reshaped to broadcast against `order` (a superset of term)."""
+    and reshaped to broadcast against `order` (a superset of term), with one
+    axis per label of `order` — or, when it goes into a sum that is
+    broadcast to its full shape at the end (`summed`), without the leading
+    size-1 axes."""
     ops = Ops(shape)
     ranked = tuple(sorted(range(len(term)), key=lambda a: order.index(term[a])))
     r = ops.transpose(0, None if ranked == tuple(range(len(term))) else ranked)
     if len(term) < len(order):
         present = set(term)
-        ops.broadcastable(r, tuple(int(lab.size) if lab in present else 1 for lab in order))
+        target = tuple(int(lab.size) if lab in present else 1 for lab in order)
+        (ops.broadcastable if summed else ops.reshape)(r, target)
     return ops
 
 
-def aligned(B, x, term, order):
+def aligned(B, x, term, order, summed=False):
     """`align_ops` run on x (a number stays as it is)."""
     if isinstance(x, _NUMBERS):
         return x
-    return align_ops(term, order, tuple(int(lab.size) for lab in term))(B, x)
+    return align_ops(term, order, tuple(int(lab.size) for lab in term), summed)(B, x)
