@@ -52,6 +52,10 @@ def kernels(xp, erf, linalg):
         m = xp.max(x, axis=axes, keepdims=True, initial=-xp.inf)
         return x - m - xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True))
 
+    def sigmoid(x):  # e^-|x| / (1 + e^-|x|) below 0: 1e-18 at -41, not 0 (1 + tanh(x/2) was)
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))[()]
+
     def power_by_number(x, p):
         if isinstance(x, SCALARS):
             return power(x, p)
@@ -72,7 +76,7 @@ def kernels(xp, erf, linalg):
         exp=xp.exp, log=xp.log, log1p=xp.log1p, expm1=xp.expm1, sqrt=xp.sqrt, sin=xp.sin,
         cos=xp.cos, tanh=xp.tanh, abs=xp.abs, sign=xp.sign, erf=erf,
         reciprocal=lambda x: power(x, -1) if isinstance(x, SCALARS) else 1 / x,
-        sigmoid=lambda x: 0.5 * (1 + xp.tanh(0.5 * x)),
+        sigmoid=sigmoid,
         silu=lambda x: x * xp.exp(-xp.logaddexp(0, -x)),
         log_sigmoid=lambda x: -xp.logaddexp(0, -x), logaddexp=xp.logaddexp,
         softplus=lambda x: xp.logaddexp(0, x),

@@ -1302,6 +1302,10 @@ class Derivative:
     def __init__(self, graph, name, node, forward):
         self.graph, self.name, self.node = graph, name, node
         self.forward = set(topo(list(forward)))
+        # forward tensors by the names their printed program gives them (an
+        # output by its output name, a name clashing with an input's changed)
+        _, names, _, self.forward_taken = _program_names(list(forward), graph.output_names)
+        self.forward_names = {n: v for n, v in names.items() if n.name or n in forward}
 
     def __str__(self):
         return self._render(_Text())[0]
@@ -1320,7 +1324,8 @@ class Derivative:
 
     def _render(self, fmt):
         x = self.graph.inputs[self.name]
-        known = set(self.graph.inputs) | {n.name for n in self.forward if n.name}
+        known = set(self.graph.inputs) | {n.name for n in self.forward if n.name} | \
+            self.forward_taken
         reserved = known | {n.lower() for n in known if n.isupper()}
         free = [c for c in _FREE_LETTERS if c not in reserved]
         if self.node is None:
@@ -1334,7 +1339,7 @@ class Derivative:
         stmts = [n for n in topo([self.node]) if n is self.node or (
             count.get(n, 0) > 1 and n not in self.forward and isinstance(n, (Contract, Add))
             and not _is_relabel(n))]
-        names, taken = {}, set()
+        names, taken = dict(self.forward_names), set()
         for k, n in enumerate(stmts):
             if n is self.node:
                 names[n] = ("grad", self.name)
@@ -1357,11 +1362,11 @@ class Derivative:
         return "\n".join(lines), sizes
 
 
-def _render_program(fmt, outputs, output_names):
-    """The statements of a program: text that `compile` reads back to the
-    same function (dummy letters unique in each top-level term, a summed
-    label kept to its product by a one-tensor where the scope rule needs it,
-    named sizes only where their label is in the statement)."""
+def _program_names(outputs, output_names):
+    """(statements, {node: ("leaf", name)}, outputs that are an input or a
+    constant, names taken) of a printed program: an output by its output
+    name, a named node by its name, a node used twice as t{k}; a name an
+    input (or an earlier statement) has gets an underscore."""
     count = uses(outputs)
     roots = dict(zip(outputs, output_names))
     nodes = topo(outputs)
@@ -1381,6 +1386,16 @@ def _render_program(fmt, outputs, output_names):
         while name in taken:
             name = f"{name}_"
         taken.add(name)
+    return stmts, names, plain, taken
+
+
+def _render_program(fmt, outputs, output_names):
+    """The statements of a program: text that `compile` reads back to the
+    same function (dummy letters unique in each top-level term, a summed
+    label kept to its product by a one-tensor where the scope rule needs it,
+    named sizes only where their label is in the statement)."""
+    stmts, names, plain, taken = _program_names(outputs, output_names)
+    roots = dict(zip(outputs, output_names))
     reserved = taken | {n.lower() for n in taken if n.isupper()}
     special = taken & {"delta", "δ"}
     if special:

@@ -266,3 +266,18 @@ def test_integer_tensor_to_a_negative_power_gives_floats_like_its_reciprocal():
 def test_integer_tensor_to_a_negative_tensor_power_is_a_typed_error():
     with pytest.raises(einvjp.ProgramError, match="negative integer power"):
         einvjp.compile("y[i] = x[i]^z[i]")(x=np.array([2, 3]), z=np.array([1, -2]))
+
+
+def test_sigmoid_keeps_its_relative_accuracy_far_below_zero():
+    """sigmoid(-41) is 1.6e-18, not 0: as 0.5 (1 + tanh(x/2)) it was 0, and
+    sqrt(sigmoid(x))'s gradient at x = -41 became 0 · inf = NaN."""
+    torch = pytest.importorskip("torch")
+    x = np.concatenate([np.linspace(-700, 700, 2801), [-41.0, -1000.0, 1000.0, 0.0]])
+    want = torch.sigmoid(torch.tensor(x, dtype=torch.float64)).numpy()
+    for got in (einvjp.sigmoid(x), einvjp.compile("y[i] = sigmoid(x[i])")(x=x)):
+        np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
+    prog = einvjp.compile("y = sqrt(sigmoid(x[i]))")
+    g = prog.vjp(1.0, x=np.array([-41.0, -60.0]))["x"]
+    tx = torch.tensor([-41.0, -60.0], dtype=torch.float64, requires_grad=True)
+    torch.sqrt(torch.sigmoid(tx)).sum().backward()
+    np.testing.assert_allclose(g, tx.grad.numpy(), rtol=1e-12)

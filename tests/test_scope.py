@@ -305,3 +305,18 @@ def test_softmax_of_an_integer_tensor_is_a_float_one():
                einvjp.logsumexp: np.log(np.exp(x).sum())}[fn]
         np.testing.assert_allclose(got, ref, rtol=1e-12)
     assert einvjp.compile("y[c] = softmax(0 1[c], c)", sizes={"c": 4})().tolist() == [0.25] * 4
+
+
+def test_a_printed_derivative_names_a_forward_tensor_as_the_printed_program_does(jax_x64):
+    """An output computed by a named statement (`y = h4`) prints as `y`; the
+    derivative read `h4`, which the printed program does not define."""
+    from einvjp.testing import _derivative_text
+    x = rng.uniform(-1, 1, (1, 4))
+    prog = einvjp.compile("h4 = exp(tanh((x[m,i] / M) * tanh(x[m,i]) * 1[i]))\n"
+                          "h5 = x[m,i] x[m,i]\ny = h4")
+    text, sizes = _derivative_text(prog, "x", {"x": x})
+    again = einvjp.compile(text, sizes=sizes)
+    np.testing.assert_allclose(again(x=x, d_y=1.5), prog.vjp(1.5, x=x)["x"], rtol=1e-12)
+    jx = jnp.asarray(x)
+    want = jax.grad(lambda x: 1.5 * jnp.exp(jnp.tanh(jnp.sum(x * jnp.tanh(x)) / 1)))(jx)
+    np.testing.assert_allclose(again(x=x, d_y=1.5), np.asarray(want), rtol=1e-12)
