@@ -1,5 +1,8 @@
 """One small module per array library, installed as `einvjp.backends`.
 
-Each module is the table of operations the lowering (`einvjp.plan`) needs,
-plus that library's autodiff hook.  They are imported lazily, on first use.
+* `numpy`, `torch`, `jax`: each makes its `Backend` (`einvjp.backend`),
+  `BACKEND`: the operations a lowered step runs (`einvjp.ops`), its kernels,
+  its declared capabilities and autodiff hook; imported on first use;
+* `_array_api`: the kernels NumPy and JAX share, written against `xp`;
+* `_torch_kernels`: PyTorch's kernels.
 """

@@ -1,10 +1,13 @@
-"""JAX: the op table, and the GE as one JAX primitive.
+"""JAX: the backend object, and the GE as one JAX primitive.
+
+* `BACKEND`: the `JaxBackend` (staged: a call under jit is a trace), whose
+  kernels are the array-API ones;
 
 `einvjp.einsum` on jax arrays binds `ge_p`, whose parameter is the GE's
 canonical key (plain hashable data, `GE.key()`).  Every transform then sees
 einvjp's rules and nothing else:
 
-  * impl / lowering — the cached `Plan` of the GE, run on the table below;
+  * impl / lowering — the cached `Plan` of the GE, run on `BACKEND`;
   * JVP — multilinear: Σ_k (the same GE with the tangent in slot k);
   * transpose — the role swap `ge.vjp(k)` (linear, no
     conjugation: JAX's convention for complex numbers);
@@ -30,7 +33,6 @@ VJP program); see the section at the end.
 """
 
 import functools
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -38,21 +40,13 @@ from jax import lax
 from jax.core import ShapedArray
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
+from jax.scipy.special import erf
 
+from einvjp.backend import Backend
+from einvjp.backends._array_api import kernels
 from einvjp.errors import EinvjpError
 from einvjp.ge import GE
 from einvjp.plan import plan_for
-
-name = "jax"
-staged = True  # a call under jit is traced once: `Lowered` returns its written code's result
-transpose = jnp.transpose
-reshape = jnp.reshape
-matmul = jnp.matmul
-multiply = jnp.multiply
-add = jnp.add
-subtract = jnp.subtract
-broadcast_to = jnp.broadcast_to
-conj = jnp.conj
 
 
 def asarray(x):
@@ -161,7 +155,7 @@ def _derived(optimize):
 
 
 def _run(*arrays, key, optimize):
-    return plan_for(_ge(key), optimize)(sys.modules[__name__], list(arrays))
+    return plan_for(_ge(key), optimize)(BACKEND, list(arrays))
 
 
 def _abstract_eval(*avals, key, optimize):
@@ -336,3 +330,38 @@ mlir.register_lowering(linear_p, mlir.lower_fun(_linear, multiple_results=True))
 ad.primitive_jvps[linear_p] = _linear_jvp
 ad.primitive_transposes[linear_p] = _linear_transpose
 batching.primitive_batchers[linear_p] = _linear_batch
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    staged = True  # a call under jit is traced once: `Lowered` returns its written code's result
+    autodiff = True
+    kernels = kernels(jnp, erf, jnp.linalg)
+
+    transpose = staticmethod(jnp.transpose)
+    reshape = staticmethod(jnp.reshape)
+    matmul = staticmethod(jnp.matmul)
+    multiply = staticmethod(jnp.multiply)
+    add = staticmethod(jnp.add)
+    subtract = staticmethod(jnp.subtract)
+    broadcast_to = staticmethod(jnp.broadcast_to)
+    conj = staticmethod(jnp.conj)
+    zeros_like = staticmethod(jnp.zeros_like)
+    asarray = staticmethod(asarray)
+    sum = staticmethod(sum)
+    swap_last = staticmethod(swap_last)
+    scale = staticmethod(scale)
+    diagonal = staticmethod(diagonal)
+    diag_embed = staticmethod(diag_embed)
+    copy = staticmethod(copy)
+    shares_memory = staticmethod(shares_memory)
+    cast_like = staticmethod(cast_like)
+    apply = staticmethod(apply)
+    differentiable = staticmethod(differentiable)
+
+    @staticmethod
+    def full(shape, value, like):
+        return jnp.full(shape, value, dtype=jnp.result_type(like) if like is not None else None)
+
+
+BACKEND = JaxBackend()

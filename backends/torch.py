@@ -1,5 +1,7 @@
-"""PyTorch: the op table (torch ops only — views where the lowering allows
-one, no host synchronisation, no NumPy) and the autograd hook.
+"""PyTorch: the backend object (torch ops only — views where the lowering
+allows one, no host synchronisation, no NumPy) and the autograd hook.
+
+* `BACKEND`: the `TorchBackend`, its kernels those of `_torch_kernels`;
 
 A GE of two or more operands runs as one `torch.autograd.Function`,
 `GEFunction`:
@@ -40,21 +42,13 @@ tensor([[1., 0.],
         [0., 2.]])
 """
 
-import sys
-
 import torch
 
+from einvjp.backend import Backend
+from einvjp.backends._torch_kernels import kernels
 from einvjp.errors import BackendError
 from einvjp.ge import GE
 from einvjp.plan import plan_for
-
-name = "torch"
-numbers_vary = True  # a program's Python numbers that vary become arguments of its code
-reshape = torch.reshape
-matmul = torch.matmul
-multiply = torch.mul
-add = torch.add
-subtract = torch.sub
 
 
 def asarray(x):
@@ -168,7 +162,7 @@ class _GE(torch.autograd.Function):
 
     @staticmethod
     def forward(plan, *operands):
-        return plan(_table, list(operands))
+        return plan(BACKEND, list(operands))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -215,8 +209,6 @@ class GEFunction(_GE):
             out = term if out is None else out + term
         return out
 
-
-_table = sys.modules[__name__]
 
 
 # --- A whole function through its own VJP -----------------------------------------
@@ -355,7 +347,7 @@ def _run(plan, tensors):
       no-grad path of autograd.Function passes its ctx to `forward(plan,
       *operands)` as the plan)."""
     if plan.n == 1 or not torch.is_grad_enabled():
-        return plan(_table, tensors)
+        return plan(BACKEND, tensors)
     if len(plan.steps) > 1:
         # Step by step, so that autograd's tape keeps the intermediates and
         # the backward is the role swap of each pairwise step (the backward
@@ -367,12 +359,12 @@ def _run(plan, tensors):
     split = _split(plan)
     if split is not None:
         inner, broadcast = split
-        return broadcast(_table, [_run(inner, tensors)])
+        return broadcast(BACKEND, [_run(inner, tensors)])
     if not torch.compiler.is_compiling():
         return GEFunction.apply(plan, *tensors)
     if any(x.requires_grad for x in tensors):
         return _GE.apply(plan, *tensors)
-    return plan(_table, tensors)
+    return plan(BACKEND, tensors)
 
 
 _SWAP_PLANS = {}  # (plan, k) -> the plan of its role swap: a dict, which torch.compile traces
@@ -477,3 +469,46 @@ def _combine(higher, lower):
     if higher == torch.bool or lower.is_floating_point:
         return torch.promote_types(higher, lower)
     return higher
+
+
+
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    numbers_vary = True  # a program's Python numbers that vary become arguments of its code
+    scalar_constants = True
+    autodiff = True
+    kernels = kernels()
+
+    reshape = staticmethod(torch.reshape)
+    matmul = staticmethod(torch.matmul)
+    multiply = staticmethod(torch.mul)
+    add = staticmethod(torch.add)
+    subtract = staticmethod(torch.sub)
+    zeros_like = staticmethod(torch.zeros_like)
+    asarray = staticmethod(asarray)
+    transpose = staticmethod(transpose)
+    broadcast_to = staticmethod(broadcast_to)
+    sum = staticmethod(sum)
+    swap_last = staticmethod(swap_last)
+    scale = staticmethod(scale)
+    add_product = staticmethod(add_product)
+    add_matmul = staticmethod(add_matmul)
+    scalar = staticmethod(scalar)
+    diagonal = staticmethod(diagonal)
+    diag_embed = staticmethod(diag_embed)
+    copy = staticmethod(copy)
+    shares_memory = staticmethod(shares_memory)
+    cast_like = staticmethod(cast_like)
+    conj = staticmethod(conj)
+    apply = staticmethod(apply)
+    differentiable = staticmethod(differentiable)
+
+    @staticmethod
+    def full(shape, value, like):
+        dtype = like.dtype if isinstance(like, torch.Tensor) else torch.get_default_dtype()
+        return torch.full(shape, value, dtype=dtype)
+
+
+BACKEND = TorchBackend()

@@ -13,21 +13,16 @@ from .errors import (AxisError, BackendError, BroadcastError, CotangentError, Ei
                      OperandCountError, ProgramError, RankError, SignatureError,
                      TracingError, WrtError)
 from .ge import GE, Index
-from .prims import (abs, add, cos, det, div, erf, exp, expm1, gelu, inv, log, log1p,
-                    log_softmax, logdet, logsumexp, max, maximum, mean, min, minimum, mul,
-                    neg, pow, relu, sigmoid, sin, softmax, softplus, solve, sqrt, square, sub,
-                    sum, tanh, where)
+from .prims import EXPORTED as _EXPORTED
 from .functions import compile
+
+globals().update(_EXPORTED)  # einvjp.exp, einvjp.logsumexp, …: every exported primitive
 
 __all__ = [
     "einsum", "vjp", "derive", "plan", "Derivation", "GE", "Index",
     "EinvjpError", "EquationSyntaxError", "OperandCountError", "RankError",
     "LabelSizeError", "BroadcastError", "MissingSizeError", "CotangentError",
     "WrtError", "BackendError", "ProgramError", "AxisError", "TracingError",
-    "SignatureError", "compile",
-    "abs", "add", "cos", "det", "div", "erf", "exp", "expm1", "gelu", "inv", "log", "log1p",
-    "log_softmax", "logdet", "logsumexp", "max", "maximum", "mean", "min", "minimum", "mul",
-    "neg", "pow", "relu", "sigmoid", "sin", "softmax", "softplus", "solve", "sqrt", "square",
-    "sub", "sum", "tanh", "where",
+    "SignatureError", "compile", *sorted(_EXPORTED),
 ]
 __version__ = "0.1.0"

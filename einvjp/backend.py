@@ -1,5 +1,9 @@
-"""Choosing a backend from the operands' types (no array library imported
-until an operand of it arrives).
+"""Backends: what one declares, and choosing one from the operands' types.
+
+* `Backend`: the operations a lowered step runs, the kernels of the
+  primitives, and declared capabilities (no probing, no name checks);
+* `backend_for(operands)`: the backend of some arrays (no array library is
+  imported until an operand of it arrives).
 
 >>> import numpy as np
 >>> backend_for([np.ones(2), 3.0]).name
@@ -11,6 +15,73 @@ from __future__ import annotations
 import importlib
 
 from .errors import BackendError
+
+
+class Backend:
+    """One array library, as the compiler sees it.  Each module of
+    `einvjp.backends` makes one instance, `BACKEND`.
+
+    Declared capabilities (class attributes):
+
+    * `name` — the library;
+    * `staged` — a call may be a trace compiled once (jax.jit): code written
+      for a signature runs on that very call;
+    * `numbers_vary` — a program's Python numbers may become arguments of
+      its code (written once for every value);
+    * `numbers_as_arrays` — elementwise kernels take numbers as arrays (of
+      the operands' dtype), not as Python numbers;
+    * `scalar_constants` — `scalar(value, like)` makes a constant its ops
+      read faster than a Python number (torch's 0-d tensor);
+    * `autodiff` — `differentiable(rule)` plugs a program into the
+      library's own autodiff; `apply(plan, arrays)` does so for one GE.
+
+    Operations a lowered step runs (`einvjp.ops`): transpose, reshape,
+    matmul, multiply, add, subtract, sum, swap_last, scale, broadcast_to,
+    diagonal, diag_embed, add_product, add_matmul.  `kernels` maps each
+    primitive's name to its function on this library's arrays.
+    """
+    name = ""
+    staged = False
+    numbers_vary = False
+    numbers_as_arrays = True
+    scalar_constants = False
+    autodiff = False
+    kernels: dict = {}
+
+    def __repr__(self):
+        return f"<einvjp backend {self.name}>"
+
+    def add_product(self, acc, a, b, c):
+        """acc + c a b."""
+        ab = self.multiply(a, b)
+        return self.add(acc, ab if c == 1 else self.scale(ab, c))
+
+    def add_matmul(self, acc, a, b, c):
+        """acc + c a @ b."""
+        ab = self.matmul(a, b)
+        return self.add(acc, ab if c == 1 else self.scale(ab, c))
+
+    def apply(self, plan, arrays):
+        """A planned GE on these arrays (a backend with autodiff records it)."""
+        return plan(self, arrays)
+
+    def writeable(self, x):
+        """A result handed back to the caller."""
+        return x
+
+    def scalar(self, value, like):
+        return value
+
+    def differentiable(self, rule):
+        raise BackendError(f"the {self.name} backend has no autodiff of its own")
+
+    def full(self, shape, value, like):
+        """An array of `shape` filled with `value`, in `like`'s dtype (an
+        array, or None for the library's default)."""
+        raise NotImplementedError
+
+    def zeros_like(self, x):
+        raise NotImplementedError
 
 # The top-level module of an array type -> the backend module that runs it.
 _MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax", "jaxlib": "jax"}
@@ -31,21 +102,23 @@ def library_of(x) -> str:
     return name
 
 
-_LOADED = {}  # backend name -> module (a dict, again so that torch.compile traces it)
+_LOADED = {}  # backend name -> Backend (a dict, again so that torch.compile traces it)
 
 
-def load(name: str):
-    module = _LOADED.get(name)
-    if module is None:
+def load(name: str) -> Backend:
+    """The `Backend` of the module `einvjp.backends.<name>` (imported once)."""
+    found = _LOADED.get(name)
+    if found is None:
         try:
-            module = _LOADED[name] = importlib.import_module(f"einvjp.backends.{name}")
+            module = importlib.import_module(f"einvjp.backends.{name}")
         except ModuleNotFoundError as err:
             raise BackendError(f"no einvjp backend for arrays of type {name!r}") from err
-    return module
+        found = _LOADED[name] = module.BACKEND
+    return found
 
 
-def backend_for(operands):
-    """The backend module of the operands.  Python scalars go with anything
+def backend_for(operands) -> Backend:
+    """The backend of the operands.  Python scalars go with anything
     and NumPy arrays go with JAX (as constants, like `jnp.einsum`); any
     other mix of array libraries is an error naming the operands."""
     names = {}

@@ -72,9 +72,7 @@ def einsum(equation: str, *operands, sizes=None, optimize="auto"):
     B = backend_for(operands)
     arrays = [B.asarray(x) for x in operands]
     p = plan(equation, [_shape(x) for x in arrays], sizes=sizes, optimize=optimize)
-    if hasattr(B, "apply"):
-        return B.apply(p, arrays)
-    return B.writeable(p(B, arrays))
+    return B.writeable(B.apply(p, arrays))
 
 
 def vjp(equation: str, operands, cotangent, *, sizes=None, optimize="auto", wrt=None):

@@ -1,59 +1,25 @@
-"""Running IR nodes on a backend: an interpreter and straight-line code.
+"""The interpreter: IR nodes evaluated one by one on a backend.
 
-`evaluate` interprets a graph node by node (`evaluate_node`).  `Lowered`
-runs the same graph as straight-line Python generated for it: the nodes in
-topological order, each lowered once to the backend calls it needs, with
-every shape, permutation and coefficient known when the code is written —
-the per-call work of the interpreter (aligning operands, planning, checking
-what is a number) done once.  A contraction's steps are written out inline,
-its coefficient multiplies its smallest operand or intermediate (not the
-full result), no-op reshapes and transposes are dropped, and intermediates
-are released after their last read.  Fewer passes over memory: a contraction
-read once by an Add is written into it, a last step that is a product or a
-matrix product folding into the sum (`B.add_product`, `B.add_matmul`: torch's
-`addcmul`, `addmm`; composed of the backend's own ops where it has none), a
-function times an array of its shape in one call where the library has one
-(torch's `gelu_backward(g, x)` for g * gelu'(x)), and a pairwise product the
-function would compute twice is computed once.  The code is specialised to
-which inputs are Python numbers and to the inputs' dtypes (probed on the
-first call, which the interpreter evaluates; under jax, whose first call may
-be the trace jit compiles, that call then returns the written code's
-result); a node without a lowering (a structured primitive, a constant
-tensor) calls the interpreter from the code.
+* `evaluate(outputs, values, B)`: a graph's outputs from its inputs' values;
+* `evaluate_node(node, args, B)`: one node — a Contract through its cached
+  plan, an Add or a Map of operands aligned by label (`einvjp.ops`), a
+  structured primitive through its own layout (`Structured.run`).
 
->>> import numpy as np
->>> from einvjp.ir import Input, Expr
->>> from einvjp.ge import Index
->>> from einvjp import prims
+>>> import numpy as np, einvjp
 >>> from einvjp.backend import backend_for
->>> i, j = Index("i", 2), Index("j", 3)
->>> x = Expr(Input("x", (2, 3)), (i, j))
->>> y = (prims.exp(x) * x).sum([j]) / 3
->>> B = backend_for([np.ones(1)])
->>> run = Lowered([y.node], [x.node], B, prims.table("numpy"))
->>> a = np.arange(6.0).reshape(2, 3)
->>> np.allclose(run([a])[0], (np.exp(a) * a).sum(1) / 3)
+>>> x = np.arange(6.0).reshape(2, 3)
+>>> g = einvjp.compile("y[b] = exp(x[b,j]) x[b,j] / J").graph(x=x)
+>>> out, = evaluate(g.outputs, {g.inputs["x"]: x}, backend_for([x]))
+>>> np.allclose(out, (np.exp(x) * x).sum(1) / 3)
 True
->>> print(run.source([a]))
-def run(v0):
-    v1 = f_exp(v0)
-    v2 = multiply(v1, v0)
-    del v1
-    v3 = sum(v2, (1,))
-    del v2
-    v4 = scale(v3, 0.3333333333333333)
-    del v3
-    return (v4, )
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-
 from .errors import ProgramError
 from .ge import GE, Index
 from .ir import Add, Const, Contract, Func, Input, Map, distinct, topo
+from .ops import aligned
 from .plan import plan_for
 
 
@@ -62,20 +28,6 @@ _NUMBERS = (int, float, complex)
 
 def _is_number(v):
     return isinstance(v, _NUMBERS)
-
-
-def _align(B, x, term, order):
-    """x (axes `term`, distinct) transposed and reshaped to broadcast against
-    `order` (a superset of term)."""
-    if _is_number(x):
-        return x
-    ranked = sorted(range(len(term)), key=lambda a: order.index(term[a]))
-    if ranked != list(range(len(term))):
-        x = B.transpose(x, tuple(ranked))
-    if len(term) < len(order):
-        present = set(term)
-        x = B.reshape(x, tuple(int(l.size) if l in present else 1 for l in order))
-    return x
 
 
 def _lowered(node, numbers):
@@ -99,7 +51,7 @@ def _lowered(node, numbers):
     return hit
 
 
-def _tensor(B, fns, v, like):
+def _tensor(B, v, like):
     return B.cast_like(B.asarray(v), like) if like is not None else B.asarray(v)
 
 
@@ -122,7 +74,7 @@ def _shape(node):
     return tuple(int(s) for s in node.shape)
 
 
-def evaluate_node(node, args, B, fns, like=None):
+def evaluate_node(node, args, B, like=None):
     if isinstance(node, Const):
         return node.value.number()
     if isinstance(node, Contract):
@@ -138,11 +90,11 @@ def evaluate_node(node, args, B, fns, like=None):
             if not out:
                 return scale
             labels = distinct(out)
-            ones = fns["full"](tuple(l.size for l in labels), 1, like)
+            ones = B.full(tuple(l.size for l in labels), 1, like)
             if len(labels) < len(out):
                 ones = plan_for(GE([labels], out, 1))(B, [ones])
             return ones if scale == 1 else B.scale(ones, scale)
-        r = B.apply(p, ops) if hasattr(B, "apply") else p(B, ops)
+        r = B.apply(p, ops)
         # A number operand always multiplies (the dtype does not depend on its value).
         return r if scale == 1 and not any(numbers) else B.scale(r, scale)
     if isinstance(node, Add):
@@ -150,71 +102,28 @@ def evaluate_node(node, args, B, fns, like=None):
         acc = None
         for a, t, c in zip(args, node.terms, node.coeffs):
             c = c.number()
-            v = _align(B, a, list(t), out)
+            v = aligned(B, a, list(t), out, summed=True)
             v = v if c == 1 else (v * c if _is_number(v) else B.scale(v, c))
             acc = v if acc is None else (acc + v if _is_number(acc) and _is_number(v)
                                          else B.add(acc, v) if not _is_number(acc)
                                          else B.add(v, acc))
         if _is_number(acc) or tuple(acc.shape) != _shape(node):
-            acc = B.broadcast_to(_tensor(B, fns, acc, _like(args)) if _is_number(acc) else acc,
+            acc = B.broadcast_to(_tensor(B, acc, _like(args)) if _is_number(acc) else acc,
                                  _shape(node))
         return acc
     if isinstance(node, Map):
         out = list(node.out)
         like = _numbers_like(args, like)
-        vals = [_align(B, a, list(t), out) for a, t in zip(args, node.terms)]
-        if B.name != "numpy":
-            vals = [_tensor(B, fns, v, like) if _is_number(v) else v for v in vals]
-        return fns[node.prim.name](*vals, *node.params)
+        vals = [aligned(B, a, list(t), out) for a, t in zip(args, node.terms)]
+        if B.numbers_as_arrays:
+            vals = [_tensor(B, v, like) if _is_number(v) else v for v in vals]
+        return B.kernels[node.prim.name](*vals, *node.params)
     if isinstance(node, Func):
-        return _evaluate_func(node, args, B, fns)
+        return node.prim.run(B.kernels[node.prim.name], B, node, args)
     raise ProgramError(f"cannot evaluate {node!r}")
 
 
-def _evaluate_func(node, args, B, fns):
-    name = node.prim.name
-    out = list(node.out)
-    x, term = args[0], list(node.terms[0])
-    if name in ("logsumexp", "max", "min"):
-        over = list(node.params[0])
-        order = out + over
-        xs = _align(B, x, term, order)
-        axes_ = tuple(range(len(out), len(order)))
-        if len(args) > 1:
-            return fns[name](xs, axes_, _align(B, args[1], list(node.terms[1]), order))
-        return fns[name](xs, axes_)
-    if name in ("softmax", "log_softmax"):
-        xs = _align(B, x, term, out)
-        return fns[name](xs, tuple(out.index(l) for l in node.params[0]))
-    r, c = node.params[0]
-    if name in ("det", "logdet"):
-        return fns[name](_align(B, x, term, out + [r, c]))
-    if name == "inv":
-        order = [l for l in out if l not in (r, c)] + [r, c]
-        y = fns["inv"](_align(B, x, term, order))
-        return _align(B, y, order, out)
-    if name == "solve":
-        batch = [l for l in term if l not in (r, c)]
-        bterm = list(node.terms[1])
-        rest = [l for l in bterm if l not in batch and l is not r]
-        a = _align(B, x, term, batch + [r, c])
-        order = batch + [r] + rest
-        b = _align(B, args[1], bterm, order)
-        full = tuple(int(l.size) for l in order)
-        if tuple(b.shape) != full:
-            b = B.broadcast_to(b, full)
-        n = int(r.size)
-        k = 1
-        for l in rest:
-            k *= int(l.size)
-        b = B.reshape(b, tuple(int(l.size) for l in batch) + (n, k))
-        y = fns["solve"](a, b)
-        y = B.reshape(y, tuple(int(l.size) for l in batch + [c] + rest))
-        return _align(B, y, batch + [c] + rest, out)
-    raise ProgramError(f"no evaluation rule for {name}")
-
-
-def evaluate(outputs, values, B, fns, known=None):
+def evaluate(outputs, values, B, known=None):
     """Evaluate `outputs`; `values` maps Input nodes to arrays (or numbers);
     `known` maps already computed nodes to values (updated in place)."""
     vals = dict(values)
@@ -226,480 +135,12 @@ def evaluate(outputs, values, B, fns, known=None):
             continue
         if isinstance(node, Input):
             raise ProgramError(f"no value for input {node.name!r}")
-        vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())], B, fns,
-                                   like)
+        vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())], B, like)
     if known is not None:
         known.update(vals)
     return [vals[o] for o in outputs]
 
 
-# --- Straight-line code ------------------------------------------------------
-
-
-def _order(outputs, given):
-    """The nodes to compute, operands first, stopping at the `given` ones."""
-    order, seen = [], set(given)
-    stack = [(n, False) for n in reversed(outputs)]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.append((node, True))
-        stack.extend((a, False) for a in reversed(getattr(node, "args", ())) if a not in seen)
-    return order
-
-
-def _broadcast(*shapes):
-    rank = max((len(s) for s in shapes), default=0)
-    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
-    return tuple(max(sizes) for sizes in zip(*padded))
-
-
-def _composed_ops(B):
-    """`add_product` and `add_matmul` of a backend that has no fused ones,
-    from its own ops (jax fuses them under jit anyway)."""
-    def add_product(acc, a, b, c):
-        """acc + c a b."""
-        ab = B.multiply(a, b)
-        return B.add(acc, ab if c == 1 else B.scale(ab, c))
-
-    def add_matmul(acc, a, b, c):
-        """acc + c a @ b."""
-        ab = B.matmul(a, b)
-        return B.add(acc, ab if c == 1 else B.scale(ab, c))
-    return add_product, add_matmul
-
-
 def _inexact(v):
     dtype = str(getattr(v, "dtype", ""))
     return "float" in dtype or "complex" in dtype
-
-
-def _swap_last(x):
-    """Source swapping the last two axes of the source `x` (undoing a swap)."""
-    if x.startswith("swap_last(") and x.endswith(")") and _balanced(x[10:-1]):
-        return x[10:-1]
-    return f"swap_last({x})"
-
-
-def _balanced(text):
-    depth = 0
-    for ch in text:
-        depth += {"(": 1, ")": -1}.get(ch, 0)
-        if depth < 0:
-            return False
-    return depth == 0
-
-
-def _literal(v):
-    """Source text for a number that repr round-trips (else None): a Python
-    int or float, not a subclass (NumPy's float64 repr is `np.float64(2.0)`)."""
-    if type(v) not in (int, float):
-        return None
-    return repr(v) if math.isfinite(v) else None
-
-
-class Lowered:
-    """`outputs` as a function of the values of the `given` nodes, run as
-    straight-line code: `Lowered(outputs, given, B, fns)(values)` returns
-    what `evaluate` would.  One function is written per signature of the
-    values (which are Python numbers of which type, the arrays' dtypes).  `fixed` maps
-    further nodes to numbers that every call shares (written into the code
-    as constants)."""
-
-    def __init__(self, outputs, given, B, fns, fixed=None):
-        self.outputs, self.given = list(outputs), list(given)
-        self.fixed = dict(fixed or {})
-        self.B, self.fns = B, fns
-        self._code = {}  # signature -> (function, source)
-
-    def __call__(self, values):
-        sig = self._signature(values)
-        found = self._code.get(sig)
-        if found is not None:
-            return found[0](*values)
-        vals = dict(self.fixed)
-        vals.update(zip(self.given, values))
-        like = _like(values)
-        # The last output first, as an autograd engine walks a graph back from
-        # its end: for a VJP program, the last layer's gradients first.  The
-        # order of allocations and frees changes glibc's heap trimming: for
-        # an MLP block it took the page faults a call from ~2000 to ~480.
-        order = _order(self.outputs[::-1], list(vals))
-        for node in order:
-            if isinstance(node, Input):
-                raise ProgramError(f"no value for input {node.name!r}")
-            vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())],
-                                       self.B, self.fns, like)
-        found = self._code[sig] = _Writer(self, order, vals).write()
-        if getattr(self.B, "staged", False):
-            # Under jax.jit this call is the trace, made once per signature:
-            # the code written for it, not the interpreter's probe, is what
-            # XLA compiles (the probe's ops are dead and dropped).
-            return found[0](*values)
-        return tuple(vals[o] for o in self.outputs)
-
-    def source(self, values):
-        """The code written for values like these, once a call has written it."""
-        return self._code[self._signature(values)][1]
-
-    @staticmethod
-    def _signature(values):
-        return tuple([v.__class__ if isinstance(v, _NUMBERS) else getattr(v, "dtype", None)
-                      for v in values])
-
-
-class _Writer:
-    """Writes one `Lowered` function; `probe` holds a value of every node
-    (from the interpreter), which says what is a number."""
-
-    OPS = ("transpose", "reshape", "matmul", "multiply", "add", "subtract", "sum",
-           "swap_last", "scale", "broadcast_to", "diagonal", "diag_embed", "add_product",
-           "add_matmul")
-
-    def __init__(self, lowered, order, probe, counts=None):
-        self.lowered, self.order, self.probe = lowered, order, probe
-        self.counts = counts or {}  # source of a pairwise product -> how often written
-        self.seen, self.hoisted = {}, {}
-        self.times = {}  # source of f(x) -> (source of f_times, x): g * f(x) in one call
-        self.parts = {}  # a contraction ending in a product -> (op, a, b)
-        self.inline = set()  # the nodes written into their (one) reader (see lines_for)
-        self.B, self.fns = lowered.B, lowered.fns
-        self.env = {op: getattr(self.B, op) for op in self.OPS if hasattr(self.B, op)}
-        for op, composed in zip(("add_product", "add_matmul"), _composed_ops(self.B)):
-            self.env.setdefault(op, composed)
-        self.params = [f"v{k}" for k in range(len(lowered.given))]
-        self.var = {}
-        for name, node in zip(self.params, lowered.given):  # a node given twice: its first
-            self.var.setdefault(node, name)
-        self.var.update((node, self.const(v)) for node, v in lowered.fixed.items())
-        self.names = itertools.count(len(lowered.given))
-        arrays = [n for n in lowered.given if not _is_number(probe[n])]
-        self.like_node = arrays[0] if arrays else None  # see `_numbers_like`
-        self.like = self.var[arrays[0]] if arrays else "None"
-        self.lines = []
-
-    def known(self, node):
-        """The number a node always has (a constant, a fixed input), else None."""
-        if isinstance(node, Const) or node in self.lowered.fixed:
-            return self.probe[node]
-        return None
-
-    def scalar(self, value, node):
-        """Source for the number `value` in an op producing `node`'s array:
-        the backend's constant for it (`B.scalar`: torch's 0-d tensor, which
-        its ops take faster than a Python number), else the number."""
-        make = getattr(self.B, "scalar", None)
-        if make is None:
-            return self.const(value)
-        name = f"c{len(self.env)}"
-        self.env[name] = make(value, self.probe[node])
-        return name
-
-    def number(self, node):
-        return _is_number(self.probe[node])
-
-    def const(self, value):
-        text = _literal(value)
-        if text is None:
-            text = f"c{len(self.env)}"
-            self.env[text] = value
-        return text
-
-    def write(self):
-        """Writes the function twice: the first time counts the pairwise
-        products written more than once (across nodes), which the second
-        computes once into a temporary."""
-        first = _Writer(self.lowered, self.order, self.probe)
-        first.lines_for()
-        second = _Writer(self.lowered, self.order, self.probe, first.seen)
-        source = second.lines_for()
-        exec(source, second.env)  # noqa: S102 - code written from the graph, no user text
-        return second.env["run"], source
-
-    def lines_for(self):
-        """The source of the function.  A contraction read once, by an Add,
-        is written into the Add (which may fold its last product into an
-        `add_product`); a function the library multiplies in the same pass
-        (torch's gelu_backward for g * gelu'(x)), read once by a contraction,
-        is written into it; a variable is deleted after the statement that
-        reads it last."""
-        kept = set(self.lowered.outputs) | set(self.lowered.given) | set(self.lowered.fixed) | {
-            n for n in self.order if isinstance(n, Const)}
-        readers = {}
-        for node in self.order:
-            for a in getattr(node, "args", ()):
-                readers.setdefault(a, []).append(node)
-        # Written into their one reader: a contraction read by an Add, and a
-        # function the library multiplies by an array in the same pass
-        # (`fns["gelu_grad_times"]`) read by a contraction.
-        self.inline = inline = {
-            n for n in self.order if n not in kept and len(readers.get(n, ())) == 1 and (
-                isinstance(n, Contract) and isinstance(readers[n][0], Add)
-                or isinstance(n, Map) and f"{n.prim.name}_times" in self.fns
-                and isinstance(readers[n][0], Contract))}
-        position = {}
-        for k, node in reversed(list(enumerate(self.order))):
-            position[node] = position[readers[node][0]] if node in inline else k
-        dead = {}
-        for node, rs in readers.items():
-            if node not in kept and node not in inline and node in position:
-                dead.setdefault(max(position[r] for r in rs), []).append(node)
-        for k, node in enumerate(self.order):
-            if isinstance(node, Const):  # written where it is read
-                literal = _literal(self.probe[node])
-                if literal is None:  # inf, nan: a name bound to the number
-                    literal = f"n{len(self.env)}"
-                    self.env[literal] = self.probe[node]
-                self.var[node] = literal
-                continue
-            if node in inline:
-                self.var[node] = self.expression(node)
-                continue
-            self.var[node] = f"v{next(self.names)}"
-            self.lines.append(f"{self.var[node]} = {self.expression(node)}")
-            if dead.get(k):
-                self.lines.append(f"del {', '.join(self.var[n] for n in dead[k])}")
-        params = ", ".join(self.params)
-        results = "".join(f"{self.var[o]}, " for o in self.lowered.outputs)
-        return "\n    ".join([f"def run({params}):"] + self.lines + [f"return ({results})"])
-
-    def shared(self, text):
-        """A pairwise product's source, or the temporary holding it when the
-        function writes it more than once."""
-        self.seen[text] = self.seen.get(text, 0) + 1
-        if self.counts.get(text, 0) < 2:
-            return text
-        name = self.hoisted.get(text)
-        if name is None:
-            name = self.hoisted[text] = f"t{len(self.hoisted)}"
-            self.lines.append(f"{name} = {text}")
-        return name
-
-    # --- one node
-
-    def expression(self, node):
-        args = getattr(node, "args", ())
-        if not self.number(node):
-            if isinstance(node, Contract) and not all(self.number(a) for a in args) \
-                    and self.uniform(node):
-                return self.contraction(node)
-            if isinstance(node, Add) and not all(self.number(a) for a in args):
-                return self.addition(node)
-            if isinstance(node, Map) and (self.B.name == "numpy" or all(
-                    not self.number(a) or self.known(a) is not None for a in args)):
-                return self.elementwise(node)
-        return self.interpreted(node)
-
-    def uniform(self, node):
-        """Every array operand has the dtype of the result: the written
-        contraction does no promotion (torch's matmul refuses mixed dtypes;
-        the interpreter's `B.apply` promotes)."""
-        dtype = getattr(self.probe[node], "dtype", None)
-        return all(getattr(self.probe[a], "dtype", None) == dtype
-                   for a in node.args if not self.number(a))
-
-    def interpreted(self, node):
-        """The interpreter's `evaluate_node`, called from the code."""
-        name = f"n{len(self.env)}"
-        B, fns = self.B, self.fns
-        self.env[name] = lambda like, *args: evaluate_node(node, list(args), B, fns, like)
-        return f"{name}({', '.join([self.like] + [self.var[a] for a in node.args])})"
-
-    def operand(self, node):
-        """(source, shape) of an operand (shape None for a number)."""
-        return self.var[node], (None if self.number(node) else _shape(node))
-
-    def aligned(self, node, term, order):
-        """`_align`, written out."""
-        x, shape = self.operand(node)
-        if shape is None:
-            return x, None
-        ranked = sorted(range(len(term)), key=lambda a: order.index(term[a]))
-        if ranked != list(range(len(term))):
-            x, shape = f"transpose({x}, {tuple(ranked)!r})", tuple(shape[a] for a in ranked)
-        if len(term) < len(order):
-            present = set(term)
-            target = tuple(int(lab.size) if lab in present else 1 for lab in order)
-            x, shape = self.reshaped(x, shape, target)
-        return x, shape
-
-    @staticmethod
-    def reshaped(x, shape, target):
-        """x reshaped to broadcast as `target`: no reshape when that only
-        prepends size-1 axes (broadcasting does it)."""
-        if target[len(target) - len(shape):] == shape and not any(
-                s != 1 for s in target[:len(target) - len(shape)]):
-            return x, shape
-        return f"reshape({x}, {target!r})", target
-
-    def contraction(self, node):
-        numbers = tuple(self.number(a) for a in node.args)
-        plan, _, scale = _lowered(node, numbers)
-        varying = []
-        for a, n in zip(node.args, numbers):
-            if n and self.known(a) is not None:
-                scale = scale * self.known(a)
-            elif n:
-                varying.append(self.var[a])
-        factors = varying + [self.const(scale)] if scale != 1 or varying else []
-        if not varying and (scale != 1 or any(numbers)):  # as the interpreter
-            factors = [self.scalar(scale, node)]
-        slots = [self.operand(a) for a, n in zip(node.args, numbers) if not n]
-        # The coefficient multiplies the smallest tensor the plan handles.
-        sizes = [math.prod(s) for _, s in slots] + [
-            math.prod(int(lab.size) for lab in step.ge.out) for step in plan.steps]
-        target = sizes.index(min(sizes)) if factors else -1
-        factor = " * ".join(factors)
-
-        def scaled(k, x):
-            return f"scale({x}, {factor})" if k == target else x
-        slots = [(scaled(k, x), s) for k, (x, s) in enumerate(slots)]
-        product = None
-        for step in plan.steps:
-            ins = [slots[i] for i in step.ins]
-            if len(ins) == 1:
-                (x, shape), product = self.unary(step.op, node, *ins[0]), None
-            else:
-                x, shape, product = self.binary(step.op, *ins[0], *ins[1])
-            slots.append((scaled(len(slots), x), shape))
-        if product is not None and target != len(slots) - 1:
-            self.parts[node] = product
-        return slots[-1][0]
-
-    def unary(self, op, node, x, shape):
-        if op.groups is not None:
-            x, shape = f"diagonal({x}, {op.groups!r})", tuple(shape[g[0]] for g in op.groups)
-        if op.sum_axes:
-            x = f"sum({x}, {op.sum_axes!r})"
-            shape = tuple(s for a, s in enumerate(shape) if a not in op.sum_axes)
-        if op.squeeze is not None and op.squeeze != shape:
-            x, shape = f"reshape({x}, {op.squeeze!r})", op.squeeze
-        if op.perm is not None:
-            x, shape = f"transpose({x}, {op.perm!r})", tuple(shape[a] for a in op.perm)
-        if op.expand_shape is not None:
-            if op.expand_shape != shape:
-                x = f"reshape({x}, {op.expand_shape!r})"
-            x, shape = f"broadcast_to({x}, {op.broadcast_shape!r})", op.broadcast_shape
-        if op.embed is not None:
-            x, shape = f"diag_embed({x}, {op.out_shape!r}, {op.embed!r})", op.out_shape
-        if op.coeff != 1:
-            x = f"scale({x}, {self.scalar(op.coeff, node)})"
-        return x, shape
-
-    def binary(self, op, a, sa, b, sb):
-        """(source, shape, ("add_product" or "add_matmul", a, b) when it is a
-        plain product or matrix product of a and b)."""
-        if op.mode == "dot":
-            return self.dot(op, a, b) + (None,)
-        if op.perm_a is not None:
-            a, sa = f"transpose({a}, {op.perm_a!r})", tuple(sa[p] for p in op.perm_a)
-        if op.perm_b is not None:
-            b, sb = f"transpose({b}, {op.perm_b!r})", tuple(sb[p] for p in op.perm_b)
-        if op.mode == "mul":  # broadcasting: leading size-1 axes need no reshape
-            a, sa = self.reshaped(a, sa, op.shape_a)
-            b, sb = self.reshaped(b, sb, op.shape_b)
-        else:
-            a = a if op.shape_a == sa else f"reshape({a}, {op.shape_a!r})"
-            b = b if op.shape_b == sb else f"reshape({b}, {op.shape_b!r})"
-            sa, sb = op.shape_a, op.shape_b
-        if op.mode == "mul":
-            fused = [(self.times[x], y) for x, y in ((a, b), (b, a)) if x in self.times]
-            if fused and sa == sb:  # g * f(x) as f_times(g, x)
-                (times, x), g = fused[0]
-                c, shape, product = self.shared(f"{times}({g}, {x})"), sa, None
-            else:
-                c, shape = self.shared(f"multiply({a}, {b})"), _broadcast(sa, sb)
-                product = ("add_product", a, b) if c.startswith("multiply(") else None
-        else:
-            if op.swap_a:
-                a, sa = _swap_last(a), sa[:-2] + (sa[-1], sa[-2])
-            if op.swap_b:
-                b, sb = _swap_last(b), sb[:-2] + (sb[-1], sb[-2])
-            if op.flip:
-                a, b, shape = _swap_last(b), _swap_last(a), sa[:-2] + (sb[-1], sa[-2])
-            else:
-                shape = sa[:-2] + (sa[-2], sb[-1])
-            c = self.shared(f"matmul({a}, {b})")
-            product = ("add_matmul", a, b) if c.startswith("matmul(") and len(shape) == 2 \
-                else None
-        if op.shape_c != shape:
-            c, shape, product = f"reshape({c}, {op.shape_c!r})", op.shape_c, None
-        if op.perm_c is not None:
-            c, shape = f"transpose({c}, {op.perm_c!r})", tuple(shape[p] for p in op.perm_c)
-            product = None
-        return c, shape, product
-
-    def dot(self, op, a, b):
-        """Batched dot products (`Binary`'s dot mode): b in a's layout,
-        multiply, sum the contracted axes where they lie."""
-        if op.perm_b is not None:
-            b = f"transpose({b}, {op.perm_b!r})"
-        c, shape = self.shared(f"sum(multiply({a}, {b}), {op.sum_axes!r})"), op.shape_c
-        if op.perm_c is not None:
-            c, shape = f"transpose({c}, {op.perm_c!r})", tuple(shape[p] for p in op.perm_c)
-        return c, shape
-
-    def addition(self, node):
-        out = list(node.out)
-        terms, number, numbers = [], 0, False
-        fusable = _inexact(self.probe[node]) and all(
-            self.number(a) or self.probe[a].dtype == self.probe[node].dtype for a in node.args)
-        for a, t, c in zip(node.args, node.terms, node.coeffs):
-            if self.known(a) is not None:  # constants add up while writing
-                number, numbers = number + c.number() * self.known(a), True
-                continue
-            x, shape = self.aligned(a, list(t), out)
-            # A product read as it is: folded into the sum (`add_product`).
-            product = self.parts.get(a) if fusable and a in self.inline and x == self.var[a] \
-                else None
-            if product is not None and product[0] == "add_matmul" and len(out) != 2:
-                product = None  # addmm adds to a matrix only
-            terms.append((x, shape, c.number(), product))
-        # An array read with coefficient 1 first: the others add or subtract.
-        terms.sort(key=lambda item: (item[1] is None, item[3] is not None, item[2] != 1))
-        acc, shape, c, _ = terms[0]
-        if c != 1:
-            acc = f"scale({acc}, {self.scalar(c, node)})"
-        for x, s, c, product in terms[1:]:
-            if s is None:  # a number that varies
-                acc = f"add({acc}, {x if c == 1 else f'{self.const(c)} * {x}'})"
-            elif product is not None:  # add_product or add_matmul
-                acc = f"{product[0]}({acc}, {product[1]}, {product[2]}, {self.const(c)})"
-            elif c == 1:
-                acc = f"add({acc}, {x})"
-            elif c == -1:
-                acc = f"subtract({acc}, {x})"
-            else:
-                acc = f"add({acc}, scale({x}, {self.scalar(c, node)}))"
-            shape = _broadcast(shape, s or ())
-        if numbers:  # even a 0 (as the interpreter: it may promote, and -0.0 + 0 is 0)
-            acc = f"add({acc}, {self.scalar(number, node)})"
-        if shape != _shape(node):
-            acc = f"broadcast_to({acc}, {_shape(node)!r})"
-        return acc
-
-    def elementwise(self, node):
-        out = list(node.out)
-        args = [self.aligned(a, list(t), out)[0] for a, t in zip(node.args, node.terms)]
-        if self.B.name != "numpy":  # numbers as arrays, as the interpreter passes them
-            like = _numbers_like([self.probe[a] for a in node.args], self.probe.get(self.like_node))
-            for k, a in enumerate(node.args):
-                if self.known(a) is not None:
-                    args[k] = f"c{len(self.env)}"
-                    self.env[args[k]] = _tensor(self.B, self.fns, self.known(a), like)
-        name = f"f_{node.prim.name}"
-        self.env[name] = self.fns[node.prim.name]
-        if node.params:
-            params = f"p{len(self.env)}"
-            self.env[params] = tuple(node.params)
-            args.append(f"*{params}")
-        text = f"{name}({', '.join(args)})"
-        if node in self.inline and len(args) == 1:  # see `lines_for`
-            self.env[f"{name}_times"] = self.fns[f"{node.prim.name}_times"]
-            self.times[text] = (f"{name}_times", args[0])
-        return text

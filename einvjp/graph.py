@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import copy
 
-from .execute import Lowered, _inexact, _is_number, _shape, _tensor, evaluate
+from .codegen import Lowered
+from .execute import _inexact, _is_number, _shape, _tensor, evaluate
 from .ir import Const, Input, topo
 from .autodiff import jacobian_node, vjp_nodes
 from .formats import Latex, Text
@@ -41,21 +42,21 @@ class Graph:
         feed.update({n: B.asarray(v) for n, v in self.constants.items()})
         return feed
 
-    def code(self, outputs, given, B, fns, fixed=()) -> Lowered:
+    def code(self, outputs, given, B, fixed=()) -> Lowered:
         """`outputs` from the values of the `given` nodes as straight-line
-        code (`einvjp.execute.Lowered`), the (node, number) pairs of `fixed`
+        code (`einvjp.codegen.Lowered`), the (node, number) pairs of `fixed`
         written in as constants; cached."""
         key = (B.name, tuple(outputs), tuple(given), _exact(fixed))
         found = self._code_cache.get(key)
         if found is None:
             if len(self._code_cache) >= 4 * _CACHED:
                 self._code_cache.clear()
-            found = self._code_cache[key] = Lowered(outputs, given, B, fns, dict(fixed))
+            found = self._code_cache[key] = Lowered(outputs, given, B, dict(fixed))
         return found
 
-    def evaluate(self, outputs, feed, B, fns):
+    def evaluate(self, outputs, feed, B):
         """`evaluate(outputs, feed, ...)` through `code`."""
-        return self.code(outputs, list(feed), B, fns)(list(feed.values()))
+        return self.code(outputs, list(feed), B)(list(feed.values()))
 
     def cotangent_inputs(self):
         return [Input(f"∂l/∂{n}", o.shape) for n, o in zip(self.output_names, self.outputs)]
@@ -82,7 +83,7 @@ class Graph:
                                                                self.inputs[name])
         return self._derivatives["jacobian", name, k]
 
-    def differentiable(self, values, B, fns):
+    def differentiable(self, values, B):
         """(f, nodes): `B.differentiable(Autodiff(...))` at the numbers in
         `values`, a function of the values of `nodes` (the array inputs and
         constants); cached."""
@@ -94,17 +95,17 @@ class Graph:
         # value: from then on they are arguments of the code, written once for
         # every value (not once a value).
         exact = _exact(numbers)
-        vary = getattr(B, "numbers_vary", False)
+        vary = B.numbers_vary
         key = (B.name, nodes, tuple((n, type(v)) for n, v in numbers) if vary else exact)
         found = self._functions.get(key)
         if found is None:
             if len(self._functions) >= _CACHED:  # e.g. a number input that changes every call
                 self._functions.clear()
-            rule = Autodiff(self, nodes, numbers, B, fns)
+            rule = Autodiff(self, nodes, numbers, B)
             found = self._functions[key] = (rule, B.differentiable(rule))
         rule, f = found
         if rule.exact != exact and not rule.vary:
-            rule = Autodiff(self, nodes, numbers, B, fns, vary=True)
+            rule = Autodiff(self, nodes, numbers, B, vary=True)
             rule, f = self._functions[key] = (rule, B.differentiable(rule))
         if rule.exact != exact:
             f = B.differentiable(rule.at(numbers))
@@ -172,8 +173,8 @@ class Autodiff:
     instead.  Equal (and hashed) by graph, inputs and numbers: a parameter
     fit for a JAX primitive."""
 
-    def __init__(self, graph, nodes, numbers, B, fns, vary=False):
-        self.graph, self.nodes, self.B, self.fns, self.vary = graph, nodes, B, fns, vary
+    def __init__(self, graph, nodes, numbers, B, vary=False):
+        self.graph, self.nodes, self.B, self.vary = graph, nodes, B, vary
         self.numbers, self.exact = numbers, _exact(numbers)
         self.n_outputs = len(graph.outputs)
         # Shared by `at`: the residual nodes, the Lowered outputs + residuals,
@@ -206,7 +207,7 @@ class Autodiff:
         return feed
 
     def _outputs(self, outs, arrays):
-        return tuple(_tensor(self.B, self.fns, y, arrays[0]) if _is_number(y) else y
+        return tuple(_tensor(self.B, y, arrays[0]) if _is_number(y) else y
                      for y in outs)
 
     def run(self, *arrays):
@@ -218,9 +219,8 @@ class Autodiff:
         they vary) and further `given` nodes; see `_args`."""
         if self.vary:
             return self.graph.code(outputs, self.nodes + tuple(n for n, _ in self.numbers)
-                                   + tuple(given), self.B, self.fns)
-        return self.graph.code(outputs, self.nodes + tuple(given), self.B, self.fns,
-                               self.numbers)
+                                   + tuple(given), self.B)
+        return self.graph.code(outputs, self.nodes + tuple(given), self.B, self.numbers)
 
     def _args(self, arrays, values=()):
         """The arguments of `_code`'s code: the arrays, the numbers when
@@ -240,7 +240,7 @@ class Autodiff:
         cache = self._cache
         if cache["residuals"] is None:
             known = {}
-            evaluate(self.graph.outputs, self._feed(arrays), self.B, self.fns, known)
+            evaluate(self.graph.outputs, self._feed(arrays), self.B, known)
             names = tuple(n.name for n, x in zip(self.nodes, arrays) if _inexact(x))
             _, _, grads = self.graph.gradients(names)
             grads = [g for g in grads if g is not None]
@@ -268,7 +268,7 @@ class Autodiff:
             found = vjps[key] = self._prepare_vjp(arrays, wanted, residuals is not None)
         wanted, cts, grads, code = found
         like = next(c for c in cotangents if c is not None)
-        values = [self.fns["full"](_shape(n), 0, like) if c is None else c
+        values = [self.B.full(_shape(n), 0, like) if c is None else c
                   for n, c in zip(cts, cotangents)]
         vals = iter(code(self._args(arrays, values if residuals is None
                                        else values + list(residuals))))
@@ -278,7 +278,7 @@ class Autodiff:
                 result.append(None)
                 continue
             gnode = next(grads)
-            result.append(self.fns["zeros_like"](x) if gnode is None
+            result.append(self.B.zeros_like(x) if gnode is None
                           else self.B.cast_like(self.B.asarray(next(vals)), x))
         return tuple(result)
 
@@ -301,6 +301,6 @@ class Autodiff:
         vals = iter(self._evaluate([o for o in outs if o is not None], ts, arrays,
                                    [t for _, t in moving]))
         like = moving[0][1] if moving else arrays[0]
-        return tuple(self.fns["full"](_shape(y), 0, like) if o is None
-                     else _tensor(self.B, self.fns, next(vals), like)
+        return tuple(self.B.full(_shape(y), 0, like) if o is None
+                     else _tensor(self.B, next(vals), like)
                      for y, o in zip(self.graph.outputs, outs))

@@ -1,20 +1,17 @@
-"""Planning and running a GE on a backend.
+"""Planning a GE: a list of steps over numbered slots (the operands first,
+then one slot per step), each a small GE of one kind, laid out once and
+lowered once to backend operations (`einvjp.ops`):
 
-A `Plan` is a list of steps over numbered slots (the operands first, then one
-slot per step).  Each step is itself a small GE of one kind:
-
-  * `Unary`  — one operand: diagonal extraction, sums, transpose, broadcast of
-               output-only labels (a zero-copy view), diagonal embedding (a
-               write into a diagonal view of zeros), coefficient;
-  * `Binary` — two operands with distinct labels: a pairwise contraction
-               lowered to `matmul` over (batch, kept, contracted) labels, or
-               to a broadcast multiply when nothing is contracted.
-
-opt_einsum orders the binary steps.  The VJP of a plan walks the steps
-backwards and applies the role swap to each step: the VJP of a Unary step is
-a Unary step and the VJP of a Binary step is a Binary step, so the backward
-reuses the forward's intermediates and runs the same lowering.  Plans are
-cached by the GE's canonical key, so a repeated call plans nothing.
+* `Unary` — one operand: diagonal extraction, sums, transpose, broadcast of
+  output-only labels (a zero-copy view), diagonal embedding (a write into a
+  diagonal view of zeros), coefficient;
+* `Binary` — two operands with distinct labels: a pairwise contraction as a
+  `matmul` over (batch, kept, contracted) labels, a batch of dot products,
+  or a broadcast multiply when nothing is contracted;
+* `Plan` — opt_einsum orders the binary steps; its VJP walks the steps
+  backwards, each step's VJP the role swap (a step of the same kind), so the
+  backward reuses the forward's intermediates;
+* `plan_for` — plans cached by the GE's canonical key.
 """
 
 from __future__ import annotations
@@ -25,24 +22,20 @@ from collections import Counter
 
 from .errors import EinvjpError
 from .ge import GE
+from .ops import permutation, binary_ops, unary_ops
 
 
 def _distinct(labels):
     return list(dict.fromkeys(labels))
 
 
-def _perm(have, want):
-    """Axis permutation taking labels `have` to the order `want` (None: identity)."""
-    perm = tuple(have.index(lab) for lab in want)
-    return None if perm == tuple(range(len(perm))) else perm
-
-
 class Unary:
     """One operand: term -> out, with every GE feature a single operand has."""
     __slots__ = ("groups", "sum_axes", "squeeze", "perm", "expand_shape",
-                 "broadcast_shape", "embed", "out_shape", "coeff")
+                 "broadcast_shape", "embed", "out_shape", "coeff", "in_shape")
 
     def __init__(self, term, out, coeff=1):
+        self.in_shape = tuple(lab.size for lab in term)
         out_set = set(out)
         distinct = _distinct(term)
         groups = tuple(tuple(a for a, lab in enumerate(term) if lab is d) for d in distinct)
@@ -55,7 +48,7 @@ class Unary:
             self.squeeze, self.sum_axes = tuple(lab.size for lab in kept), ()
         out_distinct = _distinct(out)
         present = [lab for lab in out_distinct if lab in set(kept)]
-        self.perm = _perm(kept, present)
+        self.perm = permutation(kept, present)
         self.expand_shape = self.broadcast_shape = None
         if len(present) < len(out_distinct):
             self.expand_shape = tuple(lab.size if lab in set(kept) else 1 for lab in out_distinct)
@@ -67,31 +60,15 @@ class Unary:
         self.out_shape = tuple(lab.size for lab in out)
         self.coeff = coeff
 
-    def __call__(self, B, x):
-        if self.groups is not None:
-            x = B.diagonal(x, self.groups)
-        if self.sum_axes:
-            x = B.sum(x, self.sum_axes)
-        if self.squeeze is not None:
-            x = B.reshape(x, self.squeeze)
-        if self.perm is not None:
-            x = B.transpose(x, self.perm)
-        if self.expand_shape is not None:
-            x = B.broadcast_to(B.reshape(x, self.expand_shape), self.broadcast_shape)
-        if self.embed is not None:
-            x = B.diag_embed(x, self.out_shape, self.embed)
-        if self.coeff != 1:
-            x = B.scale(x, self.coeff)
-        return x
-
 
 class Binary:
     """Two operands with distinct labels -> `lc` (every label of an operand is
     either in the other operand or in `lc`)."""
     __slots__ = ("mode", "perm_a", "shape_a", "swap_a", "perm_b", "shape_b", "swap_b",
-                 "flip", "shape_c", "perm_c", "sum_axes")
+                 "flip", "shape_c", "perm_c", "sum_axes", "in_shapes")
 
     def __init__(self, la, lb, lc):
+        self.in_shapes = (tuple(lab.size for lab in la), tuple(lab.size for lab in lb))
         sa, sb, sc = set(la), set(lb), set(lc)
         batch = [lab for lab in la if lab in sb and lab in sc]
         a_keep = [lab for lab in la if lab in sc and lab not in sb]
@@ -103,9 +80,9 @@ class Binary:
             # Each side is laid out in lc's order with size-1 axes for the
             # labels it lacks, so the product comes out in lc's order.
             self.mode = "mul"
-            self.perm_a = _perm(la, [lab for lab in lc if lab in sa] + con)
+            self.perm_a = permutation(la, [lab for lab in lc if lab in sa] + con)
             self.shape_a = tuple(lab.size if lab in sa else 1 for lab in lc)
-            self.perm_b = _perm(lb, [lab for lab in lc if lab in sb] + con)
+            self.perm_b = permutation(lb, [lab for lab in lc if lab in sb] + con)
             self.shape_b = tuple(lab.size if lab in sb else 1 for lab in lc)
             self.swap_a = self.swap_b = self.flip = False
             natural = list(lc)
@@ -115,7 +92,7 @@ class Binary:
             # where they are: no transposed copy of a (as `_Writer.dot`).
             self.mode = "dot"
             self.perm_a = None
-            self.perm_b = _perm(lb, list(la))
+            self.perm_b = permutation(lb, list(la))
             self.shape_a = self.shape_b = None  # as they are
             self.sum_axes = tuple(k for k, lab in enumerate(la) if lab not in sc)
             self.swap_a = self.swap_b = self.flip = False
@@ -125,56 +102,39 @@ class Binary:
             lead = (size(batch),) if batch else ()
             # Each side keeps whichever of its two matrix layouts it already
             # has; the other one is handed to matmul as a transposed view.
-            self.swap_a = _perm(la, batch + a_keep + con) is not None and \
-                _perm(la, batch + con + a_keep) is None
-            self.perm_a = _perm(la, batch + (con + a_keep if self.swap_a else a_keep + con))
+            self.swap_a = permutation(la, batch + a_keep + con) is not None and \
+                permutation(la, batch + con + a_keep) is None
+            self.perm_a = permutation(la, batch + (con + a_keep if self.swap_a else a_keep + con))
             self.shape_a = lead + ((size(con), size(a_keep)) if self.swap_a
                                    else (size(a_keep), size(con)))
-            self.swap_b = _perm(lb, batch + b_keep + con) is None and \
-                _perm(lb, batch + con + b_keep) is not None
-            self.perm_b = _perm(lb, batch + (b_keep + con if self.swap_b else con + b_keep))
+            self.swap_b = permutation(lb, batch + b_keep + con) is None and \
+                permutation(lb, batch + con + b_keep) is not None
+            self.perm_b = permutation(lb, batch + (b_keep + con if self.swap_b else con + b_keep))
             self.shape_b = lead + ((size(b_keep), size(con)) if self.swap_b
                                    else (size(con), size(b_keep)))
             # When lc wants b's labels first, compute (b^T a^T) = c^T: the
             # result then comes out in lc's order instead of as a transposed view.
-            self.flip = _perm(batch + a_keep + b_keep, list(lc)) is not None and \
-                _perm(batch + b_keep + a_keep, list(lc)) is None
+            self.flip = permutation(batch + a_keep + b_keep, list(lc)) is not None and \
+                permutation(batch + b_keep + a_keep, list(lc)) is None
             natural = batch + (b_keep + a_keep if self.flip else a_keep + b_keep)
         self.shape_c = sizes(natural)
-        self.perm_c = _perm(natural, list(lc))
-
-    def __call__(self, B, a, b):
-        if self.perm_a is not None:
-            a = B.transpose(a, self.perm_a)
-        if self.perm_b is not None:
-            b = B.transpose(b, self.perm_b)
-        if self.mode == "dot":
-            c = B.sum(B.multiply(a, b), self.sum_axes)
-        elif self.mode == "mul":
-            c = B.multiply(B.reshape(a, self.shape_a), B.reshape(b, self.shape_b))
-        else:
-            a = B.reshape(a, self.shape_a)
-            b = B.reshape(b, self.shape_b)
-            if self.swap_a:
-                a = B.swap_last(a)
-            if self.swap_b:
-                b = B.swap_last(b)
-            c = B.matmul(B.swap_last(b), B.swap_last(a)) if self.flip else B.matmul(a, b)
-        c = B.reshape(c, self.shape_c)
-        if self.perm_c is not None:
-            c = B.transpose(c, self.perm_c)
-        return c
+        self.perm_c = permutation(natural, list(lc))
 
 
 class Step:
-    """`slots[out] = op(*slots[ins])`, with the step's own GE for its VJP."""
-    __slots__ = ("ge", "op", "ins", "out", "optimize", "vjp_plans")
+    """`slots[out] = ops(B, *slots[ins])`: the step's layout `op`, lowered
+    once to backend operations `ops`, with the step's own GE for its VJP."""
+    __slots__ = ("ge", "op", "ops", "ins", "out", "optimize", "vjp_plans")
 
     def __init__(self, ge, ins, out, optimize):
         self.ge, self.ins, self.out, self.optimize = ge, ins, out, optimize
         self.vjp_plans = [None] * len(ins)
-        self.op = Unary(ge.terms[0], ge.out, ge.coeff) if len(ins) == 1 else \
-            Binary(ge.terms[0], ge.terms[1], ge.out)
+        if len(ins) == 1:
+            self.op = Unary(ge.terms[0], ge.out, ge.coeff)
+            self.ops = unary_ops(self.op)
+        else:
+            self.op = Binary(ge.terms[0], ge.terms[1], ge.out)
+            self.ops = binary_ops(self.op)
 
     def vjp(self, B, j, cotangent, slots):
         """Cotangent of input j of this step: the role swap, run as a plan."""
@@ -234,7 +194,7 @@ class Plan:
         need the output itself: `keep_output=False` skips the last step)."""
         slots = list(operands)
         for step in self.steps if keep_output else self.steps[:-1]:
-            slots.append(step.op(B, *(slots[i] for i in step.ins)))
+            slots.append(step.ops(B, *(slots[i] for i in step.ins)))
         return slots
 
     def vjp(self, B, slots, cotangent, wanted):

@@ -105,11 +105,11 @@ class Program:
         B = backend_for(list(values.values()) + list(extra))
         values = {n: (B.asarray(v) if not isinstance(v, (int, float, complex)) else v)
                   for n, v in values.items()}
-        return values, B, prims.table(B.name), self._graph_for(values)
+        return values, B, self._graph_for(values)
 
     def graph(self, *args, **kwargs) -> Graph:
         """The bound graph at these inputs' shapes."""
-        return self._setup(args, kwargs)[3]
+        return self._setup(args, kwargs)[2]
 
     def __call__(self, *args, **kwargs):
         if kwargs or len(args) != len(self.input_names):
@@ -137,12 +137,12 @@ class Program:
         outputs, for inputs of these types, shapes and numbers: what is
         decided once per signature (the backend, the bound graph, the
         lowered code) decided here."""
-        values, B, fns, g = self._setup((), values)
-        if hasattr(B, "differentiable"):  # torch, jax: differentiated by derived programs
-            f, given = g.differentiable(values, B, fns)
+        values, B, g = self._setup((), values)
+        if B.autodiff:  # torch, jax: differentiated by derived programs
+            f, given = g.differentiable(values, B)
         else:
             given = list(g.feed(values, B))
-            f = g.code(g.outputs, given, B, fns)
+            f = g.code(g.outputs, given, B)
         position = {n: k for k, n in enumerate(self.input_names)}
         # A constant (an array the traced function closed over) is converted
         # on every call, as the inputs are: it may have changed in place, and
@@ -150,7 +150,7 @@ class Program:
         picks = [(position[n.name], None) if n.name in position and g.inputs.get(n.name) is n
                  else (None, g.constants[n]) for n in given]
         asarray = B.asarray
-        if hasattr(B, "differentiable"):
+        if B.autodiff:
             run = lambda vals: f(*[asarray(c if k is None else vals[k])  # noqa: E731
                                    for k, c in picks])
         else:
@@ -177,7 +177,7 @@ class Program:
         sharing memory with no input, cotangent or other gradient."""
 
         cots = tuple(cotangent) if isinstance(cotangent, (tuple, list)) else (cotangent,)
-        values, B, fns, g = self._setup(args, kwargs, cots)
+        values, B, g = self._setup(args, kwargs, cots)
         wrt = self.wrt_names(values)
         cts, fwd, grads = g.gradients(wrt)
         if len(cots) != len(cts):
@@ -192,11 +192,11 @@ class Program:
                                      f"{name!r} has shape {_shape(node)}")
             feed[node] = c
         present = [x for x in grads if x is not None]
-        vals = iter(g.evaluate(present, feed, B, fns))
+        vals = iter(g.evaluate(present, feed, B))
         result = {}
         for n, gnode in zip(wrt, grads):
             x = values[n]
-            result[n] = fns["zeros_like"](x) if gnode is None else \
+            result[n] = B.zeros_like(x) if gnode is None else \
                 B.cast_like(B.asarray(next(vals)), x)
         # A gradient that is the cotangent (y = x + z), an input, or another one: copied.
         owned = dict(zip(result, _owned(B, list(result.values()), _aliased(grads))))
@@ -220,15 +220,15 @@ class Program:
         """∂out/∂name as one tensor of shape out.shape + name.shape (of the
         only output, or the first): one program, the VJP batched over an
         identity cotangent."""
-        values, B, fns, g = self._setup(args, kwargs)
+        values, B, g = self._setup(args, kwargs)
         self._differentiable(name, values, "jacobian")
         j = g.jacobian(name)
-        return B.cast_like(evaluate([j], g.feed(values, B), B, fns)[0], values[name])
+        return B.cast_like(evaluate([j], g.feed(values, B), B)[0], values[name])
 
     def hessian(self, name, *args, **kwargs):
         """∂²out/∂name² of a scalar output, shape name.shape + name.shape: the
         gradient program's Jacobian, derived symbolically again."""
-        values, B, fns, g = self._setup(args, kwargs)
+        values, B, g = self._setup(args, kwargs)
         self._differentiable(name, values, "hessian")
         if g.outputs[0].shape != ():
             raise ProgramError("hessian needs a scalar output; use jacobian")
@@ -240,7 +240,7 @@ class Program:
         second.constants = g.constants
         feed = second.feed(values, B)
         feed[cts[0]] = 1.0
-        return B.cast_like(evaluate([second.jacobian(name)], feed, B, fns)[0], values[name])
+        return B.cast_like(evaluate([second.jacobian(name)], feed, B)[0], values[name])
 
     def derivative(self, name, *args, **kwargs):
         """The VJP of the output with respect to `name`, printed as a program

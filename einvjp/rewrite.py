@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from .backend import load
 from .ge import Index
 from .ir import Add, Const, Contract, Func, Input, Map, contract, is_zero, topo
 from .ir import add as add_node
@@ -42,8 +43,8 @@ def remake(node, args):
         return add_node([(a, t, c) for a, t, c in zip(args, node.terms, node.coeffs)], node.out)
     if isinstance(node, Map):
         if all(isinstance(a, Const) for a in args):  # scalars only: fold
-            v = prims.table("numpy")[node.prim.name](*[a.value.number() for a in args],
-                                                      *node.params)
+            v = load("numpy").kernels[node.prim.name](*[a.value.number() for a in args],
+                                                       *node.params)
             return Const(v.item() if hasattr(v, "item") else v)
         return Map(node.prim, args, node.terms, node.out, node.params)
     return Func(node.prim, args, node.terms, node.out, node.params)

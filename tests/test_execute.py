@@ -1,4 +1,4 @@
-"""Straight-line code (`einvjp.execute.Lowered`) against the interpreter
+"""Straight-line code (`einvjp.codegen.Lowered`) against the interpreter
 (`einvjp.execute.evaluate`) as the oracle, on numpy, torch and (fewer cases:
 it compiles each new op) jax.  A Lowered's first call for a signature returns
 the interpreter's values (its probe; on jax, whose calls may be traces, the
@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import einvjp
-from einvjp import execute, prims
+from einvjp import codegen, prims
 from einvjp.backend import backend_for, library_of
-from einvjp.execute import Lowered, evaluate
+from einvjp.codegen import Lowered
+from einvjp.execute import evaluate
 from einvjp.ir import Input
 
 from conftest import jax_fast_x64
@@ -63,9 +64,8 @@ def check(outputs, feed, fixed=None, rtol=1e-12):
     """Lowered(outputs, the feed's nodes, fixed) against evaluate, twice."""
     fixed = dict(fixed or {})
     B = backend_for(list(feed.values()))
-    fns = prims.table(B.name)
-    want = evaluate(outputs, {**feed, **fixed}, B, fns)
-    run, values = Lowered(outputs, list(feed), B, fns, fixed), list(feed.values())
+    want = evaluate(outputs, {**feed, **fixed}, B)
+    run, values = Lowered(outputs, list(feed), B, fixed), list(feed.values())
     for got in (run(values), run(values)):  # the probe, then the written code
         assert len(got) == len(want)
         for g, w in zip(got, want):
@@ -238,19 +238,19 @@ def test_code_per_signature(xp, monkeypatch):
     type, the dtypes):
     a call with a known signature runs its code (no node interpreted) on its
     own values; a new signature writes new code."""
-    calls, real = [], execute.evaluate_node
-    monkeypatch.setattr(execute, "evaluate_node", lambda *a: calls.append(a[0]) or real(*a))
+    calls, real = [], codegen.evaluate_node
+    monkeypatch.setattr(codegen, "evaluate_node", lambda *a: calls.append(a[0]) or real(*a))
     prog = einvjp.compile("y[b,h] = (x[b,h] - x[b,j] / J) * a + w[h] x[b,h]^2 - a")
     x, w = np.random.default_rng(8).normal(size=(2, 3)), np.linspace(-1, 2, 3)
     g, B = prog.graph(x=xp(x), w=xp(w), a=0.5), backend_for([xp(x)])
-    run = Lowered(g.outputs, [g.inputs[n] for n in "xwa"], B, prims.table(B.name))
+    run = Lowered(g.outputs, [g.inputs[n] for n in "xwa"], B)
 
     def call(x, w, a, rtol=1e-12):
         """(nodes interpreted, the code's source) of one call, checked."""
         values = [xp(x), xp(w), xp(a)]
         del calls[:]
         got, interpreted = run(values), len(calls)
-        same(got[0], evaluate(g.outputs, dict(zip(run.given, values)), B, run.fns)[0], rtol)
+        same(got[0], evaluate(g.outputs, dict(zip(run.given, values)), B)[0], rtol)
         return interpreted, run.source(values)
 
     n, code = call(x, w, 0.5)
@@ -418,7 +418,7 @@ def test_torch_gelu_backward_fused(text, want, fused):
     g = p.graph(**inputs)
     cts, _, grads = g.gradients(tuple(p.input_names))
     run = Lowered([x for x in grads if x is not None], list(g.inputs.values()) + list(cts),
-                  backend_for([ct]), prims.table("torch"))
+                  backend_for([ct]))
     values = [t.detach() for t in inputs.values()] + [ct]
     run(values)
     assert ("gelu_grad_times(" in run.source(values)) == fused
@@ -433,7 +433,7 @@ def test_torch_gelu_grad_times_a_broadcast_is_a_multiply():
     y = (prims.gelu_grad(Expr(c, [h])) * Expr(a, [b, h])).node
     feed = {c: torch.randn(3, dtype=torch.float64), a: torch.randn(4, 3, dtype=torch.float64)}
     check([y], feed)
-    run = Lowered([y], list(feed), backend_for(list(feed.values())), prims.table("torch"))
+    run = Lowered([y], list(feed), backend_for(list(feed.values())))
     run(list(feed.values()))
     source = run.source(list(feed.values()))
     assert "f_gelu_grad(v0)" in source and "_times" not in source

@@ -269,15 +269,15 @@ def test_program_under_jit_traces_its_written_code(monkeypatch):
     written for the program (plain jax ops, compiled by XLA), not only the
     interpreter's first call (whose ops are then unused), for the forward
     and for the VJP program."""
-    from einvjp import execute
+    from einvjp import codegen
     written, ran = [], set()
-    write = execute._Writer.write
+    write = codegen._Writer.write
 
     def spy(self):
         fn, source = write(self)
         written.append(source)
         return (lambda *a: ran.add(source) or fn(*a)), source
-    monkeypatch.setattr(execute._Writer, "write", spy)
+    monkeypatch.setattr(codegen._Writer, "write", spy)
     prog = einvjp.compile("y[b,h] = x[b,h] w[h] - x[b,j] w[j] 1[h] / H\n"
                           "z = y[b,h] y[b,h]\nreturn y, z")
     rng = np.random.default_rng(3)

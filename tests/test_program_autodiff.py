@@ -229,10 +229,10 @@ def test_torch_numbers_are_arguments_of_the_code(monkeypatch):
     function for all its later values; each value's output and derivatives
     (backward, double backward, torch.func) those of the math at that
     value."""
-    import einvjp.execute as execute
+    import einvjp.codegen as codegen
     written = []
-    write = execute._Writer.write
-    monkeypatch.setattr(execute._Writer, "write", lambda self: written.append(1) or write(self))
+    write = codegen._Writer.write
+    monkeypatch.setattr(codegen._Writer, "write", lambda self: written.append(1) or write(self))
     prog = einvjp.compile(LAYER_NORM)
     c = torch_case("layer_norm")
     for k, eps in enumerate([1e-5, 0.5, 3.0, 0.5, 2]):  # 2: an int, its own code
