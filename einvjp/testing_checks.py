@@ -100,7 +100,14 @@ class _TorchOps:
         return self.torch.amax(x, dim=axes)
 
     def logsumexp(self, x, axes):
-        return self.torch.logsumexp(x, dim=axes)
+        # m + log Σ exp(x - m), m held constant (as jax.nn.logsumexp): its
+        # gradient is exact where large values tie; torch.logsumexp's
+        # backward, exp(x - out), loses |x|·eps there
+        m = self.torch.amax(x, dim=axes, keepdim=True).detach()
+        m = self.torch.where(self.torch.isfinite(m), m, self.torch.zeros_like(m))
+        return self.torch.squeeze(
+            self.torch.log(self.torch.sum(self.torch.exp(x - m), dim=axes, keepdim=True)) + m,
+            dim=axes)
 
     def softmax(self, x, axis):
         return self.torch.softmax(x, dim=axis)
