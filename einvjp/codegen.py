@@ -50,29 +50,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import partial
 
 from .errors import ProgramError
-from .execute import _NUMBERS, _inexact, _is_number, _like, _lowered, _numbers_like, _shape, \
-    _tensor, evaluate_node
-from .ir import Add, Const, Contract, Input, Map
-from .ops import broadcast_shape, align_ops
-
-
-def _order(outputs, given):
-    """The nodes to compute, operands first, stopping at the `given` ones."""
-    order, seen = [], set(given)
-    stack = [(n, False) for n in reversed(outputs)]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        if node in seen:
-            continue
-        seen.add(node)
-        stack.append((node, True))
-        stack.extend((a, False) for a in reversed(getattr(node, "args", ())) if a not in seen)
-    return order
+from .execute import _NUMBERS, _inexact, _is_number, _like, evaluate_node
+from .ir import Add, Const, Contract, Input, Map, topo
+from .lowering import lower
+from .ops import LOCAL
 
 
 def _literal(v):
@@ -109,7 +93,7 @@ class Lowered:
         # its end: for a VJP program, the last layer's gradients first.  The
         # order of allocations and frees changes glibc's heap trimming: for
         # an MLP block it took the page faults a call from ~2000 to ~480.
-        order = _order(self.outputs[::-1], list(vals))
+        order = topo(self.outputs[::-1], stop=vals)
         for node in order:
             if isinstance(node, Input):
                 raise ProgramError(f"no value for input {node.name!r}")
@@ -261,16 +245,21 @@ class _Writer:
 
     def expression(self, node):
         args = getattr(node, "args", ())
-        if not self.number(node):
-            if isinstance(node, Contract) and not all(self.number(a) for a in args) \
-                    and self.uniform(node):
-                return self.contraction(node)
-            if isinstance(node, Add) and not all(self.number(a) for a in args):
-                return self.addition(node)
-            if isinstance(node, Map) and (not self.B.numbers_as_arrays or all(
-                    not self.number(a) or self.known(a) is not None for a in args)):
-                return self.elementwise(node)
-        return self.interpreted(node)
+        if self.number(node) or not isinstance(node, (Contract, Add, Map)) or \
+                not isinstance(node, Map) and all(self.number(a) for a in args):
+            return self.interpreted(node)
+        numbers = tuple(self.number(a) for a in args)
+        known = tuple(self.known(a) for a in args)
+        late = ()
+        if isinstance(node, Add):  # products folded into the sum go last (see `printed`)
+            late = {k for k, a in enumerate(args) if self.folded(node, a) is not None}
+        ops = lower(node, self.B, numbers, known, late)
+        inputs = [self.var[a] for a in args] + [self.like]
+        values = [self.probe[a] for a in args] + [self.probe.get(self.like_node)]
+        text, product = self.printed(ops, inputs, node, values)
+        if isinstance(node, Contract) and product is not None:
+            self.parts[node] = product
+        return text
 
     def uniform(self, node):
         """Every array operand has the dtype of the result: the written
@@ -287,63 +276,87 @@ class _Writer:
         self.env[name] = lambda like, *args: evaluate_node(node, list(args), B, like)
         return f"{name}({', '.join([self.like] + [self.var[a] for a in node.args])})"
 
-    def operand(self, node):
-        """(source, shape) of an operand (shape None for a number)."""
-        return self.var[node], (None if self.number(node) else _shape(node))
+    def bind(self, value, prefix="c"):
+        """A name for `value` in the code's namespace."""
+        name = f"{prefix}{len(self.env)}"
+        self.env[name] = value
+        return name
 
-    def aligned(self, node, term, order, summed=False):
-        """(source, shape) of an operand laid out by `align_ops` (shape None
-        for a number)."""
-        x, shape = self.operand(node)
-        if shape is None:
-            return x, None
-        ops = align_ops(term, order, shape, summed)
-        return self.printed(ops, [x], node)[0], ops.shapes[-1]
-
-    def printed(self, ops, sources, node):
+    def printed(self, ops, sources, node, values=None):
         """(source of the result of `ops` on the `sources`, the fold of its
         pairwise product into a sum — ("add_product" or "add_matmul", a, b) —
-        when the result is that product as it is, else None)."""
-        regs, fold = list(sources), None
+        when the result is that product as it is, else None).  `values`:
+        the inputs' values in the probe, where a number made an array is
+        made while writing."""
+        regs, fold, skip = list(sources), None, False
         for r, (name, args, params) in enumerate(ops.ops, ops.n_in):
             xs = [regs[a] for a in args]
-            fused = [(self.times[x], y) for x, y in ((xs[0], xs[-1]), (xs[-1], xs[0]))
-                     if x in self.times] if name == "multiply" and r == ops.product else []
-            if fused and ops.shapes[args[0]] == ops.shapes[args[1]]:  # g * f(x) as f_times(g, x)
-                (times, x), g = fused[0]
-                text = f"{times}({g}, {x})"
-            elif name == "scale":
-                text = f"scale({xs[0]}, {self.scalar(params[0], node)})"
+            if skip:  # a coefficient the contraction before it applied
+                text, skip = regs[-1], False
+                fold = (r, fold[1]) if fold else None
+            elif name == "contract":
+                scale = ops.ops[r - ops.n_in + 1] if r + 1 < len(ops.shapes) else None
+                scale = scale if scale and scale[0] == "scale" and scale[1][0] == r else None
+                factor = None
+                if scale is not None:
+                    factor = regs[scale[1][1]] if len(scale[1]) > 1 else \
+                        self.scalar(scale[2][0], node)
+                text, product = self.contraction(node, params[0], args, xs, ops, factor)
+                fold, skip = (r, product) if product else None, scale is not None
+            elif name == "kernel":
+                text = self.kernel(node, xs, *params)
+            elif name == "times":
+                text = f"({' * '.join([self.const(params[0])] + xs)})"
+            elif name == "plus":
+                text = f"({' + '.join(xs + [self.const(p) for p in params])})"
+            elif name == "as_array" and values is not None and len(args) == 2 and \
+                    args[0] < ops.n_in - 1 and self.known(node.args[args[0]]) is not None:
+                text = self.bind(LOCAL[name](self.B, values[args[0]], values[args[1]], *params))
+            elif name in LOCAL and name != "add_scaled":
+                text = f"{self.bind(partial(LOCAL[name], self.B), name)}" \
+                       f"({', '.join(xs + [repr(p) for p in params])})"
+            elif name == "add_scaled":
+                text = self.accumulate(node, ops, args, xs, params[0])
+            elif name in ("scale", "add") and params:
+                text = f"{name}({xs[0]}, {self.scalar(params[0], node)})"
             else:
                 text = f"{name}({', '.join(xs + [repr(p) for p in params])})"
             if r == ops.product:
-                shared = self.shared(text)
-                if shared == text and name == "multiply" and text.startswith("multiply("):
-                    fold = ("add_product", xs[0], xs[1])
-                elif shared == text and name == "matmul" and len(ops.shapes[r]) == 2:
-                    fold = ("add_matmul", xs[0], xs[1])
-                text = shared
+                text, fold = self.step_product(ops, r, name, xs, text)
             regs.append(text)
-        return regs[-1], (fold if ops.product == len(regs) - 1 else None)
+        if fold is not None and fold[0] == len(regs) - 1:
+            return regs[-1], fold[1]
+        return regs[-1], None
 
-    def contraction(self, node):
-        numbers = tuple(self.number(a) for a in node.args)
-        plan, _, scale = _lowered(node, numbers)
-        varying = []
-        for a, n in zip(node.args, numbers):
-            if n and self.known(a) is not None:
-                scale = scale * self.known(a)
-            elif n:
-                varying.append(self.var[a])
-        factors = varying + [self.const(scale)] if scale != 1 or varying else []
-        if not varying and (scale != 1 or any(numbers)):  # as the interpreter
-            factors = [self.scalar(scale, node)]
-        slots = [self.operand(a) for a, n in zip(node.args, numbers) if not n]
-        # The coefficient multiplies the smallest tensor the plan handles.
+    def step_product(self, ops, r, name, xs, text):
+        """A plan step's pairwise product: g * f(x) as f_times(g, x), shared
+        when written more than once, and its fold into a sum."""
+        fused = [(self.times[x], y) for x, y in ((xs[0], xs[-1]), (xs[-1], xs[0]))
+                 if x in self.times] if name == "multiply" else []
+        args = ops.ops[r - ops.n_in][1]
+        if fused and ops.shapes[args[0]] == ops.shapes[args[1]]:  # g * f(x) as f_times(g, x)
+            (times, x), g = fused[0]
+            text = f"{times}({g}, {x})"
+        shared, fold = self.shared(text), None
+        if shared == text and name == "multiply" and text.startswith("multiply("):
+            fold = (r, ("add_product", xs[0], xs[1]))
+        elif shared == text and name == "matmul" and len(ops.shapes[r]) == 2:
+            fold = (r, ("add_matmul", xs[0], xs[1]))
+        return shared, fold
+
+    def contraction(self, node, plan, args, sources, ops, factor):
+        """A planned GE written out step by step, `factor` (source, or None)
+        multiplying the smallest tensor the plan handles (not the full
+        result); a plan over operands of other dtypes than the result's
+        through `B.apply`, which promotes."""
+        if not self.uniform(node):
+            text = f"{self.bind(partial(LOCAL['contract'], self.B), 'contract')}(" \
+                   f"{', '.join(sources)}, {self.bind(plan, 'p')})"
+            return (f"scale({text}, {factor})" if factor else text), None
+        slots = [(x, ops.shapes[a]) for x, a in zip(sources, args)]
         sizes = [math.prod(s) for _, s in slots] + [
             math.prod(int(lab.size) for lab in step.ge.out) for step in plan.steps]
-        target = sizes.index(min(sizes)) if factors else -1
-        factor = " * ".join(factors)
+        target = sizes.index(min(sizes)) if factor else -1
 
         def scaled(k, x):
             return f"scale({x}, {factor})" if k == target else x
@@ -352,66 +365,42 @@ class _Writer:
         for step in plan.steps:
             x, product = self.printed(step.ops, [slots[i][0] for i in step.ins], node)
             slots.append((scaled(len(slots), x), step.ops.shapes[-1]))
-        if product is not None and target != len(slots) - 1:
-            self.parts[node] = product
-        return slots[-1][0]
+        return slots[-1][0], (product if target != len(slots) - 1 else None)
 
-    def addition(self, node):
-        out = list(node.out)
-        terms, number, numbers = [], 0, False
+    def accumulate(self, node, ops, args, xs, c):
+        """acc + c x; a product read as it is (a contraction written into
+        this Add) folded into the sum: `add_product`, `add_matmul`."""
+        acc, x = xs
+        product = self.folded(node, node.args[args[1]]) if args[1] < ops.n_in - 1 else None
+        if product is not None:
+            return f"{product[0]}({acc}, {product[1]}, {product[2]}, {self.const(c)})"
+        if c == 1:
+            return f"add({acc}, {x})"
+        if c == -1:
+            return f"subtract({acc}, {x})"
+        return f"add({acc}, scale({x}, {self.scalar(c, node)}))"
+
+    def folded(self, node, a):
+        """The product that operand `a` of the Add `node` is, as it is (a
+        contraction written into the Add), when the sum can take it in:
+        ("add_product" or "add_matmul", a, b); else None."""
+        product = self.parts.get(a) if a in self.inline else None
+        if product is None or product[0] == "add_matmul" and len(node.out) != 2:
+            return None  # addmm adds to a matrix only
         fusable = _inexact(self.probe[node]) and all(
-            self.number(a) or self.probe[a].dtype == self.probe[node].dtype for a in node.args)
-        for a, t, c in zip(node.args, node.terms, node.coeffs):
-            if self.known(a) is not None:  # constants add up while writing
-                number, numbers = number + c.number() * self.known(a), True
-                continue
-            x, shape = self.aligned(a, list(t), out, summed=True)
-            # A product read as it is: folded into the sum (`add_product`).
-            product = self.parts.get(a) if fusable and a in self.inline and x == self.var[a] \
-                else None
-            if product is not None and product[0] == "add_matmul" and len(out) != 2:
-                product = None  # addmm adds to a matrix only
-            terms.append((x, shape, c.number(), product))
-        # An array read with coefficient 1 first: the others add or subtract.
-        terms.sort(key=lambda item: (item[1] is None, item[3] is not None, item[2] != 1))
-        acc, shape, c, _ = terms[0]
-        if c != 1:
-            acc = f"scale({acc}, {self.scalar(c, node)})"
-        for x, s, c, product in terms[1:]:
-            if s is None:  # a number that varies
-                acc = f"add({acc}, {x if c == 1 else f'{self.const(c)} * {x}'})"
-            elif product is not None:  # add_product or add_matmul
-                acc = f"{product[0]}({acc}, {product[1]}, {product[2]}, {self.const(c)})"
-            elif c == 1:
-                acc = f"add({acc}, {x})"
-            elif c == -1:
-                acc = f"subtract({acc}, {x})"
-            else:
-                acc = f"add({acc}, scale({x}, {self.scalar(c, node)}))"
-            shape = broadcast_shape(shape, s or ())
-        if numbers:  # even a 0 (as the interpreter: it may promote, and -0.0 + 0 is 0)
-            acc = f"add({acc}, {self.scalar(number, node)})"
-        if shape != _shape(node):
-            acc = f"broadcast_to({acc}, {_shape(node)!r})"
-        return acc
+            self.number(b) or self.probe[b].dtype == self.probe[node].dtype for b in node.args)
+        return product if fusable else None
 
-    def elementwise(self, node):
-        out = list(node.out)
-        args = [self.aligned(a, list(t), out)[0] for a, t in zip(node.args, node.terms)]
-        if self.B.numbers_as_arrays:  # as the interpreter passes them
-            like = _numbers_like([self.probe[a] for a in node.args], self.probe.get(self.like_node))
-            for k, a in enumerate(node.args):
-                if self.known(a) is not None:
-                    args[k] = f"c{len(self.env)}"
-                    self.env[args[k]] = _tensor(self.B, self.known(a), like)
-        name = f"f_{node.prim.name}"
-        self.env[name] = self.B.kernels[node.prim.name]
-        if node.params:
-            params = f"p{len(self.env)}"
-            self.env[params] = tuple(node.params)
-            args.append(f"*{params}")
-        text = f"{name}({', '.join(args)})"
+    def kernel(self, node, xs, name, params):
+        """A primitive's kernel; a function the library multiplies in the
+        same pass, written into its one reader (see `lines_for`), noted."""
+        fn = f"f_{name}"
+        self.env[fn] = self.B.kernels[name]
+        args = list(xs)
+        if params:
+            args.append(f"*{self.bind(tuple(params), 'p')}")
+        text = f"{fn}({', '.join(args)})"
         if node in self.inline and len(args) == 1:  # see `lines_for`
-            self.env[f"{name}_times"] = self.B.kernels[f"{node.prim.name}_times"]
-            self.times[text] = (f"{name}_times", args[0])
+            self.env[f"{fn}_times"] = self.B.kernels[f"{name}_times"]
+            self.times[text] = (f"{fn}_times", args[0])
         return text

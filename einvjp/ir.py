@@ -397,9 +397,10 @@ def _params_key(params, num):
     return params
 
 
-def topo(outputs):
-    """Every node the outputs depend on, operands before users."""
-    order, state = [], {}
+def topo(outputs, stop=()):
+    """Every node the outputs depend on, operands before users, up to the
+    nodes in `stop` (neither listed nor looked through)."""
+    order, state = [], dict.fromkeys(stop, 2)
     stack = [(n, False) for n in reversed(outputs)]
     while stack:
         node, done = stack.pop()

@@ -1,11 +1,14 @@
-"""The one lowering: a list of backend operations, built once.
+"""Backend operations over registers: the one list a step or a node lowers to.
 
 * `Ops`: operations over registers (the inputs, then one register per
-  operation, each with its shape); calling it runs them on a backend (the
-  interpreter), and the code writer prints the same list;
+  operation, each with its shape, None for a Python number); calling it runs
+  them on a backend (the interpreter), and the code writer prints the same
+  list;
 * `unary_ops`, `binary_ops`: the Ops of a planned step of one or two operands;
 * `align_ops`, `aligned`: an operand's axes laid out to broadcast against an
-  order of labels (built, and run).
+  order of labels (built, and run);
+* `LOCAL`: the operations that are not a backend method (Python number
+  arithmetic, a kernel, a planned GE, a number made an array).
 
 No operation that does nothing is emitted (a reshape to the same shape, an
 identity transpose), nor a reshape that only prepends size-1 axes to an
@@ -39,19 +42,38 @@ class Ops:
     def __init__(self, *shapes):
         self.n_in = len(shapes)
         self.ops = []
-        self.shapes = [tuple(s) for s in shapes]
+        self.shapes = [None if s is None else tuple(s) for s in shapes]
         self.product = None
 
     def __call__(self, B, *inputs):
         regs = list(inputs)
         for name, args, params in self.ops:
-            regs.append(getattr(B, name)(*[regs[a] for a in args], *params))
+            local = LOCAL.get(name)
+            xs = [regs[a] for a in args]
+            regs.append(local(B, *xs, *params) if local else getattr(B, name)(*xs, *params))
         return regs[-1]
 
     def emit(self, name, args, params, shape) -> int:
+        """Append an operation; `shape` None: its result is a Python number."""
         self.ops.append((name, tuple(args), tuple(params)))
-        self.shapes.append(tuple(shape))
+        self.shapes.append(None if shape is None else tuple(shape))
         return len(self.shapes) - 1
+
+    def align(self, r, term, order, summed=False):
+        """Register r, with axes `term` (distinct labels), transposed and
+        reshaped to broadcast against `order` (a superset of term), with one
+        axis per label of `order` — or, when it goes into a sum that is
+        broadcast to its full shape at the end (`summed`), without the
+        leading size-1 axes.  A number stays as it is."""
+        if self.shapes[r] is None:
+            return r
+        ranked = tuple(sorted(range(len(term)), key=lambda a: order.index(term[a])))
+        r = self.transpose(r, None if ranked == tuple(range(len(term))) else ranked)
+        if len(term) < len(order):
+            present = set(term)
+            target = tuple(int(lab.size) if lab in present else 1 for lab in order)
+            r = (self.broadcastable if summed else self.reshape)(r, target)
+        return r
 
     def transpose(self, r, perm):
         if perm is None:
@@ -131,18 +153,9 @@ def broadcast_shape(*shapes):
 
 
 def align_ops(term, order, shape, summed=False) -> Ops:
-    """An operand with axes `term` (distinct labels, of `shape`) transposed
-    and reshaped to broadcast against `order` (a superset of term), with one
-    axis per label of `order` — or, when it goes into a sum that is
-    broadcast to its full shape at the end (`summed`), without the leading
-    size-1 axes."""
+    """The Ops of `Ops.align` on one operand of `shape`."""
     ops = Ops(shape)
-    ranked = tuple(sorted(range(len(term)), key=lambda a: order.index(term[a])))
-    r = ops.transpose(0, None if ranked == tuple(range(len(term))) else ranked)
-    if len(term) < len(order):
-        present = set(term)
-        target = tuple(int(lab.size) if lab in present else 1 for lab in order)
-        (ops.broadcastable if summed else ops.reshape)(r, target)
+    ops.align(0, term, order, summed)
     return ops
 
 
@@ -151,3 +164,55 @@ def aligned(B, x, term, order, summed=False):
     if isinstance(x, _NUMBERS):
         return x
     return align_ops(term, order, tuple(int(lab.size) for lab in term), summed)(B, x)
+
+
+# --- Operations that are not a backend method ------------------------------
+# Each takes the backend first, then its argument registers, then its parameters.
+
+
+def _times(B, *xs):
+    """Python numbers multiplied, the constant (last) first."""
+    r = xs[-1]
+    for x in xs[:-1]:
+        r = r * x
+    return r
+
+
+def _plus(B, a, b):
+    return a + b
+
+
+def _add_scaled(B, acc, x, c):
+    """acc + c x: an add, a subtract for c = -1."""
+    if c == 1:
+        return B.add(acc, x)
+    if c == -1:
+        return B.subtract(acc, x)
+    return B.add(acc, B.scale(x, c))
+
+
+def _as_array(B, value, like=None, floating=False):
+    """A Python number as an array: in `like`'s dtype (with `floating`,
+    only when that is real floating point), else the library's default."""
+    if like is not None and floating and "float" not in str(getattr(like, "dtype", "")):
+        like = None
+    x = B.asarray(value)
+    return B.cast_like(x, like) if like is not None else x
+
+
+def _kernel(B, *xs):
+    """A primitive's kernel: its operands, then (its name, its parameters)."""
+    return B.kernels[xs[-2]](*xs[:-2], *xs[-1])
+
+
+def _contract(B, *xs):
+    """A planned GE (the last parameter) through the backend's `apply`."""
+    return B.apply(xs[-1], list(xs[:-1]))
+
+
+def _ones(B, like, shape):
+    return B.full(shape, 1, like)
+
+
+LOCAL = {"times": _times, "plus": _plus, "add_scaled": _add_scaled, "as_array": _as_array,
+         "kernel": _kernel, "contract": _contract, "ones": _ones}
