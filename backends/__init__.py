@@ -4,5 +4,6 @@
   `BACKEND`: the operations a lowered step runs (`einvjp.ops`), its kernels,
   its declared capabilities and autodiff hook; imported on first use;
 * `_array_api`: the kernels NumPy and JAX share, written against `xp`;
-* `_torch_kernels`: PyTorch's kernels.
+* `_torch_kernels`: PyTorch's kernels;
+* `_torch_program`: PyTorch's autograd Function for a whole program.
 """

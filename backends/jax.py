@@ -228,7 +228,7 @@ batching.primitive_batchers[ge_p] = _batch
 def differentiable(rule):
     """A function of jax arrays that every JAX transform (jit, vmap, grad,
     jvp, jacfwd, jacrev, hessian, and their compositions) differentiates
-    through `rule` (an einvjp program's `_Autodiff`, hashable: jit caches
+    through `rule` (an einvjp program's `einvjp.graph.Autodiff`, hashable: jit caches
     by it):
 
       * `rule.run(*arrays)` -> the outputs, a tuple;
@@ -334,7 +334,7 @@ batching.primitive_batchers[linear_p] = _linear_batch
 
 class JaxBackend(Backend):
     name = "jax"
-    staged = True  # a call under jit is traced once: `Lowered` returns its written code's result
+    staged = True  # traced once under jit: `Straightline` returns its written code's result
     autodiff = True
     kernels = kernels(jnp, erf, jnp.linalg)
 

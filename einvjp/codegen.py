@@ -1,25 +1,24 @@
 """The code writer: a graph run as straight-line Python written for it.
 
-`Lowered` runs what `evaluate` would, as code: the nodes in
-topological order, each lowered once to the backend calls it needs, with
-every shape, permutation and coefficient known when the code is written —
-the per-call work of the interpreter (aligning operands, planning, checking
-what is a number) done once.  A contraction's steps are written out inline,
-its coefficient multiplies its smallest operand or intermediate (not the
-full result), no-op reshapes and transposes are dropped, and intermediates
-are released after their last read.  Fewer passes over memory: a contraction
-read once by an Add is written into it, a last step that is a product or a
-matrix product folding into the sum (`B.add_product`, `B.add_matmul`: torch's
-`addcmul`, `addmm`; composed of the backend's own ops where it has none), a
-function times an array of its shape in one call where the library has one
-(torch's `gelu_backward(g, x)` for g * gelu'(x)), and a pairwise product the
-function would compute twice is computed once.  The code is specialised to
-which inputs are Python numbers and to the inputs' dtypes (probed on the
-first call, which the interpreter evaluates; under jax, whose first call may
-be the trace jit compiles, that call then returns the written code's
-result); a node without a lowering (a structured primitive, a constant
-tensor) calls the interpreter from the code.  Each planned step and each
-alignment is printed from its one list of backend operations (`einvjp.ops`).
+* `Straightline(outputs, given, B)(values)`: what `evaluate` returns, from
+  code written once per signature of the values (which are Python numbers
+  of which type, the dtypes), probed on its first call by the interpreter
+  (under jax, whose first call may be jit's trace, that call returns the
+  code's result);
+* each node prints its one list of operations (`einvjp.lowering`), with
+  every shape, permutation and known number written in; a node without
+  one (a structured primitive, a number) calls the interpreter.
+
+What printing adds to the list (transformations, not a second lowering):
+
+* a contraction's plan written out step by step, its coefficient on the
+  smallest tensor it handles;
+* a contraction read once by an Add written into it, its last product
+  folded into the sum (`add_product`, `add_matmul`: torch's `addcmul`,
+  `addmm`);
+* g * f(x) in one call where the library has one (`f_times`: torch's
+  `gelu_backward`); a pairwise product written twice computed once;
+* intermediates released after their last read.
 
 >>> import numpy as np
 >>> from einvjp.ir import Input, Expr
@@ -30,7 +29,7 @@ alignment is printed from its one list of backend operations (`einvjp.ops`).
 >>> x = Expr(Input("x", (2, 3)), (i, j))
 >>> y = (prims.exp(x) * x).sum([j]) / 3
 >>> B = backend_for([np.ones(1)])
->>> run = Lowered([y.node], [x.node], B)
+>>> run = Straightline([y.node], [x.node], B)
 >>> a = np.arange(6.0).reshape(2, 3)
 >>> np.allclose(run([a])[0], (np.exp(a) * a).sum(1) / 3)
 True
@@ -67,9 +66,9 @@ def _literal(v):
     return repr(v) if math.isfinite(v) else None
 
 
-class Lowered:
+class Straightline:
     """`outputs` as a function of the values of the `given` nodes, run as
-    straight-line code: `Lowered(outputs, given, B)(values)` returns
+    straight-line code: `Straightline(outputs, given, B)(values)` returns
     what `evaluate` would.  One function is written per signature of the
     values (which are Python numbers of which type, the arrays' dtypes).  `fixed` maps
     further nodes to numbers that every call shares (written into the code
@@ -118,36 +117,36 @@ class Lowered:
 
 
 class _Writer:
-    """Writes one `Lowered` function; `probe` holds a value of every node
+    """Writes one `Straightline` function; `probe` holds a value of every node
     (from the interpreter), which says what is a number."""
 
     OPS = ("transpose", "reshape", "matmul", "multiply", "add", "subtract", "sum",
            "swap_last", "scale", "broadcast_to", "diagonal", "diag_embed", "add_product",
            "add_matmul")
 
-    def __init__(self, lowered, order, probe, counts=None):
-        self.lowered, self.order, self.probe = lowered, order, probe
+    def __init__(self, code, order, probe, counts=None):
+        self.code, self.order, self.probe = code, order, probe
         self.counts = counts or {}  # source of a pairwise product -> how often written
         self.seen, self.hoisted = {}, {}
         self.times = {}  # source of f(x) -> (source of f_times, x): g * f(x) in one call
         self.parts = {}  # a contraction ending in a product -> (op, a, b)
         self.inline = set()  # the nodes written into their (one) reader (see lines_for)
-        self.B = lowered.B
+        self.B = code.B
         self.env = {op: getattr(self.B, op) for op in self.OPS}
-        self.params = [f"v{k}" for k in range(len(lowered.given))]
+        self.params = [f"v{k}" for k in range(len(code.given))]
         self.var = {}
-        for name, node in zip(self.params, lowered.given):  # a node given twice: its first
+        for name, node in zip(self.params, code.given):  # a node given twice: its first
             self.var.setdefault(node, name)
-        self.var.update((node, self.const(v)) for node, v in lowered.fixed.items())
-        self.names = itertools.count(len(lowered.given))
-        arrays = [n for n in lowered.given if not _is_number(probe[n])]
+        self.var.update((node, self.const(v)) for node, v in code.fixed.items())
+        self.names = itertools.count(len(code.given))
+        arrays = [n for n in code.given if not _is_number(probe[n])]
         self.like_node = arrays[0] if arrays else None  # see `_numbers_like`
         self.like = self.var[arrays[0]] if arrays else "None"
         self.lines = []
 
     def known(self, node):
         """The number a node always has (a constant, a fixed input), else None."""
-        if isinstance(node, Const) or node in self.lowered.fixed:
+        if isinstance(node, Const) or node in self.code.fixed:
             return self.probe[node]
         return None
 
@@ -175,9 +174,9 @@ class _Writer:
         """Writes the function twice: the first time counts the pairwise
         products written more than once (across nodes), which the second
         computes once into a temporary."""
-        first = _Writer(self.lowered, self.order, self.probe)
+        first = _Writer(self.code, self.order, self.probe)
         first.lines_for()
-        second = _Writer(self.lowered, self.order, self.probe, first.seen)
+        second = _Writer(self.code, self.order, self.probe, first.seen)
         source = second.lines_for()
         exec(source, second.env)  # noqa: S102 - code written from the graph, no user text
         return second.env["run"], source
@@ -189,7 +188,7 @@ class _Writer:
         (torch's gelu_backward for g * gelu'(x)), read once by a contraction,
         is written into it; a variable is deleted after the statement that
         reads it last."""
-        kept = set(self.lowered.outputs) | set(self.lowered.given) | set(self.lowered.fixed) | {
+        kept = set(self.code.outputs) | set(self.code.given) | set(self.code.fixed) | {
             n for n in self.order if isinstance(n, Const)}
         readers = {}
         for node in self.order:
@@ -226,7 +225,7 @@ class _Writer:
             if dead.get(k):
                 self.lines.append(f"del {', '.join(self.var[n] for n in dead[k])}")
         params = ", ".join(self.params)
-        results = "".join(f"{self.var[o]}, " for o in self.lowered.outputs)
+        results = "".join(f"{self.var[o]}, " for o in self.code.outputs)
         return "\n    ".join([f"def run({params}):"] + self.lines + [f"return ({results})"])
 
     def shared(self, text):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 
-from .codegen import Lowered
+from .codegen import Straightline
 from .execute import _inexact, _is_number, _shape, _tensor, evaluate
 from .ir import Const, Input, topo
 from .autodiff import jacobian_node, vjp_nodes
@@ -34,7 +34,7 @@ class Graph:
         self.constants = {}  # Input node -> array, for arrays a traced function closed over
         self._derivatives = {}
         self._functions = {}  # (backend, array inputs, numbers) -> (Autodiff, B.differentiable)
-        self._code_cache = {}  # (backend, outputs, given nodes) -> Lowered
+        self._code_cache = {}  # (backend, outputs, given nodes) -> Straightline
 
     def feed(self, values, B):
         """Input nodes -> values (the program's inputs and its constants)."""
@@ -42,16 +42,16 @@ class Graph:
         feed.update({n: B.asarray(v) for n, v in self.constants.items()})
         return feed
 
-    def code(self, outputs, given, B, fixed=()) -> Lowered:
+    def code(self, outputs, given, B, fixed=()) -> Straightline:
         """`outputs` from the values of the `given` nodes as straight-line
-        code (`einvjp.codegen.Lowered`), the (node, number) pairs of `fixed`
+        code (`einvjp.codegen.Straightline`), the (node, number) pairs of `fixed`
         written in as constants; cached."""
         key = (B.name, tuple(outputs), tuple(given), _exact(fixed))
         found = self._code_cache.get(key)
         if found is None:
             if len(self._code_cache) >= 4 * _CACHED:
                 self._code_cache.clear()
-            found = self._code_cache[key] = Lowered(outputs, given, B, dict(fixed))
+            found = self._code_cache[key] = Straightline(outputs, given, B, dict(fixed))
         return found
 
     def evaluate(self, outputs, feed, B):
@@ -177,7 +177,7 @@ class Autodiff:
         self.graph, self.nodes, self.B, self.vary = graph, nodes, B, vary
         self.numbers, self.exact = numbers, _exact(numbers)
         self.n_outputs = len(graph.outputs)
-        # Shared by `at`: the residual nodes, the Lowered outputs + residuals,
+        # Shared by `at`: the residual nodes, the Straightline outputs + residuals,
         # and per (wanted, dtypes, with residuals) what vjp needs.
         self._cache = {"residuals": None, "forward": None, "vjps": {}}
 
@@ -283,7 +283,7 @@ class Autodiff:
         return tuple(result)
 
     def _prepare_vjp(self, arrays, wanted, with_residuals):
-        """(wanted, cotangent nodes, gradient nodes, their Lowered code)."""
+        """(wanted, cotangent nodes, gradient nodes, their Straightline code)."""
         wanted = [w and _inexact(x) for w, x in zip(wanted, arrays)]
         names = tuple(n.name for n, w in zip(self.nodes, wanted) if w)
         cts, _, grads = self.graph.gradients(names)

@@ -23,6 +23,7 @@ inside one node means anything) and sizes live on the labels.
               normalisation over labels (`logsumexp`, `softmax`, `max`) or a
               matrix function over a label pair (`inv`, `solve`, `det`).  Its
               label arguments are in `params`; terms and `out` have no repeats.
+              (Map and Func are both a `Call`: a primitive, operands, params.)
 
 `Expr` is a node seen through one distinct label per axis; its operators
 build nodes with index-notation semantics (operands aligned by label, a label
@@ -43,7 +44,7 @@ import itertools
 from .coef import Coef
 from .ge import Index
 
-PRIMS = {}  # name -> Prim, filled by einvjp.prims
+OPERATORS = {}  # "reciprocal", "pow": the primitives behind Expr's / and **, set by einvjp.prims
 
 
 _uid = itertools.count()
@@ -119,12 +120,19 @@ class Contract(Op):
         self.coeff = Coef.of(coeff)
 
 
-class Map(Op):
+class Call(Op):
+    """A primitive `prim` applied to the operands, with `params`: a Map or a
+    Func (the two differ in their invariants, their rule and how they run)."""
     __slots__ = ("prim", "params")
 
     def __init__(self, prim, args, terms, out, params=()):
         super().__init__(args, terms, out)
         self.prim, self.params = prim, tuple(params)
+
+
+class Map(Call):
+    """Elementwise: the kernel on operands aligned by label; rule: partials."""
+    __slots__ = ()
 
 
 class Add(Op):
@@ -135,12 +143,9 @@ class Add(Op):
         self.coeffs = tuple(Coef.of(c) for c in (coeffs or [1] * len(self.args)))
 
 
-class Func(Op):
-    __slots__ = ("prim", "params")
-
-    def __init__(self, prim, args, terms, out, params=()):
-        super().__init__(args, terms, out)
-        self.prim, self.params = prim, tuple(params)
+class Func(Call):
+    """Structured: labels in `params`, its own layout; rule: the VJP."""
+    __slots__ = ()
 
 
 def distinct(labels):
@@ -288,13 +293,13 @@ class Expr:
     def __truediv__(self, other):
         if not isinstance(other, Expr):
             return product(self, coeff=Coef.of(1) / other)
-        return product(self, PRIMS["reciprocal"](other))
+        return product(self, OPERATORS["reciprocal"](other))
 
     def __rtruediv__(self, other):
-        return product(other, PRIMS["reciprocal"](self))
+        return product(other, OPERATORS["reciprocal"](self))
 
     def __pow__(self, p):
-        return PRIMS["pow"](self, p)
+        return OPERATORS["pow"](self, p)
 
     @property
     def constant(self):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from .ge import GE, Index
 from .ir import Add, Contract, Map, distinct
-from .ops import Ops
+from .ops import Ops, broadcast_shape
 from .plan import plan_for
 
 
@@ -145,7 +145,8 @@ def _add(ops, node, numbers, known, late):
             acc = ops.emit("plus" if ops.shapes[acc] is None else "add", (acc, x), (),
                            ops.shapes[acc])
         else:
-            acc = ops.emit("add_scaled", (acc, x), (c,), _broadcast(ops.shapes[acc], ops.shapes[x]))
+            shape = broadcast_shape(ops.shapes[acc], ops.shapes[x])
+            acc = ops.emit("add_scaled", (acc, x), (c,), shape)
     if folded:  # even a 0 (it may promote, and -0.0 + 0 is 0)
         acc = ops.emit("plus" if ops.shapes[acc] is None else "add", (acc,), (number,),
                        ops.shapes[acc])
@@ -162,12 +163,6 @@ def _scaled(ops, x, c):
     if ops.shapes[x] is None:
         return "times", (x,), (c,), None
     return "scale", (x,), (c,), ops.shapes[x]
-
-
-def _broadcast(a, b):
-    rank = max(len(a), len(b))
-    a, b = (1,) * (rank - len(a)) + a, (1,) * (rank - len(b)) + b
-    return tuple(max(x, y) for x, y in zip(a, b))
 
 
 def _map(ops, node, numbers, numbers_as_arrays):

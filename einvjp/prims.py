@@ -66,7 +66,7 @@ import math
 from .errors import ProgramError
 from .function_docs import DOCS as _DOCS
 from .ge import Index
-from .ir import PRIMS, Coef, Expr, apply, as_expr, const, func, product
+from .ir import OPERATORS, Coef, Expr, apply, as_expr, const, func, product
 from .numbers import power
 from .ops import aligned
 
@@ -113,7 +113,6 @@ class Prim(Function):
         super().__init__(name, "elementwise", self._build, nargs, **public)
         self.rule, self.param_names, self.diff = rule, tuple(params), diff
         self.gate = gate  # partials are 0/1 masks: the VJP selects, never multiplies
-        PRIMS[name] = self
 
     def _build(self, *args, **params):
         values = tuple(params[p] for p in self.param_names)
@@ -227,7 +226,8 @@ def _pow(x, p):
 
 
 pow = Function("pow", "elementwise", _pow, nargs=2)  # noqa: A001
-PRIMS["pow"] = pow
+OPERATORS["pow"] = pow
+OPERATORS["reciprocal"] = reciprocal
 
 
 def _neg(x):
@@ -288,7 +288,6 @@ class Structured:
 
     def __init__(self, name, vjp, param_names, run):
         self.name, self.vjp, self.param_names, self.run = name, vjp, param_names, run
-        PRIMS[name] = self
 
     def __repr__(self):
         return f"<einvjp structured primitive {self.name}>"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .backend import load
 from .ge import Index
-from .ir import Add, Const, Contract, Func, Input, Map, contract, is_zero, topo
+from .ir import Add, Const, Contract, Input, Map, contract, is_zero, topo
 from .ir import add as add_node
 from . import prims
 
@@ -46,8 +46,7 @@ def remake(node, args):
             v = load("numpy").kernels[node.prim.name](*[a.value.number() for a in args],
                                                        *node.params)
             return Const(v.item() if hasattr(v, "item") else v)
-        return Map(node.prim, args, node.terms, node.out, node.params)
-    return Func(node.prim, args, node.terms, node.out, node.params)
+    return type(node)(node.prim, args, node.terms, node.out, node.params)
 
 
 class _UnionFind:

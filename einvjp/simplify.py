@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from .ir import (Add, Const, Contract, Func, Map, contract, is_permutation, is_relabel,
+from .ir import (Add, Call, Const, Contract, contract, is_permutation, is_relabel,
                  is_zero, key, uses)
 from .ir import add as add_node
 from .rewrite import flatten, fuse_contract, rebuild, remake
@@ -66,7 +66,7 @@ def fuse(outputs):
                 else:
                     terms.append((n, t, c))
             return add_node(terms, node.out) if changed else node
-        if isinstance(node, (Map, Func)):
+        if isinstance(node, Call):
             if not any(is_permutation(n) for n in new):
                 return node if new == old else remake(node, new)
             args, terms = [], []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from .ge import Index
-from .ir import (Const, Contract, Expr, Func, Input, Map, contract, distinct, is_func, is_map,
+from .ir import (Call, Const, Contract, Expr, Func, Input, contract, distinct, is_func, is_map,
                  product, total)
 from .rewrite import flatten, fuse_contract, rebuild, remake
 from . import prims
@@ -111,7 +111,7 @@ def _log_product(node, term):
     outside = [(n, t) for n, t in ops if set(t) <= kept]
     special = [(n, t) for n, t in inside if is_map(n, "exp") or is_func(n, "softmax")]
     helpful = special or any(_log_parts(n, t) is not None for n, t in outside
-                             if isinstance(n, (Map, Func)))
+                             if isinstance(n, Call))
     if not helpful or len(special) > 1:
         return None
     parts = []

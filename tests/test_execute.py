@@ -1,6 +1,6 @@
-"""Straight-line code (`einvjp.codegen.Lowered`) against the interpreter
+"""Straight-line code (`einvjp.codegen.Straightline`) against the interpreter
 (`einvjp.execute.evaluate`) as the oracle, on numpy, torch and (fewer cases:
-it compiles each new op) jax.  A Lowered's first call for a signature returns
+it compiles each new op) jax.  A Straightline's first call for a signature returns
 the interpreter's values (its probe; on jax, whose calls may be traces, the
 written code's), so every check calls twice: the second call runs the
 written code."""
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import einvjp
 from einvjp import codegen, prims
 from einvjp.backend import backend_for, library_of
-from einvjp.codegen import Lowered
+from einvjp.codegen import Straightline
 from einvjp.execute import evaluate
 from einvjp.ir import Input
 
@@ -61,11 +61,11 @@ def same(got, want, rtol=1e-12):
 
 
 def check(outputs, feed, fixed=None, rtol=1e-12):
-    """Lowered(outputs, the feed's nodes, fixed) against evaluate, twice."""
+    """Straightline(outputs, the feed's nodes, fixed) against evaluate, twice."""
     fixed = dict(fixed or {})
     B = backend_for(list(feed.values()))
     want = evaluate(outputs, {**feed, **fixed}, B)
-    run, values = Lowered(outputs, list(feed), B, fixed), list(feed.values())
+    run, values = Straightline(outputs, list(feed), B, fixed), list(feed.values())
     for got in (run(values), run(values)):  # the probe, then the written code
         assert len(got) == len(want)
         for g, w in zip(got, want):
@@ -243,7 +243,7 @@ def test_code_per_signature(xp, monkeypatch):
     prog = einvjp.compile("y[b,h] = (x[b,h] - x[b,j] / J) * a + w[h] x[b,h]^2 - a")
     x, w = np.random.default_rng(8).normal(size=(2, 3)), np.linspace(-1, 2, 3)
     g, B = prog.graph(x=xp(x), w=xp(w), a=0.5), backend_for([xp(x)])
-    run = Lowered(g.outputs, [g.inputs[n] for n in "xwa"], B)
+    run = Straightline(g.outputs, [g.inputs[n] for n in "xwa"], B)
 
     def call(x, w, a, rtol=1e-12):
         """(nodes interpreted, the code's source) of one call, checked."""
@@ -417,7 +417,7 @@ def test_torch_gelu_backward_fused(text, want, fused):
         torch.testing.assert_close(hs, hw)
     g = p.graph(**inputs)
     cts, _, grads = g.gradients(tuple(p.input_names))
-    run = Lowered([x for x in grads if x is not None], list(g.inputs.values()) + list(cts),
+    run = Straightline([x for x in grads if x is not None], list(g.inputs.values()) + list(cts),
                   backend_for([ct]))
     values = [t.detach() for t in inputs.values()] + [ct]
     run(values)
@@ -433,7 +433,7 @@ def test_torch_gelu_grad_times_a_broadcast_is_a_multiply():
     y = (prims.gelu_grad(Expr(c, [h])) * Expr(a, [b, h])).node
     feed = {c: torch.randn(3, dtype=torch.float64), a: torch.randn(4, 3, dtype=torch.float64)}
     check([y], feed)
-    run = Lowered([y], list(feed), backend_for(list(feed.values())))
+    run = Straightline([y], list(feed), backend_for(list(feed.values())))
     run(list(feed.values()))
     source = run.source(list(feed.values()))
     assert "f_gelu_grad(v0)" in source and "_times" not in source

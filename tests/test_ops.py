@@ -6,7 +6,7 @@ import pytest
 
 import einvjp
 from einvjp.backend import backend_for
-from einvjp.codegen import Lowered
+from einvjp.codegen import Straightline
 from einvjp.execute import evaluate
 from einvjp.ge import Index
 from einvjp.ops import align_ops
@@ -63,7 +63,7 @@ def test_interpreter_and_written_code_agree_on_a_program():
     x, w = np.random.default_rng(8).normal(size=(2, 3)), np.linspace(-1, 2, 3)
     g = prog.graph(x=x, w=w, a=0.5)
     B = backend_for([x])
-    run = Lowered(g.outputs, [g.inputs[n] for n in "xwa"], B)
+    run = Straightline(g.outputs, [g.inputs[n] for n in "xwa"], B)
     values = [x, w, 0.5]
     first = run(values)[0]  # the interpreter
     written = run(values)[0]  # the code printed from the same operations
