@@ -24,6 +24,8 @@ operand k's place and operand k's term becomes the output.
 
 from __future__ import annotations
 
+import opt_einsum
+
 
 class Index:
     """A label: identity-compared, carrying its size (None when symbolic)."""
@@ -107,5 +109,4 @@ def symbol(n: int) -> str:
     """
     if n < 52:
         return "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[n]
-    import opt_einsum
     return opt_einsum.get_symbol(n)

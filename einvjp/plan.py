@@ -20,6 +20,8 @@ import math
 import operator
 from collections import Counter
 
+import opt_einsum
+
 from .errors import EinvjpError
 from .ge import GE
 from .ops import permutation, binary_ops, unary_ops
@@ -236,7 +238,6 @@ def _path(inputs, output, optimize):
     if optimize in ("auto", True, None):
         return _auto_path(sets, out, size_dict)
     if isinstance(optimize, str):
-        import opt_einsum
         try:
             fn = opt_einsum.paths.get_path_fn(optimize)
         except KeyError as err:
@@ -259,7 +260,6 @@ def check_optimize(optimize, n):
     if optimize in ("auto", True, False, None) or callable(optimize):
         return
     if isinstance(optimize, str):
-        import opt_einsum
         try:
             opt_einsum.paths.get_path_fn(optimize)
         except KeyError as err:
@@ -296,7 +296,6 @@ def _auto_path(sets, out, size_dict):
     """opt_einsum's "auto", unless its greedy path blows up an intermediate
     (a hyperedge such as a batch label shared by every site of an MPS makes
     greedy build outer products): then the cheaper of it and "branch-1"."""
-    import opt_einsum
     path = opt_einsum.paths.auto(sets, out, size_dict, None)
     cost, largest = _path_cost(sets, out, size_dict, path)
     biggest = max([_size(s, size_dict) for s in sets] + [_size(out, size_dict)])
