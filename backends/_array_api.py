@@ -77,7 +77,7 @@ def kernels(xp, erf, linalg):
         cos=xp.cos, tanh=xp.tanh, abs=xp.abs, sign=xp.sign, erf=erf,
         reciprocal=lambda x: power(x, -1) if isinstance(x, SCALARS) else 1 / x,
         sigmoid=sigmoid,
-        silu=lambda x: x * xp.exp(-xp.logaddexp(0, -x)),
+        silu=lambda x: x * sigmoid(x),
         log_sigmoid=lambda x: -xp.logaddexp(0, -x), logaddexp=xp.logaddexp,
         softplus=lambda x: xp.logaddexp(0, x),
         relu=lambda x: xp.maximum(x, 0),

@@ -21,7 +21,7 @@ from __future__ import annotations
 from .backend import backend_for
 from .equation import bind, operand_index, parse
 from .errors import CotangentError
-from .plan import check_optimize, plan_for
+from .plan import check_optimize, optimize_key, plan_for
 
 
 _PLANS = {}  # (equation, shapes, sizes, optimize) -> Plan: a dict, which torch.compile traces
@@ -31,25 +31,11 @@ def _shape(x):
     return tuple(int(d) for d in x.shape)
 
 
-def _optimize_key(optimize):
-    """A cache key for `optimize=`: an explicit path by its steps (a list
-    may be changed or freed and its id reused), an optimizer object by itself."""
-    if isinstance(optimize, (list, tuple)):
-        return ("path",) + tuple(tuple(s) if isinstance(s, (list, tuple)) else s
-                                 for s in optimize)
-    try:
-        hash(optimize)
-    except TypeError:
-        return ("id", id(optimize))
-    return optimize
-
-
 def plan(equation: str, shapes, *, sizes=None, optimize="auto"):
     """The cached `Plan` of an equation at these operand shapes."""
     shapes = tuple(map(tuple, shapes))
     sizes_key = tuple(sorted(sizes.items())) if sizes else ()
-    opt_key = _optimize_key(optimize)
-    key = (equation, shapes, sizes_key, opt_key)
+    key = (equation, shapes, sizes_key, optimize_key(optimize))
     found = _PLANS.get(key)
     if found is None:
         ge = bind(parse(equation), shapes, dict(sizes_key))

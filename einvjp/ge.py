@@ -93,9 +93,10 @@ class GE:
         """One letter per label, by first appearance (a-z, A-Z, then more)."""
         return {idx: symbol(n) for n, idx in enumerate(self.labels())}
 
-    def equation(self) -> str:
-        """The GE as an explicit equation string."""
-        name = self.letters()
+    def equation(self, letters=None) -> str:
+        """The GE as an explicit equation string, in `letters` (a letter per
+        label; by default `self.letters()`)."""
+        name = self.letters() if letters is None else letters
         lhs = ",".join("".join(name[i] for i in t) for t in self.terms)
         return lhs + "->" + "".join(name[i] for i in self.out)
 

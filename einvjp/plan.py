@@ -326,15 +326,46 @@ def _path_cost(sets, out, size_dict, path):
     return cost, largest
 
 
+class _Held:
+    """An unhashable `optimize=` in a cache key: compared by identity and kept
+    alive by the key, so no new object can take its id while its plan is cached."""
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return type(other) is _Held and other.obj is self.obj
+
+
+def optimize_key(optimize):
+    """The cache key of `optimize=`: an explicit path by the value of its
+    steps (a list may be changed after the call), anything else by itself
+    (held by the key: never by a bare `id()`, which a new object can reuse).
+
+    >>> optimize_key([(1, 2), [0, 1]]), optimize_key("greedy")
+    (('path', (1, 2), (0, 1)), 'greedy')
+    """
+    key = optimize
+    if isinstance(optimize, (list, tuple)):
+        key = ("path",) + tuple(tuple(s) if isinstance(s, (list, tuple)) else s
+                                for s in optimize)
+    try:
+        hash(key)
+    except TypeError:
+        return _Held(optimize)
+    return key
+
+
 _plans = {}
 
 
 def plan_for(ge: GE, optimize="auto") -> Plan:
     """The cached plan of a GE (by canonical key)."""
-    opt_key = optimize if isinstance(optimize, (str, bool, type(None))) else \
-        (tuple(tuple(p) for p in optimize if not isinstance(p, str))
-         if isinstance(optimize, (list, tuple)) else id(optimize))
-    key = (ge.key(), opt_key)
+    key = (ge.key(), optimize_key(optimize))
     plan = _plans.get(key)
     if plan is None:
         plan = _plans[key] = Plan(ge, optimize)

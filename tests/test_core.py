@@ -3,6 +3,7 @@ hand-built reference for the GE extensions), VJPs against central differences
 and against jax.vjp, and the properties of vjp, plan caching and derive."""
 
 import functools
+import gc
 import importlib
 import subprocess
 import sys
@@ -337,6 +338,61 @@ def test_plan_shared_across_label_renaming(count_plans):
     einvjp.einsum("xy,yz->xz", *ops)
     assert count_plans == []
 
+
+
+class _FixedPath:
+    """A path optimizer that always answers `path` (hashable by identity)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __call__(self, inputs, output, size_dict, memory_limit=None):
+        return self.path
+
+
+class _UnhashableFixedPath(_FixedPath):
+    __hash__ = None
+
+
+def _first_pair(p):
+    """The operand sizes the plan's first pairwise step contracts."""
+    step = next(s for s in p.steps if len(s.ins) == 2)
+    return sorted(int(lab.size) for t in step.ge.terms for lab in t)
+
+
+def _plan_for(letters, shapes, optimize):
+    planner = importlib.import_module("einvjp.plan")
+    return planner.plan_for(einvjp.equation.bind(einvjp.equation.parse(letters), shapes), optimize)
+
+
+@pytest.mark.parametrize("kind", [_FixedPath, _UnhashableFixedPath])
+@pytest.mark.parametrize("planner", [einvjp.plan, _plan_for], ids=["plan", "plan_for"])
+def test_recycled_optimizer_id_never_finds_a_stale_plan(kind, planner, monkeypatch):
+    """An optimizer object is keyed so that a new object at a freed one's
+    address (CPython reuses them at once) cannot find the freed one's plan:
+    the key itself keeps it alive (here the plan's steps do not), so the
+    rounds' optimizers, alternating the path, each get their own plan."""
+    Step = importlib.import_module("einvjp.plan").Step
+    original = Step.__init__
+
+    def forgetting(self, ge, ins, out, optimize):  # a step holding no optimizer
+        original(self, ge, ins, out, "auto" if isinstance(optimize, _FixedPath) else optimize)
+
+    monkeypatch.setattr(Step, "__init__", forgetting)
+    letters, shapes = "ab,bc,cd->ad", [(19, 23), (23, 29), (29, 31)]
+    paths = {(0, 1): [(0, 1), (0, 1)], (1, 2): [(1, 2), (0, 1)]}
+    want = {(0, 1): [19, 23, 23, 29], (1, 2): [23, 29, 29, 31]}
+    for round in range(40):
+        first = (0, 1) if round % 2 == 0 else (1, 2)
+        opt = kind(paths[first])
+        p = planner(letters, shapes, optimize=opt)
+        assert _first_pair(p) == want[first], (round, first)
+        del opt, p
+        gc.collect()
+    ops = random_operands(shapes, seed=3)
+    for first, path in paths.items():
+        y = einvjp.einsum(letters, *ops, optimize=kind(path))
+        np.testing.assert_allclose(y, ops[0] @ ops[1] @ ops[2], rtol=1e-12)
 
 # --- import hygiene ---
 
