@@ -63,3 +63,10 @@ def test_imports_run_one_way():
         if m not in state:
             visit(m, [m])
     assert not cycle, "import cycles:\n" + "\n".join(cycle)
+
+
+def test_no_module_is_over_500_lines():
+    """Files that say what they hold: a module over ~500 lines holds more than one thing."""
+    long = [f"{name}: {n} lines" for name, path in sorted(_modules().items())
+            if (n := len(path.read_text().splitlines())) > 500]
+    assert not long, "\n".join(long)
