@@ -177,11 +177,31 @@ def _derivative_text(prog, name, values):
     return f"{graph}\n{d}\nreturn d_{name}", {**graph.sizes, **derivative.sizes}
 
 
+def _close_either(got, want, other, what):
+    """`got` against torch autograd's `want`; where the two float64 references
+    differ from each other (torch's rounding noise on a gradient that is 0,
+    e.g. through Σ softmax = 1, at a cotangent of 1e24), agreeing with jax's
+    `other` instead is agreeing with an independent oracle."""
+    try:
+        _close(got, want, what)
+    except AssertionError:
+        if other is None:
+            raise
+        try:
+            _close(got, other, what + " (against jax)")
+        except AssertionError:
+            pass
+        else:
+            return
+        raise
+
+
 def check_program(rp, seed=0, torch=True, printing=True):
     """Check a `RandomProgram` at inputs drawn with `seed`: the text and the
     traced program's values and every input's gradient on NumPy against
     jax.vjp of the reference (float64), on torch against torch autograd of
-    the reference, and the printed forward program (and a printed
+    the reference (or, where the two references differ, against jax's),
+    and the printed forward program (and a printed
     derivative), compiled again, against the same numbers.  Returns None
     when the reference is not finite at these inputs, else a list of
     (check, message) failures (empty when all agree)."""
@@ -233,15 +253,15 @@ def check_program(rp, seed=0, torch=True, printing=True):
                       if not isinstance(v, float) else v for n, v in vals.items()}
                 y = prog(**tv)
                 y_t, g_t = _torch_reference(rp, values, ct)
-                _close(y.detach().numpy(), y_t, "torch value")
+                _close_either(y.detach().numpy(), y_t, y_ref, "torch value")
                 if y.requires_grad:
                     gs = T.autograd.grad(y, [tv[n] for n in wrt], T.as_tensor(ct),
                                          allow_unused=True)
                 else:
                     gs = [None] * len(wrt)
                 for n, g in zip(wrt, gs):
-                    _close(np.zeros(np.shape(vals[n])) if g is None else g.numpy(), g_t[n],
-                           f"torch gradient of {n}")
+                    _close_either(np.zeros(np.shape(vals[n])) if g is None else g.numpy(),
+                                  g_t[n], g_ref.get(n), f"torch gradient of {n}")
             attempt(f"{kind}: torch", on_torch)
         if printing:
             def reprint():
