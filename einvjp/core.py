@@ -19,7 +19,7 @@ array([[2., 2., 2.],
 from __future__ import annotations
 
 from .backend import backend_for
-from .equation import bind, operand_index, parse
+from .equation import bind, interleaved, is_interleaved, lettered_sizes, operand_index, parse
 from .errors import CotangentError
 from .plan import check_optimize, optimize_key, plan_for
 
@@ -33,12 +33,17 @@ def _shape(x):
 
 def plan(equation: str, shapes, *, sizes=None, optimize="auto"):
     """The cached `Plan` of an equation at these operand shapes."""
+    return _plan(equation, None, shapes, sizes, optimize)
+
+
+def _plan(equation, spec, shapes, sizes, optimize):
+    """`plan`, with the parsed `spec` of `equation` when the caller has it."""
     shapes = tuple(map(tuple, shapes))
     sizes_key = tuple(sorted(sizes.items())) if sizes else ()
     key = (equation, shapes, sizes_key, optimize_key(optimize))
     found = _PLANS.get(key)
     if found is None:
-        ge = bind(parse(equation), shapes, dict(sizes_key))
+        ge = bind(spec or parse(equation), shapes, dict(sizes_key))
         check_optimize(optimize, len(shapes))
         found = _PLANS[key] = plan_for(ge, optimize)
     return found
@@ -49,15 +54,26 @@ def einsum(equation: str, *operands, sizes=None, optimize="auto"):
     repeated output labels (a diagonal embedding) and output labels that no
     operand carries (a broadcast; give their size in `sizes`).
 
+    Labels are the letters a-z, A-Z and any character from U+00C0 on (every
+    `opt_einsum.get_symbol(i)`), so an equation may have any number of them.
+    NumPy's interleaved form `einsum(a, [0, 1], b, [1, 2], [0, 2])` takes any
+    hashable values as labels, `Ellipsis` for '...', and an optional output
+    list (without it: the labels seen once, sorted); `sizes=` then names the
+    labels as given.
+
     On torch tensors and jax arrays the result is differentiable by that
     library's autodiff through einvjp's derived VJP.
     """
+    spec = None
+    if is_interleaved((equation,) + operands):
+        spec, operands = interleaved((equation,) + operands)
+        equation, sizes = spec.equation, lettered_sizes(spec, sizes) if sizes else sizes
     tracer = next((x for x in operands if hasattr(type(x), "_einvjp_einsum")), None)
     if tracer is not None:  # inside einvjp.compile(fn): record IR instead
         return tracer._einvjp_einsum(equation, *operands, sizes=sizes, optimize=optimize)
     B = backend_for(operands)
     arrays = [B.asarray(x) for x in operands]
-    p = plan(equation, [_shape(x) for x in arrays], sizes=sizes, optimize=optimize)
+    p = _plan(equation, spec, [_shape(x) for x in arrays], sizes, optimize)
     return B.writeable(B.apply(p, arrays))
 
 

@@ -23,10 +23,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 from .equation import ELLIPSIS, operand_index, parse
 from .errors import WrtError
 from .formats import Latex, Text
-from .ge import GE, Index
+from .ge import GE, Index, symbol
 
 _FREE = "pqrstuvwmnohgfedcbazyxkjilPQRSTUVWMNOHGFEDCBAZYXKJIL"
 _TEXT, _LATEX = (Text(), "…"), (Latex(), r"\ldots ")  # a format, and its ellipsis
@@ -127,7 +129,8 @@ def derive(equation: str, wrt: int = 0, *, names=None, output="y") -> Derivation
     swap = ge.vjp(wrt)
     # A free index per position of the VJP's output (the ellipsis stays itself).
     used = {idx.name for idx in ge.labels()}
-    fresh = iter(c for c in _FREE if c not in used)
+    more = (symbol(n) for n in itertools.count(52))  # past the 52 letters: any number
+    fresh = iter(c for c in itertools.chain(_FREE, more) if c not in used)
     free = tuple(lab if lab.name == ELLIPSIS else Index(next(fresh)) for lab in swap.out)
     result = Derivation(swap, wrt, free, names, output, [])
     result.steps = _steps(ge, result)

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections import Counter
 from dataclasses import dataclass
+
+from opt_einsum import get_symbol
 
 from .errors import (BroadcastError, EquationSyntaxError, LabelSizeError,
                      MissingSizeError, OperandCountError, RankError, WrtError)
@@ -55,6 +58,17 @@ class Spec:
     output: Term
     explicit: bool
     arrow: int  # column of "->", or len(text) in implicit mode
+    named: tuple = ()  # (letter, label as given) per label of the interleaved form
+
+    def name(self, letter) -> str:
+        """A label as the user wrote it, for messages."""
+        return repr(dict(self.named).get(letter, letter))
+
+    @property
+    def equation(self) -> str:
+        """The spec as an equation string (in its letters)."""
+        write = lambda t: "".join(t.labels)  # noqa: E731
+        return ",".join(map(write, self.inputs)) + "->" + write(self.output)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -109,7 +123,7 @@ def _term(text: str, start: int, stop: int, what: str, k) -> Term:
             labels.append(ELLIPSIS)
             columns.append(i)
             i += 3
-        elif ch.isascii() and ch.isalpha():
+        elif is_label(ch):
             labels.append(ch)
             columns.append(i)
             i += 1
@@ -119,14 +133,25 @@ def _term(text: str, start: int, stop: int, what: str, k) -> Term:
         else:
             raise EquationSyntaxError(
                 f"invalid character {ch!r} in {name}: labels must be letters "
-                f"a-z or A-Z, with '...' for an ellipsis",
+                f"a-z or A-Z or characters from U+00C0 on, with '...' for an ellipsis",
                 equation=text, position=i)
     return Term(tuple(labels), tuple(columns), start)
 
 
+def is_label(ch: str) -> bool:
+    """Whether a character is a label: an ASCII letter, or any character from
+    U+00C0 on (every symbol `opt_einsum.get_symbol` gives, so any number of
+    labels can be written).
+
+    >>> is_label("a"), is_label("À"), is_label("京"), is_label("µ"), is_label("2")
+    (True, True, True, False, False)
+    """
+    return (ch.isascii() and ch.isalpha()) or (ord(ch) >= 0xC0 and not 0xD800 <= ord(ch) < 0xE000)
+
+
 def _implicit_output(inputs) -> Term:
-    """NumPy's implicit mode: the labels seen once, in ASCII order, after the
-    ellipsis dimensions."""
+    """NumPy's implicit mode: the labels seen once, in order of code point,
+    after the ellipsis dimensions."""
     counts = {}
     for term in inputs:
         for lab in term.letters:
@@ -135,6 +160,92 @@ def _implicit_output(inputs) -> Term:
     if any(t.has_ellipsis for t in inputs):
         labels = (ELLIPSIS,) + labels
     return Term(labels, (None,) * len(labels), None)
+
+
+def is_interleaved(args) -> bool:
+    """Whether einsum's arguments are NumPy's interleaved form: an operand,
+    then a list (or tuple) of its labels, and so on."""
+    return len(args) >= 2 and not isinstance(args[0], str) and isinstance(args[1], (list, tuple))
+
+
+def interleaved(args):
+    """NumPy's interleaved form as (Spec, operands): `a, [0, 1], b, [1, 2]`,
+    then optionally the output's labels `[0, 2]`.  Labels are any hashable
+    values, `Ellipsis` stands for '...'.  Each label gets a letter
+    (`opt_einsum.get_symbol` order, by sorted label when the labels compare);
+    the spec's text shows the lists, so errors point at the label as given.
+
+    >>> spec, ops = interleaved(("a", [0, 1], "b", [1, 2]))
+    >>> spec.text, spec.equation, ops
+    ('[0, 1], [1, 2]', 'ab,bc->ac', ('a', 'b'))
+    >>> interleaved(("a", ["i", Ellipsis], ["i"]))[0].text
+    "['i', ...] -> ['i']"
+    """
+    operands, sublists = args[0:len(args) - len(args) % 2:2], list(args[1::2])
+    explicit = len(args) % 2 == 1
+    if explicit:
+        sublists.append(args[-1])
+    seen = {}
+    for k, sub in enumerate(sublists):
+        name = "the output" if explicit and k == len(sublists) - 1 else f"operand {k}"
+        if not isinstance(sub, (list, tuple)):
+            raise EquationSyntaxError(f"the labels of {name} must be a list, not "
+                                      f"{type(sub).__name__} (NumPy's interleaved form: "
+                                      f"einsum(a, [0, 1], b, [1, 2], [0, 2]))")
+        for lab in sub:
+            try:
+                hash(lab)
+            except TypeError:
+                raise EquationSyntaxError(f"label {lab!r} of {name} is not hashable; labels "
+                                          f"are numbers, strings or other hashable values, "
+                                          f"with Ellipsis for '...'") from None
+            if lab is not Ellipsis:
+                seen.setdefault(lab, None)
+    try:
+        order = sorted(seen)
+    except TypeError:  # labels that do not compare (0 and "a"): as first seen
+        order = list(seen)
+    letter = {lab: get_symbol(n) for n, lab in enumerate(order)}
+    text, terms, arrow, n, twice = "", [], None, len(args) // 2, None
+    for k, sub in enumerate(sublists):
+        if k == n:
+            text += " -> "
+            arrow = len(text) - 3
+        elif k:
+            text += ", "
+        labels, columns, start = [], [], len(text)
+        text += "["
+        for j, lab in enumerate(sub):
+            shown = "..." if lab is Ellipsis else repr(lab)
+            text += (", " if j else "") + shown
+            columns.append(len(text) - len(shown))
+            if lab is Ellipsis and ELLIPSIS in labels and twice is None:
+                twice = (k, columns[-1])
+            labels.append(ELLIPSIS if lab is Ellipsis else letter[lab])
+        text += "]"
+        terms.append(Term(tuple(labels), tuple(columns), start))
+    if twice is not None:
+        raise EquationSyntaxError(
+            f"{'the output' if twice[0] == n else f'operand {twice[0]}'} has more than one "
+            f"ellipsis", equation=text, position=twice[1])
+    inputs = tuple(terms[:n])
+    if explicit:
+        output = terms[-1]
+    else:  # NumPy's implicit output: the labels seen once, sorted, after the ellipsis
+        once = Counter(lab for t in inputs for lab in t.letters)
+        labels = tuple(letter[lab] for lab in order if once[letter[lab]] == 1)
+        labels = ((ELLIPSIS,) if any(t.has_ellipsis for t in inputs) else ()) + labels
+        output = Term(labels, (None,) * len(labels), None)
+    named = tuple((c, lab) for lab, c in letter.items())
+    return Spec(text, inputs, output, explicit, len(text) if arrow is None else arrow, named), tuple(operands)
+
+
+def lettered_sizes(spec: Spec, sizes):
+    """`sizes=` of the interleaved form (keyed by the labels as given), checked
+    and keyed by the spec's letters; labels the spec lacks are dropped."""
+    letter = {label: lab for lab, label in spec.named}
+    return {letter[lab]: size for lab, size in checked_sizes(sizes, spec.text).items()
+            if lab in letter}
 
 
 def checked_sizes(sizes, equation=None):
@@ -198,12 +309,12 @@ def bind(spec: Spec, shapes, sizes=None) -> GE:
             prev = seen.get(lab)
             if prev is not None and prev[0] == k and prev[2] != size:
                 raise LabelSizeError(
-                    f"label {lab!r} appears twice in operand {k} with sizes "
+                    f"label {spec.name(lab)} appears twice in operand {k} with sizes "
                     f"{prev[2]} and {size}; a repeated label needs equal sizes",
                     equation=text, position=col)
             if prev is not None and size != prev[2] and 1 not in (size, prev[2]):
                 raise LabelSizeError(
-                    f"size of label {lab!r} in operand {k} ({size}) does not match "
+                    f"size of label {spec.name(lab)} in operand {k} ({size}) does not match "
                     f"operand {prev[0]} ({prev[2]})",
                     equation=text, position=col)
             if prev is None or prev[2] == 1:
@@ -211,7 +322,7 @@ def bind(spec: Spec, shapes, sizes=None) -> GE:
     for lab, size in sizes.items():
         if lab in seen and seen[lab][2] not in (size, 1):
             raise LabelSizeError(
-                f"sizes={{{lab!r}: {size}}} does not match operand {seen[lab][0]} "
+                f"sizes={{{spec.name(lab)}: {size}}} does not match operand {seen[lab][0]} "
                 f"({seen[lab][2]})", equation=text, position=seen[lab][1])
     # Ellipsis: right-aligned broadcast, like NumPy.
     ell_width = max(widths, default=0)
@@ -255,8 +366,8 @@ def bind(spec: Spec, shapes, sizes=None) -> GE:
             out.append(index.setdefault(lab, Index(lab, int(sizes[lab]))))
         else:
             raise MissingSizeError(
-                f"output label {lab!r} is carried by no operand; give its size with "
-                f"sizes={{{lab!r}: n}}", equation=text, position=col)
+                f"output label {spec.name(lab)} is carried by no operand; give its size with "
+                f"sizes={{{spec.name(lab)}: n}}", equation=text, position=col)
     return GE(tuple(terms), tuple(out))
 
 
