@@ -8,6 +8,7 @@ PyTorch or JAX.  `import einvjp` imports no array library but NumPy.
 
 from .core import einsum, plan, vjp
 from .derive import Derivation, derive
+from .expression import ContractExpression, contract_expression
 from .errors import (AxisError, BackendError, BroadcastError, CotangentError, EinvjpError,
                      EquationSyntaxError, LabelSizeError, MissingSizeError,
                      OperandCountError, ProgramError, RankError, SignatureError,
@@ -23,6 +24,6 @@ __all__ = [
     "EinvjpError", "EquationSyntaxError", "OperandCountError", "RankError",
     "LabelSizeError", "BroadcastError", "MissingSizeError", "CotangentError",
     "WrtError", "BackendError", "ProgramError", "AxisError", "TracingError",
-    "SignatureError", "compile", *sorted(_EXPORTED),
+    "SignatureError", "compile", "contract_expression", "ContractExpression", *sorted(_EXPORTED),
 ]
 __version__ = "0.1.0"

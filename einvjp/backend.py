@@ -131,3 +131,19 @@ def backend_for(operands) -> Backend:
         detail = "; ".join(f"operand(s) {ks} are {n}" for n, ks in names.items())
         raise BackendError(f"operands come from different array libraries: {detail}")
     return load(next(iter(names), "numpy"))
+
+
+def shape_of(x) -> tuple:
+    """An array's shape as a tuple of Python ints."""
+    return tuple(int(d) for d in x.shape)
+
+
+def unshared(B, results, given):
+    """The results, each copied where it shares memory with a `given` array
+    or an earlier result (the cotangent itself is the gradient of "ij->ij")."""
+    out = []
+    for g in results:
+        if g is not None and any(B.shares_memory(g, o) for o in given + out):
+            g = B.copy(g)
+        out.append(g)
+    return out

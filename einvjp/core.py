@@ -18,17 +18,13 @@ array([[2., 2., 2.],
 
 from __future__ import annotations
 
-from .backend import backend_for
-from .equation import bind, interleaved, is_interleaved, lettered_sizes, operand_index, parse
+from .backend import backend_for, shape_of as _shape, unshared
+from .equation import bind, interleaved, is_interleaved, lettered_sizes, parse, wanted
 from .errors import CotangentError
 from .plan import check_optimize, optimize_key, plan_for
 
 
 _PLANS = {}  # (equation, shapes, sizes, optimize) -> Plan: a dict, which torch.compile traces
-
-
-def _shape(x):
-    return tuple(int(d) for d in x.shape)
 
 
 def plan(equation: str, shapes, *, sizes=None, optimize="auto"):
@@ -89,7 +85,7 @@ def vjp(equation: str, operands, cotangent, *, sizes=None, optimize="auto", wrt=
     arrays = [B.asarray(x) for x in operands]
     cot = B.asarray(cotangent)
     p = plan(equation, [_shape(x) for x in arrays], sizes=sizes, optimize=optimize)
-    want = _wanted(wrt, len(arrays), equation)
+    want = wanted(wrt, len(arrays), equation)
     expected = tuple(idx.size for idx in p.ge.out)
     if _shape(cot) != expected:
         raise CotangentError(
@@ -98,22 +94,4 @@ def vjp(equation: str, operands, cotangent, *, sizes=None, optimize="auto", wrt=
     slots = p.forward(B, arrays, keep_output=False)
     grads = p.vjp(B, slots, cot, want)
     grads = [None if g is None else B.cast_like(g, x) for g, x in zip(grads, arrays)]
-    return tuple(_unshared(B, grads, arrays + [cot]))
-
-
-def _unshared(B, results, given):
-    """The results, each copied where it shares memory with a `given` array
-    or an earlier result (the cotangent itself is the gradient of "ij->ij")."""
-    out = []
-    for g in results:
-        if g is not None and any(B.shares_memory(g, o) for o in given + out):
-            g = B.copy(g)
-        out.append(g)
-    return out
-
-
-def _wanted(wrt, n, equation):
-    if wrt is None:
-        return list(range(n))
-    ks = list(wrt) if isinstance(wrt, (list, tuple, range)) else [wrt]
-    return [operand_index(k, n, equation) for k in ks]
+    return tuple(unshared(B, grads, arrays + [cot]))

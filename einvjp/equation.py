@@ -405,3 +405,43 @@ def operand_index(k, n: int, equation: str) -> int:
         raise WrtError(f"wrt={k!r} is not an operand index: the equation has {n} "
                        f"operand(s), 0 to {n - 1}", equation=equation)
     return index % n
+
+
+def wanted(wrt, n: int, equation: str) -> list:
+    """`wrt=` (None for all, an int or a sequence of ints) as operand indices.
+
+    >>> wanted(None, 2, "i,i"), wanted(-1, 2, "i,i")
+    ([0, 1], [1])
+    """
+    if wrt is None:
+        return list(range(n))
+    ks = list(wrt) if isinstance(wrt, (list, tuple, range)) else [wrt]
+    return [operand_index(k, n, equation) for k in ks]
+
+
+def check_shape(spec: Spec, k: int, shape, expected, position: int):
+    """Raise a RankError or LabelSizeError unless operand `k` (argument
+    `position` of the caller) has the shape `expected` it was bound with,
+    naming the label and both sizes.
+
+    >>> check_shape(parse("ij,jk"), 1, (4, 5), (3, 5), 0)
+    Traceback (most recent call last):
+      ...
+    einvjp.errors.LabelSizeError: size of label 'j' in operand 1 (argument 0) is 4, but it was planned with 3
+        ij,jk
+           ^
+    """
+    shape, expected = tuple(shape), tuple(expected)
+    if shape == expected:
+        return
+    term = spec.inputs[k]
+    where = f"operand {k} (argument {position})"
+    if len(shape) != len(expected):
+        raise RankError(f"{where} has {len(shape)} dimension(s) {shape} but it was planned "
+                        f"with shape {expected}", equation=spec.text, position=term.column)
+    width = len(expected) - len(term.letters)
+    for lab, col, size, want in zip(*_dims(term, expected, width), shape):
+        if size != want:
+            name = "'...'" if isinstance(lab, int) else spec.name(lab)
+            raise LabelSizeError(f"size of label {name} in {where} is {want}, but it was "
+                                 f"planned with {size}", equation=spec.text, position=col)

@@ -156,17 +156,14 @@ class Plan:
         if self.n == 1:
             self._add(GE(ge.terms, ge.out, ge.coeff), (0,), optimize)
             return
-        out_set = set(ge.out)
-        count = Counter(lab for term in ge.terms for lab in set(term))
+        keeps, final = _kept(ge)
         slots = []  # (slot, labels) of the operands still to contract
-        for k, term in enumerate(ge.terms):
-            keep = [lab for lab in _distinct(term) if lab in out_set or count[lab] > 1]
+        for k, (term, keep) in enumerate(zip(ge.terms, keeps)):
             if keep != list(term):
                 slots.append((self._add(GE((term,), keep), (k,), optimize), keep))
             else:
                 slots.append((k, list(term)))
-        final = [lab for lab in _distinct(ge.out) if count[lab]]
-        path = _path([labels for _, labels in slots], final, optimize)
+        path = _path(keeps, final, optimize)
         for positions in path:
             picked = [slots[p] for p in positions]
             for p in sorted(positions, reverse=True):
@@ -216,6 +213,23 @@ class Plan:
                     g = step.vjp(B, j, ct, slots)
                     cts[i] = g if i not in cts else B.add(cts[i], g)
         return tuple(cts.get(k) if k in needed else None for k in range(self.n))
+
+
+def _kept(ge):
+    """Per operand, the distinct labels that survive its own sums (those in
+    the output or in another operand), and the output's distinct labels that
+    some operand carries: what the pairwise path is planned over."""
+    out_set = set(ge.out)
+    count = Counter(lab for term in ge.terms for lab in set(term))
+    keeps = [[lab for lab in _distinct(term) if lab in out_set or count[lab] > 1]
+             for term in ge.terms]
+    return keeps, [lab for lab in _distinct(ge.out) if count[lab]]
+
+
+def path_for(ge: GE, optimize="auto"):
+    """The linear contraction path (opt_einsum's format) a `Plan` of `ge` runs."""
+    keeps, final = _kept(ge)
+    return [tuple(p) for p in _path(keeps, final, optimize)] if len(ge.terms) > 1 else [(0,)]
 
 
 def _path(inputs, output, optimize):
