@@ -153,6 +153,7 @@ class Plan:
         self.ge = ge
         self.n = len(ge.terms)
         self.steps = []
+        self.path = [(0,)]  # the linear contraction path run (opt_einsum's format)
         if self.n == 1:
             self._add(GE(ge.terms, ge.out, ge.coeff), (0,), optimize)
             return
@@ -163,7 +164,7 @@ class Plan:
                 slots.append((self._add(GE((term,), keep), (k,), optimize), keep))
             else:
                 slots.append((k, list(term)))
-        path = _path(keeps, final, optimize)
+        path = self.path = [tuple(p) for p in _path(keeps, final, optimize)]
         for positions in path:
             picked = [slots[p] for p in positions]
             for p in sorted(positions, reverse=True):
