@@ -42,7 +42,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 from jax.scipy.special import erf
 
-from einvjp.backend import Backend
+from einvjp.backend import Backend, basic_index
 from einvjp.backends._array_api import kernels
 from einvjp.errors import EinvjpError
 from einvjp.ge import GE
@@ -122,6 +122,8 @@ def apply(plan, arrays):
     """`einvjp.einsum` on jax arrays: promote like `jnp.einsum`, bind `ge_p`."""
     dtype = jnp.result_type(*arrays)
     arrays = [lax.convert_element_type(x, dtype) for x in arrays]
+    if getattr(plan, "sliced", None) is not None:  # run slice by slice (a memory limit)
+        return _sliced(plan)(*arrays)
     if len(plan.steps) > 1:
         # One primitive per step: JAX's linearization then keeps the
         # intermediates, and each transpose is one pairwise role swap (the
@@ -135,6 +137,25 @@ def apply(plan, arrays):
     if isinstance(optimize, (list, tuple)):
         optimize = tuple(p if isinstance(p, str) else tuple(p) for p in optimize)
     return ge_p.bind(*arrays, key=plan.ge.key(), optimize=optimize)
+
+
+@functools.lru_cache(maxsize=256)
+def _sliced(plan):
+    """A sliced plan as a function whose VJP is the sliced VJP (each slice
+    recomputed, not kept)."""
+
+    @jax.custom_vjp
+    def run(*arrays):
+        return plan(BACKEND, list(arrays))
+
+    def forward(*arrays):
+        return run(*arrays), arrays
+
+    def backward(arrays, cotangent):
+        return tuple(plan.vjp(BACKEND, list(arrays), cotangent, range(plan.n)))
+
+    run.defvjp(forward, backward)
+    return run
 
 
 @functools.lru_cache(maxsize=4096)
@@ -362,6 +383,14 @@ class JaxBackend(Backend):
     @staticmethod
     def full(shape, value, like):
         return jnp.full(shape, value, dtype=jnp.result_type(like) if like is not None else None)
+
+    @staticmethod
+    def index(x, positions):
+        return x[basic_index(positions, x.ndim)] if positions else x
+
+    @staticmethod
+    def add_at(acc, positions, x):
+        return acc.at[basic_index(positions, acc.ndim)].add(x)
 
 
 BACKEND = JaxBackend()

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from einvjp.backend import Backend
+from einvjp.backend import Backend, basic_index
 from einvjp.backends._array_api import kernels
 
 _found = []
@@ -111,6 +111,16 @@ class NumpyBackend(Backend):
         return np.full(shape, value, dtype=np.result_type(like) if like is not None else None)
 
     zeros_like = staticmethod(np.zeros_like)
+
+    @staticmethod
+    def index(x, positions):
+        return x[basic_index(positions, x.ndim)] if positions else x
+
+    @staticmethod
+    def add_at(acc, positions, x):
+        """acc with x added at fixed positions of some axes, in place."""
+        acc[basic_index(positions, acc.ndim)] += x
+        return acc
 
 
 BACKEND = NumpyBackend()

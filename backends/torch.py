@@ -42,7 +42,7 @@ tensor([[1., 0.],
 
 import torch
 
-from einvjp.backend import Backend
+from einvjp.backend import Backend, basic_index
 from einvjp.backends._torch_kernels import kernels
 from einvjp.backends._torch_program import differentiable
 from einvjp.errors import BackendError
@@ -298,7 +298,30 @@ def apply(plan, arrays):
     """The autograd hook `einvjp.einsum` calls: promote, then run the Function."""
     dtype, device = _common(arrays)
     arrays = [x.to(device=device, dtype=dtype) for x in arrays]
+    if getattr(plan, "sliced", None) is not None:  # run slice by slice (a memory limit)
+        if torch.is_grad_enabled() and any(x.requires_grad for x in arrays):
+            return _Sliced.apply(plan, *arrays)
+        return plan(BACKEND, arrays)
     return _run(plan, arrays)
+
+
+class _Sliced(torch.autograd.Function):
+    """A GE run slice by slice; its backward is the sliced VJP, which
+    recomputes each slice instead of keeping the forward's intermediates."""
+
+    @staticmethod
+    def forward(ctx, plan, *operands):
+        ctx.plan = plan
+        ctx.save_for_backward(*operands)
+        return plan(BACKEND, list(operands))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, cotangent):
+        wanted = [k for k, w in enumerate(ctx.needs_input_grad[1:]) if w]
+        operands = [x.conj() for x in ctx.saved_tensors]
+        grads = ctx.plan.vjp(BACKEND, operands, cotangent, wanted)
+        return (None,) + tuple(grads)
 
 
 def _common(arrays):
@@ -386,6 +409,16 @@ class TorchBackend(Backend):
     def full(shape, value, like):
         dtype = like.dtype if isinstance(like, torch.Tensor) else torch.get_default_dtype()
         return torch.full(shape, value, dtype=dtype)
+
+    @staticmethod
+    def index(x, positions):
+        return x[basic_index(positions, x.dim())] if positions else x
+
+    @staticmethod
+    def add_at(acc, positions, x):
+        """acc with x added at fixed positions of some axes, in place."""
+        acc[basic_index(positions, acc.dim())] += x
+        return acc
 
 
 BACKEND = TorchBackend()

@@ -37,7 +37,10 @@ class Backend:
 
     Operations a lowered step runs (`einvjp.ops`): transpose, reshape,
     matmul, multiply, add, subtract, sum, swap_last, scale, broadcast_to,
-    diagonal, diag_embed, add_product, add_matmul.  `kernels` maps each
+    diagonal, diag_embed, add_product, add_matmul.  A sliced contraction
+    (`einvjp.slicing`) also runs `index(x, {axis: position})` (a view where
+    the library has them) and `add_at(acc, {axis: position}, x)` (in place
+    where the library allows it).  `kernels` maps each
     primitive's name to its function on this library's arrays.
     """
     name = ""
@@ -131,6 +134,16 @@ def backend_for(operands) -> Backend:
         detail = "; ".join(f"operand(s) {ks} are {n}" for n, ks in names.items())
         raise BackendError(f"operands come from different array libraries: {detail}")
     return load(next(iter(names), "numpy"))
+
+
+def basic_index(positions, rank) -> tuple:
+    """The index of fixed positions of some axes ({axis: position}), every
+    other axis whole: `x[basic_index(...)]` is a view in NumPy and torch.
+
+    >>> basic_index({1: 2}, 3)
+    (slice(None, None, None), 2, slice(None, None, None))
+    """
+    return tuple(positions.get(a, slice(None)) for a in range(rank))
 
 
 def shape_of(x) -> tuple:

@@ -22,6 +22,8 @@ from collections import Counter
 
 import opt_einsum
 
+from .backend import unshared
+from .cost import plan_cost, table
 from .errors import EinvjpError
 from .ge import GE
 from .ops import permutation, binary_ops, unary_ops
@@ -146,7 +148,42 @@ class Step:
         return self.vjp_plans[j](B, [cotangent] + others)
 
 
-class Plan:
+class Contraction:
+    """What every planned GE offers (a `Plan`, or one run slice by slice):
+    `evaluate` and `gradients` (what `einvjp.einsum` and `einvjp.vjp` run),
+    its `cost`, and a printed table of its steps and costs.  A subclass
+    defines `ge`, `n`, `__call__`, `forward` and `vjp`."""
+
+    def __repr__(self):
+        return table(self)
+
+    @property
+    def cost(self):
+        """Flops and peak bytes of the forward and the all-operand VJP, for
+        float64 operands (`cost_at(itemsize)` for others): `einvjp.cost.PlanCost`."""
+        return self.cost_at(8)
+
+    def cost_at(self, itemsize):
+        costs = self.__dict__.setdefault("_costs", {})
+        if itemsize not in costs:
+            costs[itemsize] = plan_cost(self, itemsize)
+        return costs[itemsize]
+
+    def evaluate(self, B, arrays):
+        """What `einvjp.einsum` runs: the result, writeable."""
+        return B.writeable(B.apply(self, arrays))
+
+    def gradients(self, B, arrays, cotangent, wanted):
+        """What `einvjp.vjp` runs: the forward's intermediates, then the
+        gradients of the operands in `wanted`, each in its operand's dtype
+        and sharing memory with no operand, the cotangent or another one."""
+        slots = self.forward(B, arrays, keep_output=False)
+        grads = self.vjp(B, slots, cotangent, wanted)
+        grads = [None if g is None else B.cast_like(g, x) for g, x in zip(grads, arrays)]
+        return tuple(unshared(B, grads, list(arrays) + [cotangent]))
+
+
+class Plan(Contraction):
     """A GE compiled to steps; call it to evaluate, or `vjp` for gradients."""
 
     def __init__(self, ge: GE, optimize="auto"):
@@ -187,19 +224,41 @@ class Plan:
         return out
 
     def __call__(self, B, operands):
-        return self.forward(B, operands)[-1]
+        """The result; each intermediate is dropped once the step that
+        reads it has run (each is read by one step: the path is a tree)."""
+        slots = list(operands)
+        for step in self.steps:
+            slots.append(step.ops(B, *(slots[i] for i in step.ins)))
+            for i in step.ins:
+                if i >= self.n:
+                    slots[i] = None
+        return slots[-1]
 
-    def forward(self, B, operands, keep_output=True):
+    def forward(self, B, operands, keep_output=True, keep=None):
         """Evaluate, keeping every intermediate (for `vjp`, which does not
-        need the output itself: `keep_output=False` skips the last step)."""
+        need the output itself: `keep_output=False` skips the last step) or,
+        given `keep` (a set of slots), only those: `vjp` recomputes the
+        others from the nearest kept ones when it needs them."""
         slots = list(operands)
         for step in self.steps if keep_output else self.steps[:-1]:
             slots.append(step.ops(B, *(slots[i] for i in step.ins)))
+            if keep is not None:
+                for i in step.ins:
+                    if i >= self.n and i not in keep:
+                        slots[i] = None
         return slots
+
+    def _slot(self, B, slots, i):
+        """slots[i], recomputed (with what it is made from) if it was dropped."""
+        if slots[i] is None:
+            step = self.steps[i - self.n]
+            slots[i] = step.ops(B, *(self._slot(B, slots, k) for k in step.ins))
+        return slots[i]
 
     def vjp(self, B, slots, cotangent, wanted):
         """Gradients of the operands in `wanted` (others are None), walking
-        the steps backwards and reusing the forward's `slots`."""
+        the steps backwards and reusing the forward's `slots` (an
+        intermediate is dropped from the list once no VJP reads it)."""
         needed = set(wanted)
         for step in self.steps:
             if needed.intersection(step.ins):
@@ -209,11 +268,20 @@ class Plan:
             ct = cts.pop(step.out, None)
             if ct is None:
                 continue
+            if len(step.ins) > 1:  # a VJP reads the other operand
+                for j, i in enumerate(step.ins):
+                    if any(k in needed for k in step.ins[:j] + step.ins[j + 1:]):
+                        self._slot(B, slots, i)
             for j, i in enumerate(step.ins):
                 if i in needed:
                     g = step.vjp(B, j, ct, slots)
                     cts[i] = g if i not in cts else B.add(cts[i], g)
-        return tuple(cts.get(k) if k in needed else None for k in range(self.n))
+            g = None  # not kept past its sum
+            for i in step.ins:  # no earlier step's VJP reads this step's inputs
+                if i >= self.n:
+                    slots[i] = None
+        # a list: `tuple(generator)` leaves tuples in CPython's free lists, one per call
+        return [cts.get(k) if k in needed else None for k in range(self.n)]
 
 
 def _kept(ge):
