@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import operator
 
-from .backend import backend_for, shape_of, unshared
+from .backend import backend_for, shape_of
+from .core import _itemsize, _limit
 from .equation import bind, check_shape, parse, wanted
-from .errors import BackendError, CotangentError, EinvjpError, OperandCountError, SignatureError
+from .errors import BackendError, CotangentError, OperandCountError, SignatureError
 from .ge import GE
 from .plan import check_optimize, path_for, plan_for
+from .slicing import cotengra_slices, limited
 
 
 def contract_expression(equation: str, *shapes, constants=(), optimize="auto",
@@ -36,8 +38,13 @@ def contract_expression(equation: str, *shapes, constants=(), optimize="auto",
     operands, in order: `expr(*operands)`; `expr.vjp(operands, cotangent,
     wrt=None)` gives their gradients (a tuple, as `einvjp.vjp`).  On torch
     tensors and jax arrays `expr(*operands)` is differentiable by that
-    library's autodiff.  `memory_limit=` is reserved: a value raises an
-    EinvjpError (not yet supported).
+    library's autodiff.
+
+    `memory_limit=` (bytes) bounds the peak of what a call allocates beyond
+    the operands, the folded constants, the cotangent and the results, for
+    `expr(...)` and `expr.vjp(...)` alike (see `einvjp.plan`); a cotengra
+    optimizer's slices are kept.  Print the expression for its steps and
+    costs; `expr.cost` has the figures (float64; `expr.cost_at(itemsize)`).
     """
     return ContractExpression(equation, shapes, constants, optimize, memory_limit)
 
@@ -46,10 +53,8 @@ class ContractExpression:
     """An equation bound to shapes, planned once, constants folded once."""
 
     def __init__(self, equation, shapes, constants=(), optimize="auto", memory_limit=None):
-        if memory_limit is not None:
-            raise EinvjpError(f"memory_limit={memory_limit!r}: memory limits are not yet "
-                              f"supported by contract_expression")
         self.equation = equation
+        self.memory_limit = _limit(memory_limit)
         self._spec = spec = parse(equation)
         n = len(shapes)
         self.constants = _positions(constants, n, equation)
@@ -63,17 +68,42 @@ class ContractExpression:
         self.path = path_for(ge, optimize)
         folds, reduced, path = _fold(ge, self.path, set(self.constants))
         self._plan = plan_for(reduced, path if len(reduced.terms) > 2 else optimize)
+        carried = {lab for t in reduced.terms for lab in t}
+        self._sliced = [lab for lab in (cotengra_slices(ge, optimize) if callable(optimize)
+                                        else []) if lab in carried]
+        self._limited = {}  # itemsize -> the plan that fits memory_limit
         self._folded = _run_folds(folds, values)
         self._by_backend = {}
         self._out = tuple(idx.size for idx in ge.out)
 
     def __repr__(self):
-        return (f"<ContractExpression({self.equation!r}, constants={self.constants}, "
+        head = (f"<ContractExpression({self.equation!r}, constants={self.constants}, "
                 f"shapes={self.shapes})>")
+        return head + "\n" + repr(self._planned(8))
+
+    @property
+    def cost(self):
+        """The figures of `einvjp.plan(...).cost` for a call (float64)."""
+        return self._planned(8).cost
+
+    def cost_at(self, itemsize):
+        return self._planned(itemsize).cost_at(itemsize)
+
+    def _planned(self, itemsize):
+        """The plan a call runs on operands of `itemsize` bytes an element."""
+        if self.memory_limit is None and not self._sliced:
+            return self._plan
+        found = self._limited.get(itemsize)
+        if found is None:
+            found = self._limited[itemsize] = limited(
+                self._plan.ge, self._plan.path if self._plan.n > 2 else "auto",
+                self.memory_limit, itemsize, True, self._sliced)
+        return found
 
     def __call__(self, *operands):
         B, arrays = self._arrays(operands)
-        return B.writeable(B.apply(self._plan, arrays + self._constants(B, arrays)))
+        everything = arrays + self._constants(B, arrays)
+        return self._planned(_itemsize(everything)).evaluate(B, everything)
 
     def vjp(self, operands, cotangent, *, wrt=None):
         """The gradients of the non-constant operands (None for those not in
@@ -86,10 +116,9 @@ class ContractExpression:
                                  f"the expression has shape {self._out}",
                                  equation=self.equation, position=len(self.equation))
         want = wanted(wrt, len(arrays), self.equation)
-        slots = self._plan.forward(B, arrays + self._constants(B, arrays), keep_output=False)
-        grads = self._plan.vjp(B, slots, cot, want)[:len(arrays)]
-        grads = [None if g is None else B.cast_like(g, x) for g, x in zip(grads, arrays)]
-        return tuple(unshared(B, grads, arrays + [cot]))
+        everything = arrays + self._constants(B, arrays)
+        plan = self._planned(_itemsize(everything + [cot]))
+        return plan.gradients(B, everything, cot, want)[:len(arrays)]
 
     def _arrays(self, operands, extra=()):
         """The backend and the operands as its arrays, their shapes checked."""

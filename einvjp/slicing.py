@@ -9,7 +9,9 @@ instead of storing, and the search for the cheapest such run under a limit.
   (of the forward, or of the all-operand VJP) fits `limit` bytes with the
   fewest flops, by the exact costs of `einvjp.cost`: first recomputation, then
   labels sliced one by one (the one that lowers the peak most); or an
-  `EinvjpError` naming the smallest peak reachable;
+  `EinvjpError` naming the smallest peak reachable.  The arrays are planned
+  to fit `limit` less an eighth (at most 64 KiB), left for the Python
+  objects a call makes;
 * `cotengra_slices(ge, optimize)` — the labels a cotengra optimizer sliced.
 
 >>> import numpy as np
@@ -170,6 +172,9 @@ def limited(ge, optimize, limit, itemsize, backward, sliced=()):
     module docstring); `sliced`: labels to slice in any case."""
     base = plan_for(ge, optimize)
     path, sliced = base.path, list(sliced)
+    given = limit
+    if limit is not None:  # room for the interpreter's own objects during the call
+        limit = limit - min(limit // 8, 65536)
     if not sliced and (limit is None or _figures(base, itemsize, backward)[0] <= limit):
         return base
     smallest = None
@@ -185,8 +190,9 @@ def limited(ge, optimize, limit, itemsize, backward, sliced=()):
         candidates = _candidates(ge, sliced, base)
         if not candidates:
             raise MemoryLimitError(
-                f"memory_limit={limit} bytes: no plan of {ge.equation()} fits; the smallest "
-                f"peak reachable, slicing every label, is {smallest} bytes")
+                f"memory_limit={given} bytes: no plan of {ge.equation()} fits; the smallest "
+                f"peak reachable, slicing every label, is {smallest} bytes (and 1/8 more, "
+                f"at most 64 KiB, is kept for the call's Python objects)")
         best = None
         for lab in candidates:
             trial = sliced + [lab]
