@@ -44,6 +44,7 @@ from jax.scipy.special import erf
 
 from einvjp.backend import Backend, basic_index
 from einvjp.backends._array_api import kernels
+from einvjp.backends._jax_slices import sliced
 from einvjp.errors import EinvjpError
 from einvjp.ge import GE
 from einvjp.plan import plan_for
@@ -142,20 +143,9 @@ def apply(plan, arrays):
 @functools.lru_cache(maxsize=256)
 def _sliced(plan):
     """A sliced plan as a function whose VJP is the sliced VJP (each slice
-    recomputed, not kept)."""
-
-    @jax.custom_vjp
-    def run(*arrays):
-        return plan(BACKEND, list(arrays))
-
-    def forward(*arrays):
-        return run(*arrays), arrays
-
-    def backward(arrays, cotangent):
-        return tuple(plan.vjp(BACKEND, list(arrays), cotangent, range(plan.n)))
-
-    run.defvjp(forward, backward)
-    return run
+    recomputed, not kept): a loop over the slices, spread over the devices
+    (`einvjp.backends._jax_slices`)."""
+    return sliced(plan, BACKEND)
 
 
 @functools.lru_cache(maxsize=4096)
