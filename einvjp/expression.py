@@ -77,9 +77,12 @@ class ContractExpression:
         self._out = tuple(idx.size for idx in ge.out)
 
     def __repr__(self):
-        head = (f"<ContractExpression({self.equation!r}, constants={self.constants}, "
+        return (f"<ContractExpression({self.equation!r}, constants={self.constants}, "
                 f"shapes={self.shapes})>")
-        return head + "\n" + repr(self._planned(8))
+
+    def __str__(self):
+        """The steps a call runs and their costs (float64)."""
+        return repr(self) + "\n" + repr(self._planned(8))
 
     @property
     def cost(self):

@@ -193,13 +193,22 @@ def limited(ge, optimize, limit, itemsize, backward, sliced=()):
                 f"memory_limit={given} bytes: no plan of {ge.equation()} fits; the smallest "
                 f"peak reachable, slicing every label, is {smallest} bytes (and 1/8 more, "
                 f"at most 64 KiB, is kept for the call's Python objects)")
+        # Each label tried with all intermediates kept and with the
+        # checkpoints that did best so far (all choices come back next round);
+        # the one that lowers the peak most wins (then the fewer flops).
+        lowest = min(figures, key=lambda t: t[0])[1].every
         best = None
         for lab in candidates:
-            trial = sliced + [lab]
-            for every in _checkpoints(len(base.steps), backward):
-                figure = _figures(SlicedPlan(ge, trial, path, every), itemsize, backward)
+            for every in {None, lowest}:
+                figure = _figures(SlicedPlan(ge, sliced + [lab], path, every), itemsize,
+                                  backward)
                 if best is None or figure < best[0]:
                     best = (figure, lab)
+        if math.prod(lab.size for lab in sliced) > 1 << 24:
+            raise MemoryLimitError(
+                f"memory_limit={given} bytes: no plan of {len(ge.terms)} operands found that "
+                f"fits within 2^24 slices; the smallest peak reached is {smallest} bytes (and "
+                f"1/8 more, at most 64 KiB, is kept for the call's Python objects)")
         sliced.append(best[1])
 
 

@@ -13,6 +13,7 @@ import einvjp
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OPTIONAL = {"einvjp.backends.torch": "torch", "einvjp.backends.jax": "jax",
+            "einvjp.backends._jax_slices": "jax",
             "einvjp.testing": "hypothesis"}
 
 
