@@ -171,7 +171,12 @@ def limited(ge, optimize, limit, itemsize, backward, sliced=()):
     """The cheapest plan of `ge` whose peak fits `limit` bytes (see the
     module docstring); `sliced`: labels to slice in any case."""
     base = plan_for(ge, optimize)
-    path, sliced = base.path, list(sliced)
+    sliced = list(sliced)
+    # The sliced GE along the forward's path, or planned anew (slicing a
+    # label may change the best order: a batch label gone, say).
+    paths = [base.path]
+    if not isinstance(optimize, (list, tuple)):
+        paths.append(optimize if isinstance(optimize, str) else "auto")
     given = limit
     if limit is not None:  # room for the interpreter's own objects during the call
         limit = limit - min(limit // 8, 65536)
@@ -179,8 +184,8 @@ def limited(ge, optimize, limit, itemsize, backward, sliced=()):
         return base
     smallest = None
     while True:
-        options = [SlicedPlan(ge, sliced, path, every) for every in
-                   _checkpoints(len(base.steps), backward)]
+        options = [SlicedPlan(ge, sliced, path, every) for path in paths[:1 + bool(sliced)]
+                   for every in _checkpoints(len(base.steps), backward)]
         figures = [(_figures(o, itemsize, backward), o) for o in options]
         fits = [(flops, o) for (peak, flops), o in figures if limit is None or peak <= limit]
         if fits:
@@ -193,17 +198,19 @@ def limited(ge, optimize, limit, itemsize, backward, sliced=()):
                 f"memory_limit={given} bytes: no plan of {ge.equation()} fits; the smallest "
                 f"peak reachable, slicing every label, is {smallest} bytes (and 1/8 more, "
                 f"at most 64 KiB, is kept for the call's Python objects)")
-        # Each label tried with all intermediates kept and with the
-        # checkpoints that did best so far (all choices come back next round);
-        # the one that lowers the peak most wins (then the fewer flops).
+        # Each label tried along each path, with all intermediates kept and
+        # with the checkpoints that did best so far (all choices come back
+        # next round); the one that lowers the peak most wins (then the
+        # fewer flops).
         lowest = min(figures, key=lambda t: t[0])[1].every
         best = None
         for lab in candidates:
-            for every in {None, lowest}:
-                figure = _figures(SlicedPlan(ge, sliced + [lab], path, every), itemsize,
-                                  backward)
-                if best is None or figure < best[0]:
-                    best = (figure, lab)
+            for path in paths:
+                for every in {None, lowest}:
+                    figure = _figures(SlicedPlan(ge, sliced + [lab], path, every), itemsize,
+                                      backward)
+                    if best is None or figure < best[0]:
+                        best = (figure, lab)
         if math.prod(lab.size for lab in sliced) > 1 << 24:
             raise MemoryLimitError(
                 f"memory_limit={given} bytes: no plan of {len(ge.terms)} operands found that "

@@ -56,7 +56,7 @@ def test_derived_equations_match_torch_autograd(case, seed):
     torch = pytest.importorskip("torch")
     eq, ops, u, sizes = _work(case, seed)
     found, ell = label_sizes(eq, case.shapes, sizes)
-    found["..."] = ell
+    found["."] = ell  # the token einvjp.testing's standard_form reads for "..."
     std, extras, summed = standard_form(eq, found)
     xs = [torch.tensor(x, requires_grad=True) for x in ops]
     consts = [torch.eye(n, dtype=torch.float64) if kind == "delta" else
