@@ -96,6 +96,14 @@ class NumpyBackend(Backend):
         return x.copy() if isinstance(x, np.ndarray) else x
 
     @staticmethod
+    def owner(x):
+        """The object at the root of x's chain of bases (`as_strided` views
+        pass through a wrapper that has a `base` too)."""
+        while getattr(x, "base", None) is not None:
+            x = x.base
+        return id(x)
+
+    @staticmethod
     def shares_memory(x, y):
         return isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and \
             np.may_share_memory(x, y)

@@ -402,6 +402,11 @@ class TorchBackend(Backend):
     shares_memory = staticmethod(shares_memory)
     cast_like = staticmethod(cast_like)
     conj = staticmethod(conj)
+
+    @staticmethod
+    def owner(x):
+        """The storage a tensor views."""
+        return x.untyped_storage().data_ptr() if isinstance(x, torch.Tensor) else id(x)
     apply = staticmethod(apply)
     differentiable = staticmethod(differentiable)
 

@@ -86,6 +86,11 @@ class Backend:
     def zeros_like(self, x):
         raise NotImplementedError
 
+    def owner(self, x):
+        """What an array's memory belongs to (arrays of different owners
+        never share memory): by default each array its own."""
+        return id(x)
+
 # The top-level module of an array type -> the backend module that runs it.
 _MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax", "jaxlib": "jax"}
 
@@ -153,10 +158,17 @@ def shape_of(x) -> tuple:
 
 def unshared(B, results, given):
     """The results, each copied where it shares memory with a `given` array
-    or an earlier result (the cotangent itself is the gradient of "ij->ij")."""
+    or an earlier result (the cotangent itself is the gradient of "ij->ij").
+    Only arrays on the same buffer (`B.owner`) are compared: linear in the
+    number of arrays, not quadratic."""
+    groups = {}
+    for x in given:
+        groups.setdefault(B.owner(x), []).append(x)
     out = []
     for g in results:
-        if g is not None and any(B.shares_memory(g, o) for o in given + out):
-            g = B.copy(g)
+        if g is not None:
+            if any(B.shares_memory(g, o) for o in groups.get(B.owner(g), ())):
+                g = B.copy(g)
+            groups.setdefault(B.owner(g), []).append(g)
         out.append(g)
     return out

@@ -27,6 +27,7 @@ from .cost import plan_cost, table
 from .errors import EinvjpError
 from .ge import GE
 from .ops import permutation, binary_ops, unary_ops
+from .paths import auto_path
 
 
 def _distinct(labels):
@@ -319,7 +320,7 @@ def _path(inputs, output, optimize):
     if optimize is False:  # as written, left to right (numpy's optimize=False)
         return [(0, 1)] * (len(inputs) - 1)
     if optimize in ("auto", True, None):
-        return _auto_path(sets, out, size_dict)
+        return auto_path(sets, out, size_dict)
     if isinstance(optimize, str):
         try:
             fn = opt_einsum.paths.get_path_fn(optimize)
@@ -373,40 +374,6 @@ def check_optimize(optimize, n):
     if left != 1:
         raise EinvjpError(f"optimize: the path {list(steps)} leaves {left} operands of {n} "
                           f"uncontracted; it must contract them all to one")
-
-
-def _auto_path(sets, out, size_dict):
-    """opt_einsum's "auto", unless its greedy path blows up an intermediate
-    (a hyperedge such as a batch label shared by every site of an MPS makes
-    greedy build outer products): then the cheaper of it and "branch-1"."""
-    path = opt_einsum.paths.auto(sets, out, size_dict, None)
-    cost, largest = _path_cost(sets, out, size_dict, path)
-    biggest = max([_size(s, size_dict) for s in sets] + [_size(out, size_dict)])
-    if len(sets) > 4 and largest > 4 * biggest:
-        method = "branch-1" if len(sets) <= 48 else "random-greedy"
-        other = opt_einsum.paths.get_path_fn(method)(sets, out, size_dict, None)
-        if _path_cost(sets, out, size_dict, other)[0] < cost:
-            path = other
-    return path
-
-
-def _size(labels, size_dict):
-    return math.prod(size_dict[lab] for lab in labels)
-
-
-def _path_cost(sets, out, size_dict, path):
-    """(flops-ish cost, largest intermediate) of a linear path."""
-    sets, cost, largest = list(sets), 0, 0
-    for positions in path:
-        picked = [sets[p] for p in positions]
-        for p in sorted(positions, reverse=True):
-            del sets[p]
-        union = frozenset().union(*picked)
-        keep = union & frozenset(out).union(*sets)
-        cost += _size(union, size_dict)
-        largest = max(largest, _size(keep, size_dict))
-        sets.append(keep)
-    return cost, largest
 
 
 class _Held:
