@@ -641,7 +641,7 @@ def run_size(size, args, slow):
         except Skip as why:
             res.skip = str(why)
         except _limit_errors() if res.limit is not None else () as err:
-            res.skip = harness.short(f"memory_limit not available: {type(err).__name__}: {err}",
+            res.skip = harness.short(f"memory_limit: {type(err).__name__}: {err}",
                                      160)
         except Exception as err:  # noqa: BLE001 - a failing path is a result
             if args.verbose:
@@ -655,7 +655,7 @@ def run_size(size, args, slow):
         res = Result(name, lib, is_einvjp)
         results.append(res)
         attempt(res, builder, {})
-        if args.memory_limit and is_einvjp:
+        if args.memory_limit and is_einvjp and size.family in args.limit_families.split(","):
             limit = memory_limit_bytes(args.memory_limit, res.peak)
             lim = Result(name, lib, True, limit=limit, spec=args.memory_limit)
             if limit is None:
@@ -1066,6 +1066,9 @@ def main(argv=None):
     ap.add_argument("--memory-limit", nargs="?", const="peak/10", default=None,
                     help="add einvjp rows with memory_limit=<bytes>: peak/K (default peak/10) "
                     "or bytes (64M, 1e8)")
+    ap.add_argument("--limit-families", default="peps,tt,ttn",
+                    help="the families that get --memory-limit rows (default peps,tt,ttn: "
+                         "the slice finder plans an MPS slowly and poorly)")
     ap.add_argument("--profile", action="store_true",
                     help="profile einvjp's forward+VJP on the largest MPS")
     ap.add_argument("--plot", action="store_true",

@@ -184,7 +184,7 @@ def eight_devices():
     jax.config.update("jax_enable_x64", True)
     assert jax.device_count() == 8, jax.devices()
     eq, shapes = peps(4, 4)
-    plan, forward, backward = check_limited(eq, shapes, 0.3, [P()])
+    plan, forward, backward = check_limited(eq, shapes, 0.2, [P()])
     assert "shard_map" in forward and "shard_map" in backward
     print(f"peps 4x4 bond 4: {plan.count} slices over 8 devices, shard_map in both jaxprs")
     # 8 slices (one per device), inputs sharded along the sliced batch label;
@@ -241,7 +241,7 @@ def eight_devices():
     whole = lambda a, b, c, w: jnp.einsum("yzab,yzbc,yzcd,zde->yzae", a, b, c, w,
                                           precision=HIGHEST)
     expected, grads = whole(*xs), jax.vjp(whole, *xs)[1](ct)
-    for limit, count in ((0.5 * peak, 16), (0.9 * peak, 2)):
+    for limit, count in ((0.7 * peak, 16), (0.9 * peak, 2)):
         assert einvjp.plan(eq, [(2, 8, 8)] * 4, memory_limit=limit).count == count
         f = jax.jit(jax.shard_map(
             lambda a, b, c, w: einvjp.einsum(eq, a[0], b[0], c[0], w, memory_limit=limit)[None],
