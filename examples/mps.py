@@ -53,7 +53,7 @@ def main():
     logits = einvjp.einsum(eq, *ops)
     ct = np.ones_like(logits)
     grads = einvjp.vjp(eq, ops, ct)
-    limit = plan.cost.vjp.peak * 3 // 4
+    limit = plan.cost.vjp.peak // 2
     limited = einvjp.vjp(eq, ops, ct, memory_limit=limit)
     worst = max(np.abs(a - b).max() / np.abs(a).max() for a, b in zip(grads, limited))
     small = einvjp.plan(eq, [x.shape for x in ops], memory_limit=limit)
