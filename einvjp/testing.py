@@ -33,13 +33,15 @@ from hypothesis import strategies as st
 
 import einvjp
 from .testing_checks import check_program, program_reference
+from .testing_linear import check_linear, shapes_for
 from .testing_programs import RandomProgram, programs
 from .testing_trees import once_in
 
 __all__ = ["EinsumCase", "einsum_cases", "equations", "check_vjp", "reference_einsum",
            "standard_form", "label_sizes", "is_numpy_einsum", "broadcasts",
            "derive_executable", "random_operands", "jax_vjp", "jax_vjp_batch",
-           "programs", "RandomProgram", "check_program", "program_reference"]
+           "programs", "RandomProgram", "check_program", "program_reference",
+           "shapes_for", "check_linear"]
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _ELL = "."  # one token standing for "..." inside this module
