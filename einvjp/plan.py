@@ -269,10 +269,12 @@ class Plan(Contraction):
             ct = cts.pop(step.out, None)
             if ct is None:
                 continue
-            if len(step.ins) > 1:  # a VJP reads the other operand
-                for j, i in enumerate(step.ins):
-                    if any(k in needed for k in step.ins[:j] + step.ins[j + 1:]):
-                        self._slot(B, slots, i)
+            if len(step.ins) == 2:  # each VJP reads the other operand: recompute it if dropped
+                a, b = step.ins
+                if slots[a] is None and b in needed:
+                    self._slot(B, slots, a)
+                if slots[b] is None and a in needed:
+                    self._slot(B, slots, b)
             for j, i in enumerate(step.ins):
                 if i in needed:
                     g = step.vjp(B, j, ct, slots)

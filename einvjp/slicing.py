@@ -194,10 +194,7 @@ def limited(ge, optimize, limit, itemsize, backward, sliced=()):
         smallest = low if smallest is None else min(smallest, low)
         candidates = _candidates(ge, sliced, base)
         if not candidates:
-            raise MemoryLimitError(
-                f"memory_limit={given} bytes: no plan of {ge.equation()} fits; the smallest "
-                f"peak reachable, slicing every label, is {smallest} bytes (and 1/8 more, "
-                f"at most 64 KiB, is kept for the call's Python objects)")
+            raise _no_fit(given, ge, smallest, "with every label sliced")
         # Each label tried along each path, with all intermediates kept and
         # with the checkpoints that did best so far (all choices come back
         # next round); the one that lowers the peak most wins (then the
@@ -212,11 +209,15 @@ def limited(ge, optimize, limit, itemsize, backward, sliced=()):
                     if best is None or figure < best[0]:
                         best = (figure, lab)
         if math.prod(lab.size for lab in sliced) > 1 << 24:
-            raise MemoryLimitError(
-                f"memory_limit={given} bytes: no plan of {len(ge.terms)} operands found that "
-                f"fits within 2^24 slices; the smallest peak reached is {smallest} bytes (and "
-                f"1/8 more, at most 64 KiB, is kept for the call's Python objects)")
+            raise _no_fit(given, ge, smallest, "within 2^24 slices")
         sliced.append(best[1])
+
+
+def _no_fit(limit, ge, smallest, where):
+    return MemoryLimitError(
+        f"memory_limit={limit} bytes: no plan of {len(ge.terms)} operand(s) fits {where}; "
+        f"the smallest peak reached is {smallest} bytes (and 1/8 more, at most 64 KiB, is "
+        f"kept for the call's Python objects)")
 
 
 def _checkpoints(steps, backward):
