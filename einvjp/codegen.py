@@ -47,7 +47,6 @@ def run(v0):
 
 from __future__ import annotations
 
-import itertools
 import math
 from functools import partial
 
@@ -85,6 +84,18 @@ class Straightline:
         found = self._code.get(sig)
         if found is not None:
             return found[0](*values)
+        order, vals = self.probe(values)
+        found = self._code[sig] = _Writer(self, order, vals).write()
+        if self.B.staged:
+            # Under jax.jit this call is the trace, made once per signature:
+            # the code written for it, not the interpreter's probe, is what
+            # XLA compiles (the probe's ops are dead and dropped).
+            return found[0](*values)
+        return tuple(vals[o] for o in self.outputs)
+
+    def probe(self, values):
+        """(the nodes to write, operands first; every node's value at these
+        values, from the interpreter)."""
         vals = dict(self.fixed)
         vals.update(zip(self.given, values))
         like = _like(values)
@@ -98,13 +109,7 @@ class Straightline:
                 raise ProgramError(f"no value for input {node.name!r}")
             vals[node] = evaluate_node(node, [vals[a] for a in getattr(node, "args", ())],
                                        self.B, like)
-        found = self._code[sig] = _Writer(self, order, vals).write()
-        if self.B.staged:
-            # Under jax.jit this call is the trace, made once per signature:
-            # the code written for it, not the interpreter's probe, is what
-            # XLA compiles (the probe's ops are dead and dropped).
-            return found[0](*values)
-        return tuple(vals[o] for o in self.outputs)
+        return order, vals
 
     def source(self, values):
         """The code written for values like these, once a call has written it."""
@@ -127,22 +132,28 @@ class _Writer:
     def __init__(self, code, order, probe, counts=None):
         self.code, self.order, self.probe = code, order, probe
         self.counts = counts or {}  # source of a pairwise product -> how often written
+        self._counts = {}  # prefix of a variable's name -> the names given so far
         self.seen, self.hoisted = {}, {}
         self.times = {}  # source of f(x) -> (source of f_times, x): g * f(x) in one call
         self.parts = {}  # a contraction ending in a product -> (op, a, b)
         self.inline = set()  # the nodes written into their (one) reader (see lines_for)
         self.B = code.B
         self.env = {op: getattr(self.B, op) for op in self.OPS}
-        self.params = [f"v{k}" for k in range(len(code.given))]
+        self.params = [self.fresh("v") for _ in code.given]
         self.var = {}
         for name, node in zip(self.params, code.given):  # a node given twice: its first
             self.var.setdefault(node, name)
         self.var.update((node, self.const(v)) for node, v in code.fixed.items())
-        self.names = itertools.count(len(code.given))
         arrays = [n for n in code.given if not _is_number(probe[n])]
         self.like_node = arrays[0] if arrays else None  # see `_numbers_like`
         self.like = self.var[arrays[0]] if arrays else "None"
         self.lines = []
+
+    def fresh(self, prefix, node=None):
+        """A new variable's name (`node`: the node it holds, if any)."""
+        k = self._counts.get(prefix, 0)
+        self._counts[prefix] = k + 1
+        return f"{prefix}{k}"
 
     def known(self, node):
         """The number a node always has (a constant, a fixed input), else None."""
@@ -174,12 +185,16 @@ class _Writer:
         """Writes the function twice: the first time counts the pairwise
         products written more than once (across nodes), which the second
         computes once into a temporary."""
-        first = _Writer(self.code, self.order, self.probe)
-        first.lines_for()
-        second = _Writer(self.code, self.order, self.probe, first.seen)
-        source = second.lines_for()
+        second, source = self.written()
         exec(source, second.env)  # noqa: S102 - code written from the graph, no user text
         return second.env["run"], source
+
+    def written(self):
+        """(the writer of the second pass, the function's source)."""
+        first = type(self)(self.code, self.order, self.probe)
+        first.lines_for()
+        second = type(self)(self.code, self.order, self.probe, first.seen)
+        return second, second.lines_for()
 
     def lines_for(self):
         """The source of the function.  A contraction read once, by an Add,
@@ -211,16 +226,12 @@ class _Writer:
                 dead.setdefault(max(position[r] for r in rs), []).append(node)
         for k, node in enumerate(self.order):
             if isinstance(node, Const):  # written where it is read
-                literal = _literal(self.probe[node])
-                if literal is None:  # inf, nan: a name bound to the number
-                    literal = f"n{len(self.env)}"
-                    self.env[literal] = self.probe[node]
-                self.var[node] = literal
+                self.var[node] = self.const(self.probe[node])
                 continue
             if node in inline:
                 self.var[node] = self.expression(node)
                 continue
-            self.var[node] = f"v{next(self.names)}"
+            self.var[node] = self.fresh("v", node)
             self.lines.append(f"{self.var[node]} = {self.expression(node)}")
             if dead.get(k):
                 self.lines.append(f"del {', '.join(self.var[n] for n in dead[k])}")
@@ -236,7 +247,7 @@ class _Writer:
             return text
         name = self.hoisted.get(text)
         if name is None:
-            name = self.hoisted[text] = f"t{len(self.hoisted)}"
+            name = self.hoisted[text] = self.fresh("t")
             self.lines.append(f"{name} = {text}")
         return name
 
@@ -310,16 +321,15 @@ class _Writer:
                 text = f"({' + '.join(xs + [self.const(p) for p in params])})"
             elif name == "as_array" and values is not None and len(args) == 2 and \
                     args[0] < ops.n_in - 1 and self.known(node.args[args[0]]) is not None:
-                text = self.bind(LOCAL[name](self.B, values[args[0]], values[args[1]], *params))
+                text = self.constant_array(values[args[0]], values[args[1]], xs[1], params)
             elif name in LOCAL and name != "add_scaled":
-                text = f"{self.bind(partial(LOCAL[name], self.B), name)}" \
-                       f"({', '.join(xs + [repr(p) for p in params])})"
+                text = self.local(name, xs, params)
             elif name == "add_scaled":
                 text = self.accumulate(node, ops, args, xs, params[0])
             elif name in ("scale", "add") and params:
-                text = f"{name}({xs[0]}, {self.scalar(params[0], node)})"
+                text = self.call(name, [xs[0], self.scalar(params[0], node)])
             else:
-                text = f"{name}({', '.join(xs + [repr(p) for p in params])})"
+                text = self.call(name, xs, params)
             if r == ops.product:
                 text, fold = self.step_product(ops, r, name, xs, text)
             regs.append(text)
@@ -327,17 +337,32 @@ class _Writer:
             return regs[-1], fold[1]
         return regs[-1], None
 
+    def call(self, name, args, params=()):
+        """The source of the backend operation `name` on the sources `args`
+        with the parameters `params` (values)."""
+        return f"{name}({', '.join(list(args) + [repr(p) for p in params])})"
+
+    def local(self, name, args, params):
+        """The source of an operation of `LOCAL` (not a backend method)."""
+        return f"{self.bind(partial(LOCAL[name], self.B), name)}" \
+               f"({', '.join(list(args) + [repr(p) for p in params])})"
+
+    def constant_array(self, value, like, like_source, params):
+        """A number made an array once, while writing (`as_array`)."""
+        return self.bind(LOCAL["as_array"](self.B, value, like, *params))
+
     def step_product(self, ops, r, name, xs, text):
         """A plan step's pairwise product: g * f(x) as f_times(g, x), shared
         when written more than once, and its fold into a sum."""
         fused = [(self.times[x], y) for x, y in ((xs[0], xs[-1]), (xs[-1], xs[0]))
                  if x in self.times] if name == "multiply" else []
         args = ops.ops[r - ops.n_in][1]
+        plain = True
         if fused and ops.shapes[args[0]] == ops.shapes[args[1]]:  # g * f(x) as f_times(g, x)
             (times, x), g = fused[0]
-            text = f"{times}({g}, {x})"
+            text, plain = f"{times}({g}, {x})", False
         shared, fold = self.shared(text), None
-        if shared == text and name == "multiply" and text.startswith("multiply("):
+        if shared == text and name == "multiply" and plain:
             fold = (r, ("add_product", xs[0], xs[1]))
         elif shared == text and name == "matmul" and len(ops.shapes[r]) == 2:
             fold = (r, ("add_matmul", xs[0], xs[1]))
@@ -351,14 +376,14 @@ class _Writer:
         if not self.uniform(node):
             text = f"{self.bind(partial(LOCAL['contract'], self.B), 'contract')}(" \
                    f"{', '.join(sources)}, {self.bind(plan, 'p')})"
-            return (f"scale({text}, {factor})" if factor else text), None
+            return (self.call("scale", [text, factor]) if factor else text), None
         slots = [(x, ops.shapes[a]) for x, a in zip(sources, args)]
         sizes = [math.prod(s) for _, s in slots] + [
             math.prod(int(lab.size) for lab in step.ge.out) for step in plan.steps]
         target = sizes.index(min(sizes)) if factor else -1
 
         def scaled(k, x):
-            return f"scale({x}, {factor})" if k == target else x
+            return self.call("scale", [x, factor]) if k == target else x
         slots = [(scaled(k, x), s) for k, (x, s) in enumerate(slots)]
         product = None
         for step in plan.steps:
@@ -372,12 +397,12 @@ class _Writer:
         acc, x = xs
         product = self.folded(node, node.args[args[1]]) if args[1] < ops.n_in - 1 else None
         if product is not None:
-            return f"{product[0]}({acc}, {product[1]}, {product[2]}, {self.const(c)})"
+            return self.call(product[0], [acc, product[1], product[2], self.const(c)])
         if c == 1:
-            return f"add({acc}, {x})"
+            return self.call("add", [acc, x])
         if c == -1:
-            return f"subtract({acc}, {x})"
-        return f"add({acc}, scale({x}, {self.scalar(c, node)}))"
+            return self.call("subtract", [acc, x])
+        return self.call("add", [acc, self.call("scale", [x, self.scalar(c, node)])])
 
     def folded(self, node, a):
         """The product that operand `a` of the Add `node` is, as it is (a
