@@ -139,7 +139,7 @@ class _Writer:
         self.inline = set()  # the nodes written into their (one) reader (see lines_for)
         self.B = code.B
         self.env = {op: getattr(self.B, op) for op in self.OPS}
-        self.params = [self.fresh("v") for _ in code.given]
+        self.params = [self.fresh("v", node) for node in code.given]
         self.var = {}
         for name, node in zip(self.params, code.given):  # a node given twice: its first
             self.var.setdefault(node, name)
@@ -154,6 +154,10 @@ class _Writer:
         k = self._counts.get(prefix, 0)
         self._counts[prefix] = k + 1
         return f"{prefix}{k}"
+
+    def in_place(self, node):
+        """Whether a node's value is written where it is read."""
+        return isinstance(node, Const)
 
     def known(self, node):
         """The number a node always has (a constant, a fixed input), else None."""
@@ -225,7 +229,7 @@ class _Writer:
             if node not in kept and node not in inline and node in position:
                 dead.setdefault(max(position[r] for r in rs), []).append(node)
         for k, node in enumerate(self.order):
-            if isinstance(node, Const):  # written where it is read
+            if self.in_place(node):  # a constant: written where it is read
                 self.var[node] = self.const(self.probe[node])
                 continue
             if node in inline:
@@ -258,6 +262,11 @@ class _Writer:
         if self.number(node) or not isinstance(node, (Contract, Add, Map)) or \
                 not isinstance(node, Map) and all(self.number(a) for a in args):
             return self.interpreted(node)
+        return self.lowered(node)
+
+    def lowered(self, node):
+        """A Contract, Add or Map node's one list of operations, printed."""
+        args = node.args
         numbers = tuple(self.number(a) for a in args)
         known = tuple(self.known(a) for a in args)
         late = ()

@@ -1,7 +1,7 @@
 """Printing programs and derivatives in index notation and LaTeX.
 
 - `render_program`: a program's statements (and the sizes no tensor carries), read
-  back by `compile`
+  back by `compile`; `program_statements`: each statement by its node
 - `Derivative`: a derived VJP printed as a program
 """
 
@@ -141,6 +141,13 @@ def render_program(fmt, outputs, output_names):
     if len(outputs) > 1 or (order and order[-1] is not outputs[0]):
         lines.append("return " + ", ".join(printed[o] for o in outputs))
     return "\n".join(lines), sizes
+
+
+def program_statements(outputs, output_names):
+    """{node: its statement} of the program `render_program` prints."""
+    stmts, _, plain, _ = _program_names(outputs, output_names)
+    lines = render_program(Text(), outputs, output_names)[0].split("\n")
+    return dict(zip(stmts + plain, lines))
 
 
 def _statement(fmt, names, forward, node, letters, reserved=(), sizes=None):
