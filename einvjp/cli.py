@@ -1,14 +1,17 @@
-"""The `einvjp` command: derive, check, demo.
+"""The `einvjp` command: derive, check, demo, emit.
 
     einvjp derive "ik,kj->ij" --wrt 0 --names x,a
     einvjp check "bhqd,bhkd->bhqk" --shapes 2x3x4x5,2x3x6x5
     einvjp demo
+    einvjp emit layer_norm.ein --backend torch --shape x=64x1024 --shape gamma=1024 \
+        --shape beta=1024 --number eps=1e-5 -o layer_norm.py
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import sys
 
 import numpy as np
@@ -49,6 +52,43 @@ def _default_shapes(equation, sizes):
     size = {lab: sizes.get(lab, 2 + n % 3) for n, lab in enumerate(letters)}
     return [tuple(d for lab in t.labels for d in ((2,) if lab == ELLIPSIS else (size[lab],)))
             for t in spec.inputs]
+
+
+def _parse_input_shape(item):
+    """'x=64x1024' -> ('x', (64, 1024)); 'c=-' is a 0-d array (an argparse type)."""
+    name, eq, dims = item.partition("=")
+    if not eq or not name.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"{item!r}: give an input and its shape, e.g. x=64x1024")
+    return name.strip(), _parse_shapes(dims)[0]
+
+
+def _parse_number(item):
+    """'eps=1e-5' -> ('eps', 1e-05); an integer stays one (an argparse type)."""
+    name, eq, text = item.partition("=")
+    try:
+        value = int(text) if text.strip().lstrip("+-").isdigit() else float(text)
+    except ValueError:
+        value = None
+    if not eq or not name.strip().isidentifier() or value is None:
+        raise argparse.ArgumentTypeError(f"{item!r}: give an input and a number, e.g. eps=1e-5")
+    return name.strip(), value
+
+
+def cmd_emit(args, out):
+    path = pathlib.Path(args.file)
+    prog = compile_program(path.read_text(encoding="utf-8"))
+    values = dict(args.shape or ())
+    values.update(args.number or ())
+    name = args.name or "".join(c if c.isalnum() else "_" for c in path.stem).strip("_")
+    if not name.isidentifier():
+        name = "program"
+    text = prog.source(args.backend, name=name, **values)
+    if args.output:
+        pathlib.Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}: {name} for {args.backend}", file=out)
+    else:
+        out.write(text)
+    return 0
 
 
 def cmd_derive(args, out):
@@ -190,6 +230,17 @@ def main(argv=None, out=None):
     p.set_defaults(run=cmd_check)
     p = sub.add_parser("demo", help="the main demo")
     p.set_defaults(run=cmd_demo)
+    p = sub.add_parser("emit", help="write a program and its VJP as a standalone module")
+    p.add_argument("file", help="a file holding the program in index notation")
+    p.add_argument("--backend", choices=("numpy", "torch", "jax"), default="numpy")
+    p.add_argument("--shape", type=_parse_input_shape, action="append",
+                   help="an array input's shape, e.g. x=64x1024 ('x=-' for 0-d)")
+    p.add_argument("--number", type=_parse_number, action="append",
+                   help="a number input, written into the code, e.g. eps=1e-5")
+    p.add_argument("--name", default=None,
+                   help="the function's name (default: the file's name)")
+    p.add_argument("-o", "--output", default=None, help="the file to write (default: stdout)")
+    p.set_defaults(run=cmd_emit)
     args = parser.parse_args(argv)
     try:
         code = args.run(args, out)

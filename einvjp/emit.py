@@ -41,11 +41,14 @@ def forward(x, w):
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 from .backend import load
 from .codegen import Straightline
-from .emit_code import DIALECTS, Context, constants, forward_nodes, function_body, guarded
+from .emit_code import (DIALECTS, Context, comment, constants, forward_nodes, function_body,
+                        guarded)
 from .emit_helpers import EmitError
 from .formats import Text
 from .ir import topo
@@ -166,9 +169,10 @@ class _Module:
         body = "\n".join("    " + line for line in self.text.splitlines())
         numbers = f" {self.numbers} is written into the code as a constant." \
             if self.numbers else ""
+        planned = textwrap.fill(f"Planned for the shapes {self.planned} (any floating-point "
+                                f"dtype).{numbers}", 79)
         return (f'"""{self.name}: a program and its VJP, written by einvjp for {library}.\n\n'
-                f"{body}\n\nPlanned for the shapes {self.planned} (any floating-point "
-                f"dtype).{numbers}\n\n{what}\n\"\"\"")
+                f"{body}\n\n{planned}\n\n{textwrap.fill(what, 79)}\n\"\"\"")
 
     def header(self, library, what):
         imports = [self.context.dialect.module] + [
@@ -182,7 +186,8 @@ class _Module:
         return ", ".join(self.graph.output_names)
 
     def derivative_comments(self, indent):
-        return [f"{indent}# {line}" for d in self.derivatives for line in d.splitlines()]
+        return [indent + c for d in self.derivatives for line in d.splitlines()
+                for c in comment(line)]
 
     # --- one library each
 
@@ -241,7 +246,6 @@ class _Module:
         return self.header("torch", what) + "\n\n\n" + "\n".join(code) + "\n"
 
     def jax(self):
-        plain, outs, _ = self.forward()
         residuals = self.residuals()
         fwd, outs2, _ = self.forward(residuals)
         lines, results, read = self.backward(residuals)
@@ -258,7 +262,7 @@ class _Module:
             f"def {n}({self.params}):",
             f'    """{self.outputs_doc()}, computed from {self.params}; its VJP is the '
             f'one einvjp derived."""',
-            *_indent(plain), f"    return {', '.join(outs)}", "", "",
+            f"    return _{n}_fwd({self.params})[0]", "", "",
             f"def _{n}_fwd({self.params}):",
             *_indent(fwd), f"    return {_tuple(outs2)}, {_tuple(saved, always=True)}", "",
             "",

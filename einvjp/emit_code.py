@@ -13,16 +13,26 @@
 * `guarded(lines, results, flag)`: the lines wrapped in `if` blocks so that
   only the results asked for are computed.
 
->>> guarded(["a = x * 2", "b = a + 1", "c = a - 1", "del a"], ["b", "c"],
-...         lambda ks: " or ".join(f"need[{k}]" for k in ks))
-['if need[0] or need[1]:', '    a = x * 2', 'if need[0]:', '    b = a + 1', \
-'if need[1]:', '    c = a - 1', 'if need[0] or need[1]:', '    del a']
+>>> for line in guarded(["a = x * 2", "b = a + 1", "c = a - 1", "del a", "d = x + 1"],
+...                       ["b", "c", "d"], lambda ks: " or ".join(f"need[{k}]" for k in ks)):
+...     print(line)
+if need[0] or need[1]:
+    a = x * 2
+if need[0]:
+    b = a + 1
+if need[1]:
+    c = a - 1
+if need[0] or need[1]:
+    del a
+if need[2]:
+    d = x + 1
 """
 
 from __future__ import annotations
 
 import ast
 import keyword
+import textwrap
 
 import numpy as np
 
@@ -217,9 +227,16 @@ class Context:
 
 
 def _wish(node):
+    """A variable name for a node: its program name; for a function of one
+    named tensor, the function and the name (`inv_s` for 1 / s)."""
     if isinstance(node, Input) and node.name.startswith("∂l/∂"):
         return "grad_" + node.name[4:]
+    if not node.name and isinstance(node, Map) and len(node.args) == 1 and node.args[0].name:
+        return f"{_SHORT.get(node.prim.name, node.prim.name)}_{node.args[0].name}"
     return node.name or "t"
+
+
+_SHORT = {"reciprocal": "inv"}
 
 
 def constants(order, fixed):
@@ -359,9 +376,45 @@ def function_body(context, outputs, given, values):
     for line in writer.lines:
         node = holds.get(line.split(" = ")[0])
         if node in context.statements:
-            lines.append(f"# {context.statements[node]}")
-        lines.append(line)
+            lines += comment(context.statements[node])
+        lines += split(line, lambda: context.fresh("t"))
     return lines, [writer.var[o] for o in outputs], [n for n in given if n in read]
+
+
+def comment(text, width=88):
+    """`text` as comment lines."""
+    return textwrap.wrap(text, width, initial_indent="# ", subsequent_indent="#     ",
+                         break_on_hyphens=False, break_long_words=False)
+
+
+def split(line, fresh, width=88):
+    """An assignment longer than `width` as several: its largest parts that
+    fit assigned to temporaries first (deleted after it)."""
+    stmt = ast.parse(line).body[0]
+    if len(line) <= width or not isinstance(stmt, ast.Assign):
+        return [line]
+    before, temps = [], []
+    while len(ast.unparse(stmt)) > width:
+        parts = [n for n in ast.walk(stmt.value) if n is not stmt.value and
+                 isinstance(n, (ast.Call, ast.BinOp)) and len(ast.unparse(n)) <= width - 12]
+        if not parts:
+            break
+        part = max(parts, key=lambda n: len(ast.unparse(n)))
+        name = fresh()
+        before.append(f"{name} = {ast.unparse(part)}")
+        temps.append(name)
+        stmt = _Replace(part, name).visit(stmt)
+    return before + [ast.unparse(stmt)] + ([f"del {', '.join(temps)}"] if temps else [])
+
+
+class _Replace(ast.NodeTransformer):
+    def __init__(self, node, name):
+        self.node, self.name = node, name
+
+    def visit(self, node):
+        if node is self.node:
+            return ast.copy_location(ast.Name(self.name, ast.Load()), node)
+        return super().visit(node)
 
 
 def guarded(lines, results, flag):
@@ -373,23 +426,28 @@ def guarded(lines, results, flag):
         if var is not None:
             needs.setdefault(var, set()).add(k)
     every = set(range(len(results)))
+    stmts = [None if line.startswith("#") else ast.parse(line).body[0] for line in lines]
+    for stmt in reversed(stmts):  # what each variable is needed for
+        if isinstance(stmt, ast.Assign):
+            need = needs.get(stmt.targets[0].id, set())
+            for n in ast.walk(stmt.value):
+                if isinstance(n, ast.Name):
+                    needs.setdefault(n.id, set()).update(need)
     steps = []
-    for line in reversed(lines):
-        if line.startswith("#"):
+    for line, stmt in zip(lines, stmts):
+        if stmt is None:
             steps.append((line, None))
-            continue
-        stmt = ast.parse(line).body[0]
-        if isinstance(stmt, ast.Delete):
-            for t in reversed(stmt.targets):
-                steps.append((f"del {t.id}", frozenset(needs.get(t.id, ()))))
-            continue
-        target = stmt.targets[0].id
-        need = needs.get(target, set())
-        for n in ast.walk(stmt.value):
-            if isinstance(n, ast.Name):
-                needs.setdefault(n.id, set()).update(need)
-        steps.append((line, frozenset(need)))
-    steps.reverse()
+        elif isinstance(stmt, ast.Delete):
+            steps += [(f"del {t.id}", frozenset(needs.get(t.id, ()))) for t in stmt.targets]
+        else:
+            steps.append((line, frozenset(needs.get(stmt.targets[0].id, ()))))
+    merged = []
+    for line, need in steps:  # consecutive deletions under one guard: one `del`
+        if merged and line.startswith("del ") and merged[-1][0].startswith("del ") and \
+                merged[-1][1] == need:
+            line = f"{merged.pop()[0]}, {line[4:]}"
+        merged.append((line, need))
+    steps = merged
     out, current = [], None
     for k, (line, need) in enumerate(steps):
         if need is None:  # a comment goes with the line after it

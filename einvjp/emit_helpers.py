@@ -12,11 +12,8 @@ copied: the emitted module imports no einvjp.
 
 >>> import math
 >>> h = Helpers([("math", math, "import math")])
->>> h.ref(math.sqrt, "sqrt"), h.ref(lambda x: math.sqrt(x) + 1, "f")
-('math.sqrt', '_f')
->>> print(h.definitions())
-def _f(x):
-    return math.sqrt(x) + 1
+>>> h.ref(math.sqrt, "sqrt"), h.ref(float("inf"), "c"), h.ref((1, 2.5), "p")
+('math.sqrt', 'float("inf")', '(1, 2.5)')
 >>> h.imports()
 ['import math']
 """

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 from .backend import backend_for
+from .emit import source as emit_source
 from .errors import CotangentError, ProgramError
 from .execute import _NUMBERS, _inexact, _shape, evaluate
 from .graph import _CACHED, Graph, number_key
@@ -254,6 +255,14 @@ class Program:
                                f"{', '.join(g.inputs)}")
         cts, fwd, grads = g.gradients((name,))
         return Derivative(g, name, grads[0], fwd)
+
+    def source(self, backend, *args, name="program", **kwargs):
+        """A standalone Python module computing this program and its VJP
+        with `backend` ("numpy", "torch" or "jax") and no einvjp, planned
+        for these inputs: a shape (a tuple of sizes), an example array or a
+        Python number (written into the code as a constant) per input.  See
+        `einvjp.emit` for what the module holds."""
+        return emit_source(self, backend, self._values(args, kwargs), name)
 
     def _symbolic_graph(self):
         raise ProgramError("give the inputs (their shapes) to print a derivative")
