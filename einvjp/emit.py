@@ -112,12 +112,10 @@ class _Module:
         camel = "".join(w[:1].upper() + w[1:] for w in name.split("_")) or "Program"
         self.camel = camel if camel != name else camel + "Function"
         context.taken.update({name, self.camel, "forward", "vjp", "backward"})
-        for n, node in zip(arrays, self.inputs):  # the arguments keep the program's names
-            if node is not None:
-                context.name(node, n)
-            else:
-                context.taken.add(n)
-        self.params = ", ".join(arrays)
+        # the arguments keep the program's names (one a module name would shadow changed)
+        self.args = [context.name(node, n) if node is not None else context.fresh(n)
+                     for n, node in zip(arrays, self.inputs)]
+        self.params = ", ".join(self.args)
 
     # --- the pieces
 
@@ -197,7 +195,7 @@ class _Module:
         cts = [self.context.name(c) for c in self.cts]
         unpack = f"{cts[0]} = cotangent" if len(cts) == 1 else f"{', '.join(cts)} = cotangent"
         grads = [r if r is not None else f"np.zeros_like({a})"
-                 for r, a in zip(results, self.arrays)]
+                 for r, a in zip(results, self.args)]
         code = [
             f"def forward({self.params}):",
             f'    """{self.outputs_doc()}, computed from {self.params}."""',
@@ -251,10 +249,10 @@ class _Module:
         lines, results, read = self.backward(residuals)
         cts = [self.context.name(c) for c in self.cts]
         saved = [self.context.name(n) for n in read if n not in self.cts]
-        missing = [a for r, a in zip(results, self.arrays) if r is None]
+        missing = [a for r, a in zip(results, self.args) if r is None]
         saved += [a for a in missing if a not in saved]
         grads = [r if r is not None else f"jnp.zeros_like({a})"
-                 for r, a in zip(results, self.arrays)]
+                 for r, a in zip(results, self.args)]
         unpack = f"{cts[0]}" if len(cts) == 1 else "cotangents"
         n = self.name
         code = [

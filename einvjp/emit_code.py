@@ -215,13 +215,14 @@ class Context:
             found = self.names[node] = self.fresh(wish or _wish(node))
         return found
 
-    def fresh(self, base):
-        base = base if base.isidentifier() and not keyword.iskeyword(base) and \
-            not base.startswith("_") else "t"
-        name, k = base, 1
-        while name in self.taken or name in _RESERVED or (base == "t" and k == 1):
+    def fresh(self, base=None):
+        """A name no variable has: `base` (else a temporary's, t1, t2, …)."""
+        usable = base and base.isidentifier() and not keyword.iskeyword(base) and \
+            not base.startswith("_")
+        name, k = (base, 1) if usable else ("t1", 1)
+        while name in self.taken or name in _RESERVED:
             k += 1
-            name = f"{base}{k - 1}" if base == "t" else f"{base}_{k}"
+            name = f"{base}_{k}" if usable else f"t{k}"
         self.taken.add(name)
         return name
 
@@ -233,7 +234,7 @@ def _wish(node):
         return "grad_" + node.name[4:]
     if not node.name and isinstance(node, Map) and len(node.args) == 1 and node.args[0].name:
         return f"{_SHORT.get(node.prim.name, node.prim.name)}_{node.args[0].name}"
-    return node.name or "t"
+    return node.name
 
 
 _SHORT = {"reciprocal": "inv"}
@@ -285,7 +286,7 @@ class SourceWriter(_Writer):
         self.constants = constants(order, code.fixed)
 
     def fresh(self, prefix, node=None):
-        return self.context.name(node) if node is not None else self.context.fresh("t")
+        return self.context.name(node) if node is not None else self.context.fresh()
 
     def in_place(self, node):
         return self.known(node) is not None
@@ -377,7 +378,7 @@ def function_body(context, outputs, given, values):
         node = holds.get(line.split(" = ")[0])
         if node in context.statements:
             lines += comment(context.statements[node])
-        lines += split(line, lambda: context.fresh("t"))
+        lines += split(line, context.fresh)
     return lines, [writer.var[o] for o in outputs], [n for n in given if n in read]
 
 
