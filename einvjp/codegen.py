@@ -208,7 +208,7 @@ class _Writer:
         is written into it; a variable is deleted after the statement that
         reads it last."""
         kept = set(self.code.outputs) | set(self.code.given) | set(self.code.fixed) | {
-            n for n in self.order if isinstance(n, Const)}
+            n for n in self.order if self.in_place(n)}
         readers = {}
         for node in self.order:
             for a in getattr(node, "args", ()):

@@ -47,7 +47,7 @@ import numpy as np
 
 from .backend import load
 from .codegen import Straightline
-from .emit_code import (DIALECTS, Context, comment, constants, forward_nodes, function_body,
+from .emit_code import (DIALECTS, RESERVED, Context, comment, constants, forward_nodes, function_body,
                         guarded)
 from .emit_helpers import EmitError
 from .formats import Text
@@ -110,7 +110,7 @@ class _Module:
         self.arrays, self.probes = arrays, probes
         self.inputs = [graph.inputs.get(n) for n in arrays]
         camel = "".join(w[:1].upper() + w[1:] for w in name.split("_")) or "Program"
-        self.camel = camel if camel != name else camel + "Function"
+        self.camel = camel if camel != name and camel not in RESERVED else camel + "Function"
         context.taken.update({name, self.camel, "forward", "vjp", "backward"})
         # the arguments keep the program's names (one a module name would shadow changed)
         self.args = [context.name(node, n) if node is not None else context.fresh(n)

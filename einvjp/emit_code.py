@@ -187,13 +187,13 @@ class TorchDialect(Dialect):
         if name == "swap_last":
             return f"{receiver(a[0])}.mT"
         if name == "broadcast_to":
-            return f"{receiver(a[0])}.expand({_dims(params[0])})"
+            return f"{receiver(a[0])}.expand({_dims(params[0]) or '()'})"
         return super().other(name, a, params)
 
 
 DIALECTS = {"numpy": NumpyDialect, "torch": TorchDialect, "jax": JaxDialect}
 
-_RESERVED = {"np", "jnp", "jax", "torch", "F", "math", "ctx", "self", "residuals",
+RESERVED = {"np", "jnp", "jax", "torch", "F", "math", "ctx", "self", "residuals",
              "cotangents", "needs"}
 
 
@@ -220,7 +220,7 @@ class Context:
         usable = base and base.isidentifier() and not keyword.iskeyword(base) and \
             not base.startswith("_")
         name, k = (base, 1) if usable else ("t1", 1)
-        while name in self.taken or name in _RESERVED:
+        while name in self.taken or name in RESERVED:
             k += 1
             name = f"{base}_{k}" if usable else f"t{k}"
         self.taken.add(name)
@@ -372,6 +372,13 @@ def function_body(context, outputs, given, values):
     order, probe = code.probe(values)
     writer, _ = SourceWriter(code, order, probe).written()
     read = {a for n in order for a in getattr(n, "args", ())} | set(outputs)
+    results = [writer.var[o] if writer.var[o].isidentifier() else  # a number: an array
+               context.dialect.local("as_array", [writer.var[o], writer.like], ())
+               for o in outputs]
+    used = {n.id for line in writer.lines + results for n in ast.walk(ast.parse(line))
+            if isinstance(n, ast.Name)}
+    if writer.like in used:  # `like` (whose dtype constants take) is read too
+        read.add(writer.like_node)
     holds = {v: n for n, v in writer.var.items()}
     lines = []
     for line in writer.lines:
@@ -379,7 +386,7 @@ def function_body(context, outputs, given, values):
         if node in context.statements:
             lines += comment(context.statements[node])
         lines += split(line, context.fresh)
-    return lines, [writer.var[o] for o in outputs], [n for n in given if n in read]
+    return lines, results, [n for n in given if n in read]
 
 
 def comment(text, width=88):

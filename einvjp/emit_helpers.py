@@ -166,7 +166,7 @@ def _function_tree(fn):
     """The ast of a function (a lambda as a `def` returning its body)."""
     if fn.__name__ != "<lambda>":
         return ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
-    lam = _lambda_node(fn)
+    lam = copy.deepcopy(_lambda_node(fn))  # the file's tree is shared: renaming must not touch it
     return ast.FunctionDef(name=fn.__name__, args=lam.args, body=[ast.Return(lam.body)],
                            decorator_list=[], returns=None, type_params=[])
 

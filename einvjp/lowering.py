@@ -147,6 +147,8 @@ def _add(ops, node, numbers, known, late):
         else:
             shape = broadcast_shape(ops.shapes[acc], ops.shapes[x])
             acc = ops.emit("add_scaled", (acc, x), (c,), shape)
+    if acc is None:  # every term a known number
+        acc, folded = ops.emit("times", (), (number,), None), False
     if folded:  # even a 0 (it may promote, and -0.0 + 0 is 0)
         acc = ops.emit("plus" if ops.shapes[acc] is None else "add", (acc,), (number,),
                        ops.shapes[acc])

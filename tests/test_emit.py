@@ -229,7 +229,7 @@ def test_readme_shows_the_emitted_layer_norm():
 
 @settings(max_examples=8, deadline=None, derandomize=True, database=None,
           phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
-@given(programs(max_statements=4))
+@given(rp=programs(max_statements=4))
 def test_random_programs_emitted_for_numpy_agree_with_einvjp(rp, tmp_path_factory):
     folder = tmp_path_factory.mktemp("emit_random")
     values = rp.values(0)
