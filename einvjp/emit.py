@@ -47,8 +47,8 @@ import numpy as np
 
 from .backend import load
 from .codegen import Straightline
-from .emit_code import (DIALECTS, RESERVED, Context, comment, constants, forward_nodes, function_body,
-                        guarded)
+from .emit_code import Context, comment, constants, forward_nodes, function_body, guarded
+from .emit_dialects import DIALECTS, RESERVED
 from .emit_helpers import EmitError
 from .formats import Text
 from .ir import topo

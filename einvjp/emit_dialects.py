@@ -1,0 +1,179 @@
+"""How each array library writes the operations of a lowered program, for
+emitted source (`einvjp.emit`).
+
+* `Dialect` (`DIALECTS[name]`): each operation of `einvjp.ops` as source in
+  the library's terms — method calls where NumPy, torch and jax.numpy agree
+  (`x.reshape(4, 1)`, `x.sum(1)`), operators (`a @ b`, `x * 0.5`), the
+  library's fused calls (`torch.addcmul`) — and the kernels written as
+  operators (`1 / x`, `x ** 2`); where its functions are looked up;
+* `operand`, `receiver`, `binary`: parentheses where Python needs them.
+
+>>> binary("a + b", "*", "c"), binary("a * b", "-", "c - d"), receiver("x * 2")
+('(a + b) * c', 'a * b - (c - d)', '(x * 2)')
+>>> TorchDialect().op("add_product", ["acc", "a", "b", "1"], (), None, None)
+'torch.addcmul(acc, a, b)'
+"""
+
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+
+from .emit_helpers import EmitError
+
+_PRECEDENCE = {ast.Add: 2, ast.Sub: 2, ast.Mult: 3, ast.MatMult: 3, ast.Div: 3, ast.Pow: 5}
+
+
+def operand(text, op, left=True):
+    """`text` as an operand of the operator `op` ("+", "*", …), in
+    parentheses where Python's precedence needs them."""
+    mine = _PRECEDENCE[type(ast.parse(f"a {op} b", mode="eval").body.op)]
+    node = ast.parse(text, mode="eval").body
+    if isinstance(node, ast.BinOp):
+        theirs = _PRECEDENCE[type(node.op)]
+        fits = theirs > mine or theirs == mine and left and op != "**"
+    elif isinstance(node, ast.UnaryOp):
+        fits = mine < 4
+    elif isinstance(node, ast.Constant):
+        fits = not (isinstance(node.value, complex) or str(node.value).startswith("-"))
+    else:
+        fits = isinstance(node, (ast.Name, ast.Attribute, ast.Call, ast.Subscript))
+    return text if fits else f"({text})"
+
+
+def receiver(text):
+    """`text` as the object of a method call (`x.sum(1)`)."""
+    node = ast.parse(text, mode="eval").body
+    return text if isinstance(node, (ast.Name, ast.Attribute, ast.Call, ast.Subscript)) \
+        else f"({text})"
+
+
+def binary(a, op, b):
+    return f"{operand(a, op)} {op} {operand(b, op, left=False)}"
+
+
+def _dims(values):
+    return ", ".join(str(v) for v in values)
+
+
+def _axes(axes):
+    return str(axes[0]) if len(axes) == 1 else repr(tuple(axes))
+
+
+class Dialect:
+    """How one library writes the operations of `einvjp.ops` (method style
+    where NumPy, torch and jax.numpy agree).  `namespaces`: where its
+    public functions are looked up; `templates`: kernels written as
+    operators (the operands' and parameters' sources -> source)."""
+
+    name = ""
+    module = ""  # the library's import
+    lib = ""  # its name in the source
+    templates = {"reciprocal": lambda x: binary("1", "/", x),
+                 "pow": lambda x, p: binary(x, "**", p), "tpow": lambda x, y: binary(x, "**", y)}
+
+    def namespaces(self):
+        raise NotImplementedError
+
+    def op(self, name, a, params, helpers, B):
+        """Source of operation `name` on sources `a` with `params`."""
+        if name in ("multiply", "scale"):
+            return binary(a[0], "*", a[1] if len(a) > 1 else repr(params[0]))
+        if name == "matmul":
+            return binary(a[0], "@", a[1])
+        if name == "add":
+            return binary(a[0], "+", a[1] if len(a) > 1 else repr(params[0]))
+        if name == "subtract":
+            return binary(a[0], "-", a[1])
+        if name == "transpose":
+            return f"{receiver(a[0])}.{self.permute}({_dims(params[0])})"
+        if name == "reshape":
+            shape = params[0]
+            return f"{receiver(a[0])}.reshape({_dims(shape) if shape else '()'})"
+        if name == "sum":
+            return f"{receiver(a[0])}.sum({_axes(params[0])})" if params[0] else a[0]
+        if name == "add_product":
+            c = "" if a[3] == "1" else f"{operand(a[3], '*')} * "
+            return f"{a[0]} + {c}{binary(a[1], '*', a[2])}"
+        if name == "add_matmul":
+            c = "" if a[3] == "1" else f"{operand(a[3], '*')} * "
+            return f"{a[0]} + {c}{binary(a[1], '@', a[2])}"
+        if name in ("diagonal", "diag_embed"):
+            args = list(a) + [repr(p) for p in params]
+            return f"{helpers.ref(getattr(B, name), name)}({', '.join(args)})"
+        return self.other(name, a, params)
+
+    def other(self, name, a, params):
+        raise EmitError(f"no {self.name} source for the operation {name!r}")
+
+    def local(self, name, a, params):
+        """Source of an operation of `einvjp.ops.LOCAL` (not a kernel)."""
+        like = a[-1] if len(a) > 1 or name == "ones" else "None"
+        dtype = "" if like == "None" else f", dtype={operand(like, '*')}.dtype"
+        if name == "ones":
+            return f"{self.lib}.ones({params[0]!r}{dtype})"
+        if name == "as_array":
+            return f"{self.lib}.{self.asarray}({a[0]}{dtype})"
+        raise EmitError(f"no {self.name} source for the operation {name!r}")
+
+
+class NumpyDialect(Dialect):
+    name, module, lib, permute, asarray = "numpy", "import numpy as np", "np", "transpose", \
+        "asarray"
+
+    def namespaces(self):
+        return [("np", np, self.module), ("np.linalg", np.linalg, self.module),
+                ("np.lib.stride_tricks", np.lib.stride_tricks, self.module)]
+
+    def other(self, name, a, params):
+        if name == "swap_last":
+            return f"{receiver(a[0])}.swapaxes(-1, -2)"
+        if name == "broadcast_to":
+            return f"{self.lib}.broadcast_to({a[0]}, {params[0]!r})"
+        return super().other(name, a, params)
+
+
+class JaxDialect(NumpyDialect):
+    name, module, lib = "jax", "import jax.numpy as jnp", "jnp"
+
+    def namespaces(self):
+        import jax  # noqa: PLC0415
+        import jax.numpy as jnp  # noqa: PLC0415
+        import jax.scipy.special  # noqa: PLC0415
+        return [("jnp", jnp, self.module), ("jnp.linalg", jnp.linalg, self.module),
+                ("jax.scipy.special", jax.scipy.special, "import jax.scipy.special"),
+                ("jax.nn", jax.nn, "import jax"), ("jax.lax", jax.lax, "import jax")]
+
+
+class TorchDialect(Dialect):
+    name, module, lib, permute, asarray = "torch", "import torch", "torch", "permute", \
+        "as_tensor"
+
+    def namespaces(self):
+        import torch  # noqa: PLC0415
+        import torch.nn.functional as F  # noqa: PLC0415, N812
+        return [("torch", torch, self.module), ("torch.special", torch.special, self.module),
+                ("torch.linalg", torch.linalg, self.module),
+                ("F", F, "import torch.nn.functional as F"),
+                ("torch.ops.aten", torch.ops.aten, self.module)]
+
+    def op(self, name, a, params, helpers, B):
+        if name in ("add_product", "add_matmul"):  # torch's fused calls: addcmul, addmm
+            c = "" if a[3] == "1" else f", {'value' if name == 'add_product' else 'alpha'}={a[3]}"
+            call = "addcmul" if name == "add_product" else "addmm"
+            return f"torch.{call}({a[0]}, {a[1]}, {a[2]}{c})"
+        return super().op(name, a, params, helpers, B)
+
+    def other(self, name, a, params):
+        if name == "swap_last":
+            return f"{receiver(a[0])}.mT"
+        if name == "broadcast_to":
+            return f"{receiver(a[0])}.expand({_dims(params[0]) or '()'})"
+        return super().other(name, a, params)
+
+
+DIALECTS = {"numpy": NumpyDialect, "torch": TorchDialect, "jax": JaxDialect}
+
+RESERVED = {"np", "jnp", "jax", "torch", "F", "math", "ctx", "self", "residuals",
+             "cotangents", "needs"}
