@@ -168,7 +168,7 @@ class _Module:
         numbers = f" {self.numbers} is written into the code as a constant." \
             if self.numbers else ""
         planned = textwrap.fill(f"Planned for the shapes {self.planned} (any floating-point "
-                                f"dtype).{numbers}", 79)
+                                f"dtype).{numbers}", 79, break_on_hyphens=False)
         return (f'"""{self.name}: a program and its VJP, written by einvjp for {library}.\n\n'
                 f"{body}\n\n{planned}\n\n{textwrap.fill(what, 79)}\n\"\"\"")
 
@@ -262,7 +262,8 @@ class _Module:
             f'one einvjp derived."""',
             f"    return _{n}_fwd({self.params})[0]", "", "",
             f"def _{n}_fwd({self.params}):",
-            *_indent(fwd), f"    return {_tuple(outs2)}, {_tuple(saved, always=True)}", "",
+            *_indent(fwd), f"    return {outs2[0] if len(outs2) == 1 else _tuple(outs2, always=True)}, "
+            f"{_tuple(saved, always=True)}", "",
             "",
             f"def _{n}_bwd(residuals, {unpack}):",
             *self.derivative_comments("    "),
@@ -281,6 +282,7 @@ def _indent(lines, by=4):
 
 
 def _tuple(items, always=False):
-    if len(items) == 1 and not always:
-        return items[0]
-    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    """Source of a tuple of `items` (one item as it is, unless `always`)."""
+    if len(items) == 1:
+        return f"({items[0]},)" if always else items[0]
+    return f"({', '.join(items)})" if always or not items else ", ".join(items)
