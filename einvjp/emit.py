@@ -208,12 +208,19 @@ class _Module:
         what = "forward(...) computes the program; vjp(cotangent, ...) its gradients."
         return self.header("numpy", what) + "\n\n\n" + "\n".join(code) + "\n"
 
-    def torch(self):
+    def with_residuals(self):
+        """The forward keeping residuals and the backward reading them:
+        (forward lines, outputs, backward lines, gradients, cotangents,
+        what the backward reads of the forward)."""
         residuals = self.residuals()
         fwd, outs, _ = self.forward(residuals)
         lines, results, read = self.backward(residuals)
         cts = [self.context.name(c) for c in self.cts]
-        saved = [self.context.name(n) for n in read if n not in self.cts]
+        return fwd, outs, lines, results, cts, [self.context.name(n) for n in read
+                                                 if n not in self.cts]
+
+    def torch(self):
+        fwd, outs, lines, results, cts, saved = self.with_residuals()
         assigned = {line.split(" = ")[0] for line in lines if " = " in line}
         unset = [r for r in dict.fromkeys(results) if r in assigned]
         body = guarded(lines, results, lambda ks: " or ".join(
@@ -244,11 +251,7 @@ class _Module:
         return self.header("torch", what) + "\n\n\n" + "\n".join(code) + "\n"
 
     def jax(self):
-        residuals = self.residuals()
-        fwd, outs2, _ = self.forward(residuals)
-        lines, results, read = self.backward(residuals)
-        cts = [self.context.name(c) for c in self.cts]
-        saved = [self.context.name(n) for n in read if n not in self.cts]
+        fwd, outs2, lines, results, cts, saved = self.with_residuals()
         missing = [a for r, a in zip(results, self.args) if r is None]
         saved += [a for a in missing if a not in saved]
         grads = [r if r is not None else f"jnp.zeros_like({a})"

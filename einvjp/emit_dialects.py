@@ -17,8 +17,7 @@ emitted source (`einvjp.emit`).
 from __future__ import annotations
 
 import ast
-
-import numpy as np
+import importlib
 
 from .emit_helpers import EmitError
 
@@ -73,8 +72,12 @@ class Dialect:
     templates = {"reciprocal": lambda x: binary("1", "/", x),
                  "pow": lambda x, p: binary(x, "**", p), "tpow": lambda x, y: binary(x, "**", y)}
 
+    spaces = ()  # (source text, module, the import binding it)
+
     def namespaces(self):
-        raise NotImplementedError
+        """Where the library's public functions are looked up (imported now)."""
+        return [(text, importlib.import_module(module), statement)
+                for text, module, statement in self.spaces]
 
     def op(self, name, a, params, helpers, B):
         """Source of operation `name` on sources `a` with `params`."""
@@ -105,7 +108,14 @@ class Dialect:
         return self.other(name, a, params)
 
     def other(self, name, a, params):
+        if name == "swap_last":
+            return self.swap.format(receiver(a[0]))
+        if name == "broadcast_to":
+            return self.broadcast(a[0], params[0])
         raise EmitError(f"no {self.name} source for the operation {name!r}")
+
+    def broadcast(self, x, shape):
+        return f"{self.lib}.broadcast_to({x}, {shape!r})"
 
     def local(self, name, a, params):
         """Source of an operation of `einvjp.ops.LOCAL` (not a kernel)."""
@@ -121,42 +131,33 @@ class Dialect:
 class NumpyDialect(Dialect):
     name, module, lib, permute, asarray = "numpy", "import numpy as np", "np", "transpose", \
         "asarray"
+    swap = "{}.swapaxes(-1, -2)"
 
-    def namespaces(self):
-        return [("np", np, self.module), ("np.linalg", np.linalg, self.module),
-                ("np.lib.stride_tricks", np.lib.stride_tricks, self.module)]
+    spaces = (("np", "numpy", module), ("np.linalg", "numpy.linalg", module),
+              ("np.lib.stride_tricks", "numpy.lib.stride_tricks", module))
 
-    def other(self, name, a, params):
-        if name == "swap_last":
-            return f"{receiver(a[0])}.swapaxes(-1, -2)"
-        if name == "broadcast_to":
-            return f"{self.lib}.broadcast_to({a[0]}, {params[0]!r})"
-        return super().other(name, a, params)
 
 
 class JaxDialect(NumpyDialect):
     name, module, lib = "jax", "import jax.numpy as jnp", "jnp"
 
-    def namespaces(self):
-        import jax  # noqa: PLC0415
-        import jax.numpy as jnp  # noqa: PLC0415
-        import jax.scipy.special  # noqa: PLC0415
-        return [("jnp", jnp, self.module), ("jnp.linalg", jnp.linalg, self.module),
-                ("jax.scipy.special", jax.scipy.special, "import jax.scipy.special"),
-                ("jax.nn", jax.nn, "import jax"), ("jax.lax", jax.lax, "import jax")]
+    spaces = (("jnp", "jax.numpy", module), ("jnp.linalg", "jax.numpy.linalg", module),
+              ("jax.scipy.special", "jax.scipy.special", "import jax.scipy.special"),
+              ("jax.nn", "jax.nn", "import jax"), ("jax.lax", "jax.lax", "import jax"))
 
 
 class TorchDialect(Dialect):
     name, module, lib, permute, asarray = "torch", "import torch", "torch", "permute", \
         "as_tensor"
+    swap = "{}.mT"
+
+    spaces = (("torch", "torch", module), ("torch.special", "torch.special", module),
+              ("torch.linalg", "torch.linalg", module),
+              ("F", "torch.nn.functional", "import torch.nn.functional as F"))
 
     def namespaces(self):
-        import torch  # noqa: PLC0415
-        import torch.nn.functional as F  # noqa: PLC0415, N812
-        return [("torch", torch, self.module), ("torch.special", torch.special, self.module),
-                ("torch.linalg", torch.linalg, self.module),
-                ("F", F, "import torch.nn.functional as F"),
-                ("torch.ops.aten", torch.ops.aten, self.module)]
+        aten = importlib.import_module("torch").ops.aten  # its ops are attributes, made on demand
+        return super().namespaces() + [("torch.ops.aten", aten, self.module)]
 
     def op(self, name, a, params, helpers, B):
         if name in ("add_product", "add_matmul"):  # torch's fused calls: addcmul, addmm
@@ -165,12 +166,8 @@ class TorchDialect(Dialect):
             return f"torch.{call}({a[0]}, {a[1]}, {a[2]}{c})"
         return super().op(name, a, params, helpers, B)
 
-    def other(self, name, a, params):
-        if name == "swap_last":
-            return f"{receiver(a[0])}.mT"
-        if name == "broadcast_to":
-            return f"{receiver(a[0])}.expand({_dims(params[0]) or '()'})"
-        return super().other(name, a, params)
+    def broadcast(self, x, shape):
+        return f"{receiver(x)}.expand({_dims(shape) or '()'})"
 
 
 DIALECTS = {"numpy": NumpyDialect, "torch": TorchDialect, "jax": JaxDialect}
