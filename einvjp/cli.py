@@ -76,7 +76,12 @@ def _parse_number(item):
 
 def cmd_emit(args, out):
     path = pathlib.Path(args.file)
-    prog = compile_program(path.read_text(encoding="utf-8"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        print(f"einvjp: error: cannot read {args.file}: {err.strerror}", file=sys.stderr)
+        return 2
+    prog = compile_program(text)
     values = dict(args.shape or ())
     values.update(args.number or ())
     name = args.name or "".join(c if c.isalnum() else "_" for c in path.stem).strip("_")

@@ -13,6 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 import einvjp
 from einvjp.cli import LAYER_NORM, main
@@ -77,7 +78,7 @@ for case in cases:
         ys = f(*ts)
         outs = list(ys) if isinstance(ys, tuple) else [ys]
         torch.autograd.backward(outs, [torch.tensor(c) for c in cts])
-        grads = [t.grad for t in ts]
+        grads = [torch.zeros_like(t) if t.grad is None else t.grad for t in ts]
         ys = tuple(y.detach() for y in outs) if isinstance(ys, tuple) else ys.detach()
         report[case + " gradcheck"] = bool(torch.autograd.gradcheck(f, ts))
         # only the last input asks for a gradient: backward computes that one
@@ -85,7 +86,8 @@ for case in cases:
         outs = f(*last)
         outs = list(outs) if isinstance(outs, tuple) else [outs]
         torch.autograd.backward(outs, [torch.tensor(c) for c in cts])
-        out["last"] = last[-1].grad.numpy()
+        out["last"] = (torch.zeros_like(last[-1]) if last[-1].grad is None
+                       else last[-1].grad).numpy()
     ys = ys if isinstance(ys, tuple) else (ys,)
     out.update({f"y{k}": np.asarray(y) for k, y in enumerate(ys)})
     out.update({f"g{k}": np.asarray(g) for k, g in enumerate(grads)})
@@ -227,34 +229,66 @@ def test_readme_shows_the_emitted_layer_norm():
     assert len(shown) > 20 and all(line in lines for line in shown)
 
 
-@settings(max_examples=8, deadline=None, derandomize=True, database=None,
-          phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+def _random_cases(folder, library, drawn):
+    """Writes the emitted modules of drawn programs whose outputs are finite:
+    {case: (einvjp's outputs, its gradients in input order)}."""
+    expected = {}
+    for k, rp in enumerate(drawn):
+        values = rp.values(k)
+        prog = einvjp.compile(rp.text, sizes=rp.sizes)
+        ys = prog(**values)
+        ys = ys if isinstance(ys, tuple) else (ys,)
+        if not all(np.all(np.isfinite(y)) for y in ys):
+            continue
+        cts = [np.random.default_rng(k).normal(size=np.shape(y)) for y in ys]
+        want = prog.vjp(cts[0] if len(cts) == 1 else tuple(cts), **values)
+        arrays = [n for n in prog.input_names if not isinstance(values[n], float)]
+        case = f"random{k}"
+        source = prog.source(library, name=case, **{
+            n: (values[n] if isinstance(values[n], float) else values[n].shape)
+            for n in prog.input_names})
+        (folder / f"{case}_{library}.py").write_text(source)
+        np.savez(folder / f"{case}.in.npz", meta=json.dumps({"inputs": arrays,
+                                                             "outputs": len(cts)}),
+                 **{n: values[n] for n in arrays}, **{f"ct{j}": c for j, c in enumerate(cts)})
+        expected[case] = (ys, [want[n] for n in arrays], source)
+    return expected
+
+
+def _check_random(folder, library, drawn):
+    expected = _random_cases(folder, library, drawn)
+    if not expected:
+        return
+    report, results = run_isolated(folder, library, list(expected))
+    assert not report["einvjp importable"] and not report["einvjp loaded"]
+    for case, (ys, grads, source) in expected.items():
+        got = results[case]
+        for k, y in enumerate(ys):
+            np.testing.assert_allclose(got[f"y{k}"], y, rtol=1e-10, atol=1e-12, err_msg=source)
+        for k, g in enumerate(grads):
+            np.testing.assert_allclose(got[f"g{k}"], g, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{k}\n{source}")
+        if library == "torch":
+            assert report[f"{case} gradcheck"], source
+
+
+_RANDOM = settings(deadline=None, derandomize=True, database=None,
+                   phases=[Phase.explicit, Phase.generate],
+                   suppress_health_check=list(HealthCheck))
+
+
+@settings(_RANDOM, max_examples=8)
 @given(rp=programs(max_statements=4))
 def test_random_programs_emitted_for_numpy_agree_with_einvjp(rp, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("emit_random")
-    values = rp.values(0)
-    prog = einvjp.compile(rp.text, sizes=rp.sizes)
-    ys = prog(**values)
-    ys = ys if isinstance(ys, tuple) else (ys,)
-    if not all(np.all(np.isfinite(y)) for y in ys):
-        return
-    cts = [np.random.default_rng(1).normal(size=np.shape(y)) for y in ys]
-    want = prog.vjp(cts[0] if len(cts) == 1 else tuple(cts), **values)
-    arrays = [n for n in prog.input_names if not isinstance(values[n], float)]
-    source = prog.source("numpy", name="random", **{
-        n: (values[n] if isinstance(values[n], float) else values[n].shape)
-        for n in prog.input_names})
-    (folder / "random_numpy.py").write_text(source)
-    np.savez(folder / "random.in.npz", meta=json.dumps({"inputs": arrays, "outputs": len(cts)}),
-             **{n: values[n] for n in arrays}, **{f"ct{k}": c for k, c in enumerate(cts)})
-    report, results = run_isolated(folder, "numpy", ["random"])
-    assert not report["einvjp importable"] and not report["einvjp loaded"]
-    got = results["random"]
-    for k, y in enumerate(ys):
-        np.testing.assert_allclose(got[f"y{k}"], y, rtol=1e-10, atol=1e-12, err_msg=source)
-    for k, n in enumerate(arrays):
-        np.testing.assert_allclose(got[f"g{k}"], want[n], rtol=1e-9, atol=1e-12,
-                                   err_msg=f"{n}\n{source}")
+    _check_random(tmp_path_factory.mktemp("emit_random"), "numpy", [rp])
+
+
+@pytest.mark.parametrize("library", ["torch", "jax"])
+@settings(_RANDOM, max_examples=1)
+@given(drawn=st.lists(programs(max_statements=4), min_size=4, max_size=4))
+def test_random_programs_emitted_for_torch_and_jax_agree_with_einvjp(library, drawn,
+                                                                      tmp_path_factory):
+    _check_random(tmp_path_factory.mktemp(f"emit_random_{library}"), library, drawn)
 
 
 def test_cli_emit_writes_a_module(tmp_path):
@@ -279,6 +313,8 @@ def test_cli_emit_errors_name_the_input(tmp_path, capsys):
     program.write_text("y[i] = x[i,j] w[j]")
     assert main(["emit", str(program), "--shape", "x=2x3"]) == 2
     assert "missing input(s) w" in capsys.readouterr().err
+    assert main(["emit", str(tmp_path / "absent.ein")]) == 2
+    assert "cannot read" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["emit", str(program), "--shape", "x=2xa"])
     with pytest.raises(SystemExit):
