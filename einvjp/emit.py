@@ -47,7 +47,8 @@ import numpy as np
 
 from .backend import load
 from .codegen import Straightline
-from .emit_code import Context, comment, constants, forward_nodes, function_body, guarded
+from .emit_code import (Context, comment, constants, function_body, guarded,
+                        residual_nodes)
 from .emit_dialects import DIALECTS, RESERVED
 from .emit_helpers import EmitError
 from .formats import Text
@@ -84,37 +85,36 @@ def source(prog, library, values, name="program"):
     g = prog.graph(**probe)
     if g.constants:
         raise EmitError("the program closes over arrays; pass them as inputs to emit it")
-    arrays = [n for n in prog.input_names if not isinstance(probe[n], _NUMBER)]
-    wrt = prog.wrt_names(probe)
-    cts, fwd, grads = g.gradients(wrt)
     fixed = {g.inputs[n]: probe[n] for n in prog.input_names
              if n in g.inputs and isinstance(probe[n], _NUMBER)}
-    statements = program_statements(fwd, g.output_names)
-    context = Context(DIALECTS[library](), B, fixed, statements)
-    module = _Module(context, g, name, arrays, [probe[n] for n in arrays])
-    module.derivatives = [str(Derivative(g, n, gn, fwd)) for n, gn in zip(wrt, grads)]
-    module.grads = dict(zip(wrt, grads))
-    module.cts, module.fwd = cts, fwd
-    module.text = render_program(Text(), fwd, g.output_names)[0]
-    module.planned = ", ".join(f"{n} {tuple(int(d) for d in probe[n].shape)}" for n in arrays)
-    module.numbers = ", ".join(f"{n} = {probe[n]!r}" for n in prog.input_names if n not in
-                               arrays)
-    return getattr(module, library)()
+    context = Context(DIALECTS[library](), B, fixed)
+    return getattr(_Module(context, g, name, prog, probe), library)()
 
 
 class _Module:
-    """The text of one module, function by function."""
+    """The text of one module, function by function: `numpy()`, `torch()`,
+    `jax()`."""
 
-    def __init__(self, context, graph, name, arrays, probes):
+    def __init__(self, context, graph, name, prog, probe):
         self.context, self.graph, self.name = context, graph, name
-        self.arrays, self.probes = arrays, probes
-        self.inputs = [graph.inputs.get(n) for n in arrays]
+        self.arrays = [n for n in prog.input_names if not isinstance(probe[n], _NUMBER)]
+        self.probes = [probe[n] for n in self.arrays]
+        self.inputs = [graph.inputs.get(n) for n in self.arrays]
+        wrt = prog.wrt_names(probe)
+        self.cts, self.fwd, grads = graph.gradients(wrt)
+        self.grads = dict(zip(wrt, grads))
+        context.statements = program_statements(self.fwd, graph.output_names)
+        self.derivatives = [str(Derivative(graph, n, gn, self.fwd)) for n, gn in zip(wrt, grads)]
+        self.text = render_program(Text(), self.fwd, graph.output_names)[0]
+        self.planned = ", ".join(f"{n} {tuple(int(d) for d in p.shape)}"
+                                 for n, p in zip(self.arrays, self.probes))
+        self.numbers = [f"{n} = {probe[n]!r}" for n in prog.input_names if n not in self.arrays]
         camel = "".join(w[:1].upper() + w[1:] for w in name.split("_")) or "Program"
         self.camel = camel if camel != name and camel not in RESERVED else camel + "Function"
         context.taken.update({name, self.camel, "forward", "vjp", "backward"})
         # the arguments keep the program's names (one a module name would shadow changed)
         self.args = [context.name(node, n) if node is not None else context.fresh(n)
-                     for n, node in zip(arrays, self.inputs)]
+                     for n, node in zip(self.arrays, self.inputs)]
         self.params = ", ".join(self.args)
 
     # --- the pieces
@@ -131,10 +131,9 @@ class _Module:
         return lines, out[:len(self.fwd)], out[len(self.fwd):]
 
     def residuals(self):
-        _, residuals = forward_nodes(self.fwd, [g for g in self.grads.values()
-                                                      if g is not None])
+        kept = residual_nodes(self.fwd, [g for g in self.grads.values() if g is not None])
         numbers = constants(topo(self.fwd, stop=self.context.fixed), self.context.fixed)
-        return [n for n in residuals if n not in numbers]
+        return [n for n in kept if n not in numbers]
 
     def backward(self, residuals):
         """(lines, gradient variables or None, given nodes read): the VJP from
@@ -165,8 +164,10 @@ class _Module:
 
     def docstring(self, library, what):
         body = "\n".join("    " + line for line in self.text.splitlines())
-        numbers = f" {self.numbers} is written into the code as a constant." \
-            if self.numbers else ""
+        numbers = "" if not self.numbers else \
+            f" {self.numbers[0]} is written into the code as a constant." \
+            if len(self.numbers) == 1 else \
+            f" {', '.join(self.numbers)} are written into the code as constants."
         planned = textwrap.fill(f"Planned for the shapes {self.planned} (any floating-point "
                                 f"dtype).{numbers}", 79, break_on_hyphens=False)
         return (f'"""{self.name}: a program and its VJP, written by einvjp for {library}.\n\n'
@@ -191,7 +192,7 @@ class _Module:
 
     def numpy(self):
         fwd, outs, _ = self.forward()
-        lines, results, read = self.backward(None)
+        lines, results, _ = self.backward(None)
         cts = [self.context.name(c) for c in self.cts]
         unpack = f"{cts[0]} = cotangent" if len(cts) == 1 else f"{', '.join(cts)} = cotangent"
         grads = [r if r is not None else f"np.zeros_like({a})"
@@ -221,10 +222,10 @@ class _Module:
 
     def torch(self):
         fwd, outs, lines, results, cts, saved = self.with_residuals()
-        assigned = {line.split(" = ")[0] for line in lines if " = " in line}
-        unset = [r for r in dict.fromkeys(results) if r in assigned]
         body = guarded(lines, results, lambda ks: " or ".join(
             f"ctx.needs_input_grad[{k}]" for k in ks))
+        unset = [r for r in dict.fromkeys(results)  # computed only when asked for
+                 if r is not None and any(line.startswith(f"    {r} = ") for line in body)]
         save = [f"        ctx.save_for_backward({', '.join(saved)})"] if saved else []
         load_saved = [f"        {', '.join(saved)}{',' if len(saved) == 1 else ''} = "
                       f"ctx.saved_tensors"] if saved else []

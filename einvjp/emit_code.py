@@ -38,16 +38,16 @@ from .emit_dialects import RESERVED, binary
 from .emit_helpers import EmitError, Helpers
 from .ir import Add, Const, Contract, Func, Input, Map, topo
 
+
 class Context:
     """What the functions of one emitted module share."""
 
-    def __init__(self, dialect, B, fixed, statements=None):
+    def __init__(self, dialect, B, fixed):
         self.dialect, self.B, self.fixed = dialect, B, dict(fixed)
         self.helpers = Helpers(dialect.namespaces())
-        self.statements = statements or {}  # node -> its statement, printed above its line
+        self.statements = {}  # node -> its statement, printed above its line
         self.names = {}  # node -> variable name
         self.taken = set()
-        self.count = 0
 
     def name(self, node, wish=None):
         """The variable holding `node` in every function of the module."""
@@ -138,9 +138,8 @@ class SourceWriter(_Writer):
         return None
 
     def const(self, value):
-        if hasattr(value, "item") and not hasattr(value, "shape") or \
-                getattr(value, "shape", None) == () and type(value).__module__ == "numpy":
-            value = value.item()  # a NumPy scalar
+        if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+            value = value.item()  # a NumPy scalar: its Python number
         return self.context.helpers.ref(value, "c")
 
     def scalar(self, value, node):
@@ -274,7 +273,7 @@ def guarded(lines, results, flag):
     for k, var in enumerate(results):
         if var is not None:
             needs.setdefault(var, set()).add(k)
-    every = set(range(len(results)))
+    every = {k for k, var in enumerate(results) if var is not None}
     stmts = [None if line.startswith("#") else ast.parse(line).body[0] for line in lines]
     for stmt in reversed(stmts):  # what each variable is needed for
         if isinstance(stmt, ast.Assign):
@@ -312,10 +311,9 @@ def guarded(lines, results, flag):
     return out
 
 
-def forward_nodes(fwd, grads):
-    """(the forward's nodes, the residuals: the forward tensors other than
-    the outputs that the backward reads)."""
+def residual_nodes(fwd, grads):
+    """The forward tensors other than the outputs that the backward reads."""
     forward = set(topo(fwd))
     reads = set(grads).union(*(getattr(n, "args", ()) for n in topo(grads) if n not in forward))
-    return forward, [n for n in topo(fwd) if n in reads and n not in set(fwd)
-                     and not isinstance(n, (Input, Const))]
+    return [n for n in topo(fwd) if n in reads and n not in set(fwd)
+            and not isinstance(n, (Input, Const))]
