@@ -57,9 +57,14 @@ def _default_shapes(equation, sizes):
 def _parse_input_shape(item):
     """'x=64x1024' -> ('x', (64, 1024)); 'c=-' is a 0-d array (an argparse type)."""
     name, eq, dims = item.partition("=")
-    if not eq or not name.strip().isidentifier():
-        raise argparse.ArgumentTypeError(f"{item!r}: give an input and its shape, e.g. x=64x1024")
-    return name.strip(), _parse_shapes(dims)[0]
+    try:
+        shapes = _parse_shapes(dims) if eq and name.strip().isidentifier() else []
+    except argparse.ArgumentTypeError:
+        shapes = []
+    if len(shapes) != 1:
+        raise argparse.ArgumentTypeError(
+            f"{item!r}: give an input and its shape, e.g. x=64x1024 ('x=-' for 0-d)")
+    return name.strip(), shapes[0]
 
 
 def _parse_number(item):

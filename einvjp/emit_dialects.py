@@ -114,13 +114,17 @@ class Dialect:
             return self.broadcast(a[0], params[0])
         raise EmitError(f"no {self.name} source for the operation {name!r}")
 
+    def like(self, x):
+        """The keywords making an array like `x`."""
+        return f", dtype={x}.dtype"
+
     def broadcast(self, x, shape):
         return f"{self.lib}.broadcast_to({x}, {shape!r})"
 
     def local(self, name, a, params):
         """Source of an operation of `einvjp.ops.LOCAL` (not a kernel)."""
         like = a[-1] if len(a) > 1 or name == "ones" else "None"
-        dtype = "" if like == "None" else f", dtype={operand(like, '*')}.dtype"
+        dtype = "" if like == "None" else self.like(receiver(like))
         if name == "ones":
             return f"{self.lib}.ones({params[0]!r}{dtype})"
         if name == "as_array":
@@ -168,6 +172,9 @@ class TorchDialect(Dialect):
 
     def broadcast(self, x, shape):
         return f"{receiver(x)}.expand({_dims(shape) or '()'})"
+
+    def like(self, x):
+        return f", dtype={x}.dtype, device={x}.device"
 
 
 DIALECTS = {"numpy": NumpyDialect, "torch": TorchDialect, "jax": JaxDialect}

@@ -81,3 +81,28 @@ def test_check_takes_shapes_and_sizes():
     assert code == 0 and "shapes [(3,)]" in text
     code, text = run("check", "i,->i", "--shapes", "3,-")
     assert code == 0 and "shapes [(3,), ()]" in text
+
+
+def test_emit_writes_a_standalone_module_to_stdout(tmp_path):
+    program = tmp_path / "bilinear.ein"
+    program.write_text("y[b] = x[b,i] a[i,j] z[b,j] + c")
+    proc = cli("emit", str(program), "--shape", "x=2x3", "--shape", "a=3x4", "--shape", "z=2x4",
+               "--number", "c=0.5")
+    out, err = proc.communicate()
+    assert proc.returncode == 0 and err == ""
+    assert "def vjp(cotangent, x, a, z):" in out and "c = 0.5 is written into the code" in out
+    namespace = {}
+    exec(compile(out, "bilinear.py", "exec"), namespace)  # noqa: S102 - the emitted module
+    import numpy as np
+    x, a, z = np.ones((2, 3)), np.ones((3, 4)), np.ones((2, 4))
+    assert namespace["forward"](x, a, z).tolist() == [12.5, 12.5]
+    assert [g.shape for g in namespace["vjp"](np.ones(2), x, a, z)] == [(2, 3), (3, 4), (2, 4)]
+
+
+def test_emit_usage_errors():
+    for argv, says in ((["--shape", "x=3xb"], "argument --shape: 'x=3xb'"),
+                       (["--number", "c=half"], "argument --number: 'c=half'"),
+                       (["--backend", "cupy"], "argument --backend: invalid choice")):
+        proc = cli("emit", "p.ein", *argv)
+        out, err = proc.communicate()
+        assert proc.returncode == 2 and says in err and "usage: einvjp emit" in err
