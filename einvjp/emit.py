@@ -205,7 +205,7 @@ class _Module:
             f'    """The gradients of {self.params} (in that order), given the cotangent'
             f' of {self.outputs_doc()}."""',
             *self.derivative_comments("    "), f"    {unpack}",
-            *_indent(lines), f"    return {_tuple(grads)}"]
+            *_indent(lines), f"    return {_tuple(grads, always=True)}"]
         what = "forward(...) computes the program; vjp(cotangent, ...) its gradients."
         return self.header("numpy", what) + "\n\n\n" + "\n".join(code) + "\n"
 

@@ -4,7 +4,8 @@
   module being written: a library function by its public name
   (`torch.exp`), a module by an import, a number by its value, and a
   Python function (a backend's kernel, a closure or a lambda) by a copy of
-  its source — renamed `_hint`, its free names resolved the same way;
+  its source — renamed `_hint`, its free names resolved the same way (a
+  list it reads, a cache filled on first use, starts empty);
   `imports()` and `definitions()` are what the module then needs.
 
 An einvjp object other than a function or an exception class cannot be
@@ -97,12 +98,15 @@ class Helpers:
             return repr(obj)
         if isinstance(obj, float):
             return f'float("{obj}")'
-        if isinstance(obj, (tuple, list)):
-            items = [self.ref(v, hint) for v in obj]
-            body = ", ".join(items) + ("," if len(items) == 1 and isinstance(obj, tuple) else "")
-            return f"({body})" if isinstance(obj, tuple) else f"[{body}]"
         if id(obj) in self.names:
             return self.names[id(obj)]
+        if isinstance(obj, tuple):
+            items = [self.ref(v, hint) for v in obj]
+            return f"({', '.join(items)}{',' if len(items) == 1 else ''})"
+        if isinstance(obj, list):  # a cache a function fills on first use: it starts empty
+            name = self._name(obj, hint)
+            self.blocks.append(f"{name} = []")
+            return name
         if isinstance(obj, types.ModuleType):
             return self.module(obj)
         found = self.library(obj)
