@@ -41,6 +41,7 @@ def forward(x, w):
 
 from __future__ import annotations
 
+import keyword
 import textwrap
 
 import numpy as np
@@ -76,7 +77,7 @@ def source(prog, library, values, name="program"):
     """The standalone module (see the module docstring)."""
     if library not in DIALECTS:
         raise EmitError(f"no source for {library!r}: choose one of {', '.join(DIALECTS)}")
-    if not name.isidentifier():
+    if not name.isidentifier() or keyword.iskeyword(name):
         raise EmitError(f"{name!r} is not a Python name")
     B = load(library)
     rng = np.random.default_rng(0)

@@ -325,6 +325,8 @@ def test_source_errors():
     prog = einvjp.compile("y[i] = x[i,j] w[j]")
     with pytest.raises(EmitError, match="choose one of numpy, torch, jax"):
         prog.source("cupy", x=(2, 3), w=(3,))
+    with pytest.raises(EmitError, match="'class' is not a Python name"):
+        prog.source("numpy", x=(2, 3), w=(3,), name="class")
     with pytest.raises(EmitError, match="give each input as a shape"):
         prog.source("numpy", x="2x3", w=(3,))
     text = prog.source("numpy", np.ones((2, 3)), np.ones(3))  # example arrays, positional
