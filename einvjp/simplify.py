@@ -3,11 +3,13 @@
 - `cse`: merge nodes equal up to label renaming
 - `fuse`: inline a Contract read once into its reader (one bigger GE to plan)
 - `cancel`: drop terms that cancel (x - x, up to renaming and distribution)
-- `simplify`: cse, fuse, `stabilize`, cancel, until nothing changes
+- `factor`: take a factor every term of a sum shares out of the sum
+- `simplify`: cse, fuse, `stabilize`, cancel (and factor), until nothing changes
 """
 
 from __future__ import annotations
 
+from .ge import Index
 from .ir import (Add, Call, Const, Contract, contract, is_permutation, is_relabel,
                  is_zero, key, uses)
 from .ir import add as add_node
@@ -214,8 +216,72 @@ def cancel(outputs, depth=3, seen=None):
     return rebuild(outputs, fn)
 
 
-def simplify(outputs, stable=True, rounds=12):
-    """Run the passes until nothing changes (at most `rounds` times)."""
+def _product(node, term):
+    """(coefficient, [(factor, labels)]) of node[term] as a product over the
+    reader's labels; a label it sums gets a fresh Index of its own."""
+    if not isinstance(node, Contract) or len(set(node.out)) != len(node.out):
+        return 1, [(node, tuple(term))]
+    ren = dict(zip(node.out, term))
+    for t in node.terms:
+        for lab in t:
+            if lab not in ren:
+                ren[lab] = Index(lab.name, lab.size)
+    return node.coeff, [(a, tuple(ren[l] for l in t)) for a, t in node.operands()]
+
+
+def _factored(node):
+    """An Add whose terms all multiply one factor read through the same
+    labels of its `out`, a · u + b · u · v = u (a + b v), as that product
+    (the Add returned unchanged when its terms share no factor).  For a
+    Hessian, Σ (c1 X[n,p] + c2 X[n,p]) X[n,q] becomes X[n,p] (c1 + c2)
+    X[n,q]: the sum is one label smaller and the contraction one GEMM."""
+    out = set(node.out)
+    products = [_product(a, t) for a, t in zip(node.args, node.terms)]
+    common = []
+    for f in products[0][1]:
+        if set(f[1]) <= out and all(f in fs for _, fs in products[1:]) and                 products[0][1].count(f) > common.count(f):
+            common.append(f)
+    common = [f for f in common if all(fs.count(f) >= common.count(f) for _, fs in products)]
+    if not common:
+        return node
+    rests = []
+    for (c, fs), coeff in zip(products, node.coeffs):
+        fs = list(fs)
+        for f in common:
+            fs.remove(f)
+        rests.append((c * coeff, fs))
+    carried = {l for _, fs in rests for _, t in fs for l in t}
+    shared = {l for _, t in common for l in t}
+    inner = tuple(l for l in node.out if l in carried or l not in shared)
+    terms = [(contract(fs, inner, c, summed=[l for _, t in fs for l in t if l not in out]),
+              inner, 1) for c, fs in rests]
+    return contract(common + [(add_node(terms, inner), inner)], node.out)
+
+
+def factor(outputs):
+    """Take the factors every term of an Add shares out of it (`_factored`);
+    a transposed (or scaled) Add read once becomes an Add of transposed
+    terms, (A + Aᵀ)ᵀ = Aᵀ + A."""
+    count = uses(outputs)
+
+    def fn(node, new, old):
+        if new != old:
+            node = remake(node, new)
+        if is_relabel(node) and isinstance(node.args[0], Add) and \
+                count.get(old[0], 0) == 1 and node.args[0].name is None:
+            a = node.args[0]
+            ren = dict(zip(a.out, node.terms[0]))
+            node = add_node([(n, tuple(ren[l] for l in t), c * node.coeff)
+                             for n, t, c in zip(a.args, a.terms, a.coeffs)], node.out)
+        if isinstance(node, Add) and len(set(node.out)) == len(node.out):
+            return _factored(node)
+        return node
+    return rebuild(outputs, fn)
+
+
+def simplify(outputs, stable=True, rounds=12, factored=False):
+    """Run the passes until nothing changes (at most `rounds` times);
+    `factored`: factor sums too (see `factor`)."""
     outputs, seen = list(outputs), set()
     for _ in range(rounds):
         new = cse(outputs)
@@ -223,6 +289,8 @@ def simplify(outputs, stable=True, rounds=12):
         if stable:
             new = stabilize(new)
         new = cse(cancel(new, seen=seen))
+        if factored:
+            new = cse(factor(new))
         if all(a is b for a, b in zip(new, outputs)):
             break
         outputs = new
