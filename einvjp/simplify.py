@@ -229,33 +229,75 @@ def _product(node, term):
     return node.coeff, [(a, tuple(ren[l] for l in t)) for a, t in node.operands()]
 
 
+def _size(labels):
+    n = 1
+    for lab in labels:
+        n *= int(lab.size)
+    return n
+
+
+def _match(f, fs, out, ren):
+    """The factor of `fs` equal to f = (node, labels) up to a renaming of
+    summed labels consistent with `ren` (this term's summed label -> the
+    first term's), or None; `ren` is extended by the match."""
+    node, labs = f
+    taken = set(ren.values())
+    for g in fs:
+        if g[0] is not node:
+            continue
+        new = {}
+        for a, b in zip(labs, g[1]):  # a: the first term's label, b: this one's
+            if a in out or b in out:
+                ok = a is b
+            else:
+                ok = ren.get(b, new.get(b, a)) is a and (b in ren or b in new or a not in taken)
+                new[b] = a
+            if not ok:
+                break
+        else:
+            ren.update(new)
+            return g
+    return None
+
+
 def _factored(node):
-    """An Add whose terms all multiply one factor read through the same
-    labels of its `out`, a · u + b · u · v = u (a + b v), as that product
-    (the Add returned unchanged when its terms share no factor).  For a
+    """An Add whose terms all multiply one factor, a · u + b · u · v =
+    u (a + b v), as that product (the Add itself when its terms share no
+    factor).  Labels the terms sum may be shared, the sums renamed alike:
+    Σ_n a[n] X[n,p] + Σ_n b[n] X[n,p] = Σ_n X[n,p] (a[n] + b[n]).  For a
     Hessian, Σ (c1 X[n,p] + c2 X[n,p]) X[n,q] becomes X[n,p] (c1 + c2)
     X[n,q]: the sum is one label smaller and the contraction one GEMM."""
     out = set(node.out)
     products = [_product(a, t) for a, t in zip(node.args, node.terms)]
+    first = products[0][1]
+    rens = [{} for _ in products]
+    rests = [list(fs) for _, fs in products]
     common = []
-    for f in products[0][1]:
-        if set(f[1]) <= out and all(f in fs for _, fs in products[1:]) and                 products[0][1].count(f) > common.count(f):
+    for f in first:
+        trial = [dict(r) for r in rens]
+        found = [_match(f, rest, out, ren) for rest, ren in zip(rests[1:], trial[1:])]
+        if all(g is not None for g in found):
             common.append(f)
-    common = [f for f in common if all(fs.count(f) >= common.count(f) for _, fs in products)]
+            rests[0].remove(f)
+            for rest, g in zip(rests[1:], found):
+                rest.remove(g)
+            rens = [{}] + trial[1:]
     if not common:
         return node
-    rests = []
-    for (c, fs), coeff in zip(products, node.coeffs):
-        fs = list(fs)
-        for f in common:
-            fs.remove(f)
-        rests.append((c * coeff, fs))
-    carried = {l for _, fs in rests for _, t in fs for l in t}
+    bound = {l for _, t in common for l in t if l not in out}
+    terms = []
+    for (c, _), rest, ren, coeff in zip(products, rests, rens, node.coeffs):
+        terms.append((coeff * c, [(a, tuple(ren.get(l, l) for l in t)) for a, t in rest]))
+    carried = {l for _, fs in terms for _, t in fs for l in t}
     shared = {l for _, t in common for l in t}
-    inner = tuple(l for l in node.out if l in carried or l not in shared)
-    terms = [(contract(fs, inner, c, summed=[l for _, t in fs for l in t if l not in out]),
-              inner, 1) for c, fs in rests]
-    return contract(common + [(add_node(terms, inner), inner)], node.out)
+    inner = tuple(l for l in node.out if l in carried or l not in shared) + tuple(
+        l for l in dict.fromkeys(l for _, t in common for l in t) if l in bound)
+    if _size(inner) > max([_size(node.out)] + [_size(t) for _, t in common]):
+        return node  # a sum bigger than the terms and the factor: A[p,j] + A[j,p], not x[j] (…)
+    inside = set(inner)
+    parts = [(contract(fs, inner, c, summed=[l for _, t in fs for l in t if l not in inside]),
+              inner, 1) for c, fs in terms]
+    return contract(common + [(add_node(parts, inner), inner)], node.out)
 
 
 def factor(outputs):
