@@ -30,8 +30,8 @@ TOL of its largest entry: torch.func is held to the same, so the reference is
 two libraries agreeing.  Then warm-up and the median of the timed repeats,
 all paths of one size interleaved round-robin (bench/harness.py), ~--budget
 seconds each, at least 3; a path whose one call exceeds --call-limit is timed
-once.  "jax 1st call" is the jitted function's first call: trace, compile and
-run.  A speedup is a peer's median over einvjp's (> 1: einvjp is faster); the
+once.  "1st call" is a path's first call: for jax trace, compile and run, for
+einvjp the derivation, planning and run (the median is of the later calls).  A speedup is a peer's median over einvjp's (> 1: einvjp is faster); the
 geo-means run over every workload and size.  One thread everywhere by default
 (--threads, as bench/networks.py).  --symbolic prints the Hessian einvjp
 derives for each workload (through its internals: there is no public printer
@@ -181,67 +181,57 @@ def _swap(arrays, k, x):
     return (*arrays[:k], x, *arrays[k + 1:])
 
 
-def paths_jax(w, inputs, v):
+def library(lib):
+    """How a path runs on `lib`: its arrays made from NumPy ones, its jit
+    (jax's only), its wait for a result, and its transforms (jax's or
+    torch.func's grad, hessian, jacfwd, jvp: the same signatures)."""
+    same = lambda a: a  # noqa: E731
+    if lib == "numpy":
+        return SimpleNamespace(convert=same, jit=same, done=same, ad=None)
+    if lib == "torch":
+        import torch
+        import torch.func
+        return SimpleNamespace(convert=torch.from_numpy, jit=same, done=same, ad=torch.func)
     import jax
-    import jax.numpy as jnp
-    names, o = list(inputs), ops("jax")
-    arrays = [jnp.asarray(a) for a in inputs.values()]
-
-    def f(*a):
-        return w.f(o, **dict(zip(names, a)))
-    if w.mixed:
-        i, j = (names.index(n) for n in w.wrt)
-        hess = jax.jit(jax.jacfwd(jax.grad(f, i), j))
-        return {"Hessian": lambda: hess(*arrays).block_until_ready(), "HVP": None}
-    k = names.index(w.wrt)
-    hess = jax.jit(jax.hessian(f, k))
-    hvp = jax.jit(lambda v, *a: jax.jvp(lambda x: jax.grad(f, k)(*_swap(a, k, x)),
-                                        (a[k],), (v,))[1])
-    v = jnp.asarray(v)
-    return {"Hessian": lambda: hess(*arrays).block_until_ready(),
-            "HVP": lambda: hvp(v, *arrays).block_until_ready()}
+    return SimpleNamespace(convert=jax.numpy.asarray, jit=jax.jit,
+                           done=lambda r: r.block_until_ready(), ad=jax)
 
 
-def paths_torch(w, inputs, v):
-    import torch
-    from torch.func import grad, hessian, jacfwd, jvp
-    names, o = list(inputs), ops("torch")
-    arrays = [torch.from_numpy(a) for a in inputs.values()]
+def _paths_peer(lib):
+    def paths(w, inputs, v, prog):
+        L, o, names = library(lib), ops(lib), list(inputs)
+        arrays, v, ad = [L.convert(a) for a in inputs.values()], L.convert(v), L.ad
 
-    def f(*a):
-        return w.f(o, **dict(zip(names, a)))
-    if w.mixed:
-        i, j = (names.index(n) for n in w.wrt)
-        return {"Hessian": lambda: jacfwd(grad(f, i), j)(*arrays), "HVP": None}
-    k = names.index(w.wrt)
-    v = torch.from_numpy(v)
-    return {"Hessian": lambda: hessian(f, k)(*arrays),
-            "HVP": lambda: jvp(lambda x: grad(f, k)(*_swap(arrays, k, x)), (arrays[k],),
-                               (v,))[1]}
+        def f(*a):
+            return w.f(o, **dict(zip(names, a)))
+        if w.mixed:
+            i, j = (names.index(n) for n in w.wrt)
+            mixed = L.jit(ad.jacfwd(ad.grad(f, i), j))
+            return {"Hessian": lambda: L.done(mixed(*arrays)), "HVP": None}
+        k = names.index(w.wrt)
+        hess = L.jit(ad.hessian(f, k))
+        hvp = L.jit(lambda v, *a: ad.jvp(lambda x: ad.grad(f, k)(*_swap(a, k, x)),
+                                         (a[k],), (v,))[1])
+        return {"Hessian": lambda: L.done(hess(*arrays)),
+                "HVP": lambda: L.done(hvp(v, *arrays))}
+    return paths
 
 
 def _paths_einvjp(lib):
     def paths(w, inputs, v, prog):
-        if lib == "numpy":
-            convert, jit, done = (lambda a: a), (lambda fn: fn), (lambda r: r)
-        elif lib == "torch":
-            import torch
-            convert, jit, done = torch.from_numpy, (lambda fn: fn), (lambda r: r)
-        else:
-            import jax
-            convert, jit, done = jax.numpy.asarray, jax.jit, (lambda r: r.block_until_ready())
-        ins, v = {n: convert(a) for n, a in inputs.items()}, convert(v)
-        hess = jit(lambda **a: prog.hessian(w.wrt, **a))
-        out = {"Hessian": lambda: done(hess(**ins)), "HVP": None}
+        L = library(lib)
+        ins, v = {n: L.convert(a) for n, a in inputs.items()}, L.convert(v)
+        hess = L.jit(lambda **a: prog.hessian(w.wrt, **a))
+        out = {"Hessian": lambda: L.done(hess(**ins)), "HVP": None}
         if not w.mixed:
             hvp = getattr(prog, "hvp", None)
             out["HVP"] = NA if hvp is None else \
-                (lambda h: lambda: done(h(v, **ins)))(jit(lambda v, **a: hvp(w.wrt, v, **a)))
+                (lambda h: lambda: L.done(h(v, **ins)))(L.jit(lambda v, **a: hvp(w.wrt, v, **a)))
         return out
     return paths
 
 
-COLUMNS = [("jax", paths_jax), ("torch.func", paths_torch),
+COLUMNS = [("jax", _paths_peer("jax")), ("torch.func", _paths_peer("torch")),
            ("einvjp-numpy", _paths_einvjp("numpy")), ("einvjp-torch", _paths_einvjp("torch")),
            ("einvjp-jax", _paths_einvjp("jax"))]
 HEADS = {"jax": "jax (jit)", "torch.func": "torch.func", "einvjp-numpy": "einvjp numpy",
@@ -274,7 +264,7 @@ def value_error(w, prog, inputs):
 
 def run_size(w, size, args):
     """The cells {(row, column): Cell} of one workload at one size, and the
-    first-call seconds of the jitted jax paths {row: seconds}."""
+    seconds of the first calls {(row, column): seconds}."""
     import einvjp
     rng = np.random.default_rng(sum(map(ord, w.name)))
     inputs = w.make(rng, **size)
@@ -282,11 +272,10 @@ def run_size(w, size, args):
     v = normal(rng, *x.shape)
     prog = einvjp.compile(w.text)
     wrong = value_error(w, prog, inputs)
-    cells, ready, refs, first_jax = {}, [], {}, {}
+    cells, ready, refs, firsts = {}, [], {}, {}
     for col, make_paths in COLUMNS:
-        einvjp_col = col.startswith("einvjp")
         try:
-            fns = make_paths(w, inputs, v, prog) if einvjp_col else make_paths(w, inputs, v)
+            fns = make_paths(w, inputs, v, prog)
         except Exception as e:  # noqa: BLE001
             fns = {row: e for row in ROWS}
         for row in ROWS:
@@ -299,11 +288,10 @@ def run_size(w, size, args):
             try:
                 if isinstance(fn, Exception):
                     raise fn
-                if einvjp_col and wrong:
+                if col.startswith("einvjp") and wrong:
                     raise AssertionError(wrong)
                 result, first, second = harness.first_calls(fn)
-                if col == "jax":
-                    first_jax[row] = first
+                firsts[row, col] = first
                 got = to_numpy(result)
                 if row not in refs:   # the first library that succeeds: jax, else torch.func
                     refs[row] = np.tensordot(refs["Hessian"], v, v.ndim) \
@@ -321,7 +309,7 @@ def run_size(w, size, args):
                                                                200)))
         for (key, _, _), (sec, reps, number, best) in zip(ready, timed):
             cells[key] = Cell(sec, repeats=reps, number=number, err=cells[key].err, best=best)
-    return cells, first_jax
+    return cells, firsts
 
 
 # --------------------------------------------------------------------------
@@ -354,15 +342,16 @@ def workload_table(w, results):
     lines = [f"#### {w.name}: {w.formula}; {what(w)}", "",
              "    " + w.text.replace("\n", "\n    "), "",
              *harness.table_head(["size", "derivative", *(HEADS[c] for c, _ in COLUMNS),
-                                  *(f"{a} / {b}" for a, b in SPEEDUPS), "jax 1st call s"])]
+                                  *(f"{a} / {b}" for a, b in SPEEDUPS), "1st call s: jax / einvjp numpy"])]
     notes = []
-    for size, (cells, first_jax) in results:
+    for size, (cells, first) in results:
         for row in ROWS:
             if not any(r == row for r, _ in cells):
                 continue
             texts = [cells[row, c].text() if (row, c) in cells else "" for c, _ in COLUMNS]
             sp = [fmt(speedup(cells, row, a, b)) for a, b in SPEEDUPS]
-            jit = f"{first_jax[row]:.2f}" if row in first_jax else "—"
+            jit = " / ".join(f"{first[row, c]:.3g}" if (row, c) in first else "—"
+                             for c in ("jax", "einvjp-numpy"))
             lines.append(f"| {size_label(size)} | {row} | " + " | ".join(texts + sp + [jit]) + " |")
             notes += [f"- {size_label(size)}, {row}, {c}: {harness.short(cells[row, c].error, 300)}"
                       for c, _ in COLUMNS if (row, c) in cells
