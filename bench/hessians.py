@@ -343,7 +343,7 @@ def workload_table(w, results):
              "    " + w.text.replace("\n", "\n    "), "",
              *harness.table_head(["size", "derivative", *(HEADS[c] for c, _ in COLUMNS),
                                   *(f"{a} / {b}" for a, b in SPEEDUPS), "1st call s: jax / einvjp numpy"])]
-    notes = []
+    notes = {}   # an error message -> where it was raised
     for size, (cells, first) in results:
         for row in ROWS:
             if not any(r == row for r, _ in cells):
@@ -353,9 +353,11 @@ def workload_table(w, results):
             jit = " / ".join(f"{first[row, c]:.3g}" if (row, c) in first else "—"
                              for c in ("jax", "einvjp-numpy"))
             lines.append(f"| {size_label(size)} | {row} | " + " | ".join(texts + sp + [jit]) + " |")
-            notes += [f"- {size_label(size)}, {row}, {c}: {harness.short(cells[row, c].error, 300)}"
-                      for c, _ in COLUMNS if (row, c) in cells
-                      and cells[row, c].error not in (None, NA)]
+            for c, _ in COLUMNS:
+                if (row, c) in cells and cells[row, c].error not in (None, NA):
+                    notes.setdefault(harness.short(cells[row, c].error, 300), []).append(
+                        f"{size_label(size)} {row} {c}")
+    notes = [f"- {'; '.join(where)}: {msg}" for msg, where in notes.items()]
     return "\n".join(lines + (["", "errors:", "", *notes] if notes else []))
 
 
@@ -422,7 +424,7 @@ def header(args, load_start, load_end, minutes):
 DESCRIPTION = """\
 ## Hessians
 
-    python bench/hessians.py --symbolic --write   # the run below, ~10 min
+    python bench/hessians.py --symbolic --write   # the run below, ~7 min
     python bench/hessians.py --quick               # small sizes, a smoke test
 
 Full Hessians and Hessian-vector products of scalar functions (the formulas
