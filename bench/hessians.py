@@ -31,7 +31,8 @@ two libraries agreeing.  Then warm-up and the median of the timed repeats,
 all paths of one size interleaved round-robin (bench/harness.py), ~--budget
 seconds each, at least 3; a path whose one call exceeds --call-limit is timed
 once.  "1st call" is a path's first call: for jax trace, compile and run, for
-einvjp the derivation, planning and run (the median is of the later calls).  A speedup is a peer's median over einvjp's (> 1: einvjp is faster); the
+einvjp the derivation, planning and run (the median is of the later calls).
+A speedup is a peer's median over einvjp's (> 1: einvjp is faster); the
 geo-means run over every workload and size.  One thread everywhere by default
 (--threads, as bench/networks.py).  --symbolic prints the Hessian einvjp
 derives for each workload (through its internals: there is no public printer
@@ -120,8 +121,8 @@ WORKLOADS = [
              lambda o, X, B: o.einsum("ij,ik,kj->", X, B, X), "X",
              lambda rng, n: dict(X=normal(rng, n, n), B=normal(rng, n, n)),
              [dict(n=30), dict(n=60)], dict(n=5)),
-    Workload("matfact", "‖A − UVᵀ‖²; A (m,m), U, V (m,r)", "f = " + MATFACT[0], MATFACT[1],
-             "U", _matfact, [dict(m=30, r=10), dict(m=100, r=20)], dict(m=6, r=2)),
+    Workload("matfact", "‖A − UVᵀ‖²; A (m,m), U, V (m,r)", "f = " + MATFACT[0],
+             MATFACT[1], "U", _matfact, [dict(m=30, r=10), dict(m=100, r=20)], dict(m=6, r=2)),
     Workload("matfact-UV", "‖A − UVᵀ‖², the mixed block", "f = " + MATFACT[0],
              MATFACT[1], ("U", "V"), _matfact, [dict(m=30, r=10), dict(m=100, r=20)],
              dict(m=6, r=2)),
@@ -342,7 +343,8 @@ def workload_table(w, results):
     lines = [f"#### {w.name}: {w.formula}; {what(w)}", "",
              "    " + w.text.replace("\n", "\n    "), "",
              *harness.table_head(["size", "derivative", *(HEADS[c] for c, _ in COLUMNS),
-                                  *(f"{a} / {b}" for a, b in SPEEDUPS), "1st call s: jax / einvjp numpy"])]
+                                  *(f"{a} / {b}" for a, b in SPEEDUPS),
+                                  "1st call s: jax / einvjp numpy"])]
     notes = {}   # an error message -> where it was raised
     for size, (cells, first) in results:
         for row in ROWS:
@@ -352,7 +354,8 @@ def workload_table(w, results):
             sp = [fmt(speedup(cells, row, a, b)) for a, b in SPEEDUPS]
             jit = " / ".join(f"{first[row, c]:.3g}" if (row, c) in first else "—"
                              for c in ("jax", "einvjp-numpy"))
-            lines.append(f"| {size_label(size)} | {row} | " + " | ".join(texts + sp + [jit]) + " |")
+            cols = [size_label(size), row, *texts, *sp, jit]
+            lines.append("| " + " | ".join(cols) + " |")
             for c, _ in COLUMNS:
                 if (row, c) in cells and cells[row, c].error not in (None, NA):
                     notes.setdefault(harness.short(cells[row, c].error, 300), []).append(
@@ -365,7 +368,7 @@ def summary_table(ws, results):
     """Per workload the geo-mean speedups over its sizes; the last row over
     every workload and size."""
     cols = [(row, a, b) for row in ROWS for a, b in SPEEDUPS]
-    lines = ["#### Speedups, geo-mean over the sizes (peer median / einvjp median; "
+    lines = ["### Speedups, geo-mean over the sizes (peer median / einvjp median; "
              "> 1: einvjp faster)", "",
              *harness.table_head(["workload", *(f"{row}: {a} / {b}" for row, a, b in cols)])]
     every = {k: [] for k in cols}
@@ -394,7 +397,8 @@ def symbolic(w, size):
 
 
 def symbolic_section(ws):
-    lines = ["#### The Hessians einvjp derives (printed through its internals)", ""]
+    lines = ["### The Hessians einvjp derives (printed through its internals; ∂l/∂f, "
+             "the cotangent of f, is 1)", ""]
     for w in ws:
         try:
             text = symbolic(w, w.quick)
