@@ -35,8 +35,7 @@ einvjp the derivation, planning and run (the median is of the later calls).
 A speedup is a peer's median over einvjp's (> 1: einvjp is faster); the
 geo-means run over every workload and size.  One thread everywhere by default
 (--threads, as bench/networks.py).  --symbolic prints the Hessian einvjp
-derives for each workload (through its internals: there is no public printer
-for Hessians yet).  --write puts the tables into bench/README.md between the
+derives for each workload (`prog.derivative(x, order=2)`).  --write puts the tables into bench/README.md between the
 hessians markers.
 """
 
@@ -383,28 +382,18 @@ def summary_table(ws, results):
 
 
 def symbolic(w, size):
-    """The Hessian einvjp derives for `w`, printed as a program: the gradient
-    program differentiated again (einvjp's internals, as prog.hessian does;
-    the cotangent ∂l/∂f is 1 there)."""
+    """The Hessian einvjp derives for `w`, as `prog.derivative(x, order=2)`
+    prints it."""
     import einvjp
-    from einvjp.graph import Graph
     inputs = w.make(np.random.default_rng(0), **size)
-    a, b = w.wrt if w.mixed else (w.wrt, w.wrt)
-    g = einvjp.compile(w.text).graph(**inputs)
-    cts, _, (gnode,) = g.gradients((a,))
-    first = Graph({**g.inputs, cts[0].name: cts[0]}, [gnode], [f"∂f/∂{a}"])
-    return str(Graph(first.inputs, [first.jacobian(b)], ["H"]))
+    return str(einvjp.compile(w.text).derivative(w.wrt, order=2, **inputs))
 
 
 def symbolic_section(ws):
-    lines = ["### The Hessians einvjp derives (printed through its internals; ∂l/∂f, "
-             "the cotangent of f, is 1)", ""]
+    lines = ["### The Hessians einvjp derives (`prog.derivative(x, order=2)`)", ""]
     for w in ws:
-        try:
-            text = symbolic(w, w.quick)
-        except Exception as e:  # noqa: BLE001 - einvjp internals may move
-            text = f"(unavailable: {type(e).__name__}: {e})"
-        lines += [f"{w.name}, {what(w)}:", "", "    " + text.replace("\n", "\n    "), ""]
+        lines += [f"{w.name}, {what(w)}:", "", "    " + symbolic(w, w.quick).replace(
+            "\n", "\n    "), ""]
     return "\n".join(lines)
 
 
