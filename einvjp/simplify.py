@@ -317,8 +317,29 @@ def factor(outputs):
                              for n, t, c in zip(a.args, a.terms, a.coeffs)], node.out)
         if isinstance(node, Add) and len(set(node.out)) == len(node.out):
             return _factored(node)
+        if isinstance(node, Contract) and node.coeff.sign_and_magnitude()[0]:
+            return _sign_inside(node, count, old)
         return node
     return rebuild(outputs, fn)
+
+
+def _sign_inside(node, count, old):
+    """-a (-b + c) as a (b - c): a negative product's sum operand read once,
+    led by a negative term, takes the sign (for printing)."""
+    for k, a in enumerate(node.args):
+        if isinstance(a, Add) and a.name is None and count.get(old[k] if k < len(old)
+                                                                else None, 0) == 1 \
+                and _negative(a.coeffs[0], a.args[0]):
+            flipped = Add(a.args, a.terms, a.out, [-c for c in a.coeffs])
+            args = list(node.args)
+            args[k] = flipped
+            return Contract(args, node.terms, node.out, -node.coeff)
+    return node
+
+
+def _negative(c, term):
+    c = c * term.coeff if isinstance(term, Contract) else c
+    return c.sign_and_magnitude()[0]
 
 
 def in_order(outputs):

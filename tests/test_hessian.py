@@ -164,7 +164,7 @@ def test_printed_closed_forms():
     assert str(lsq.derivative("W", order=2)) == "∂²f/∂W²[p,q,r,s] = 2 M[i,p] M[i,r] δ[q,s]"
     logreg = einvjp.compile(WORKLOADS["logistic regression"][0])
     assert str(logreg.derivative("w", order=2)).splitlines()[-1] == \
-        "∂²f/∂w²[p,q] = -t2[n] y[n]^2 X[n,p] (- 1[n] + t1[n] t2[n]) t1[n] X[n,q]"
+        "∂²f/∂w²[p,q] = t2[n] y[n]^2 X[n,p] (1[n] - t1[n] t2[n]) t1[n] X[n,q]"
 
 
 def test_logistic_regression_hessian_is_one_scaled_product():
