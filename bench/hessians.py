@@ -207,13 +207,15 @@ def _paths_peer(lib):
         if w.mixed:
             i, j = (names.index(n) for n in w.wrt)
             mixed = L.jit(ad.jacfwd(ad.grad(f, i), j))
-            return {"Hessian": lambda: L.done(mixed(*arrays)), "HVP": None}
+            return {"Hessian": lambda: L.done(mixed(*arrays)), "HVP": None, "gradient": None}
         k = names.index(w.wrt)
         hess = L.jit(ad.hessian(f, k))
         hvp = L.jit(lambda v, *a: ad.jvp(lambda x: ad.grad(f, k)(*_swap(a, k, x)),
                                          (a[k],), (v,))[1])
+        grad = L.jit(ad.grad(f, k))
         return {"Hessian": lambda: L.done(hess(*arrays)),
-                "HVP": lambda: L.done(hvp(v, *arrays))}
+                "HVP": lambda: L.done(hvp(v, *arrays)),
+                "gradient": lambda: L.done(grad(*arrays))}
     return paths
 
 
@@ -222,11 +224,13 @@ def _paths_einvjp(lib):
         L = library(lib)
         ins, v = {n: L.convert(a) for n, a in inputs.items()}, L.convert(v)
         hess = L.jit(lambda **a: prog.hessian(w.wrt, **a))
-        out = {"Hessian": lambda: L.done(hess(**ins)), "HVP": None}
+        out = {"Hessian": lambda: L.done(hess(**ins)), "HVP": None, "gradient": None}
         if not w.mixed:
             hvp = getattr(prog, "hvp", None)
             out["HVP"] = NA if hvp is None else \
                 (lambda h: lambda: L.done(h(v, **ins)))(L.jit(lambda v, **a: hvp(w.wrt, v, **a)))
+            grad = L.jit(lambda **a: prog.grad(w.wrt, **a))
+            out["gradient"] = lambda: L.done(grad(**ins))
         return out
     return paths
 
@@ -237,7 +241,7 @@ COLUMNS = [("jax", _paths_peer("jax")), ("torch.func", _paths_peer("torch")),
 HEADS = {"jax": "jax (jit)", "torch.func": "torch.func", "einvjp-numpy": "einvjp numpy",
          "einvjp-torch": "einvjp torch", "einvjp-jax": "einvjp jax (jit)"}
 SPEEDUPS = [("jax", "einvjp-numpy"), ("jax", "einvjp-jax"), ("torch.func", "einvjp-torch")]
-ROWS = ("Hessian", "HVP")
+ROWS = ("Hessian", "HVP", "gradient")
 
 
 # --------------------------------------------------------------------------
@@ -323,6 +327,14 @@ def speedup(cells, row, num, den):
     return a.seconds / b.seconds
 
 
+def _ratio(cells, a, b, col):
+    """cells[a, col] over cells[b, col]: the time of one row over another's."""
+    x, y = cells.get((a, col)), cells.get((b, col))
+    if x is None or y is None or x.error is not None or y.error is not None:
+        return None
+    return x.seconds / y.seconds
+
+
 def fmt(r):
     return "—" if r is None else f"{r:.2f}"
 
@@ -369,15 +381,19 @@ def summary_table(ws, results):
     cols = [(row, a, b) for row in ROWS for a, b in SPEEDUPS]
     lines = ["### Speedups, geo-mean over the sizes (peer median / einvjp median; "
              "> 1: einvjp faster)", "",
-             *harness.table_head(["workload", *(f"{row}: {a} / {b}" for row, a, b in cols)])]
-    every = {k: [] for k in cols}
+             *harness.table_head(["workload", *(f"{row}: {a} / {b}" for row, a, b in cols),
+                                  "einvjp numpy: HVP / gradient"])]
+    cost = ("gradient", "einvjp-numpy", "HVP")  # an HVP over a gradient, both einvjp's
+    every = {k: [] for k in cols + [cost]}
     for w in ws:
         per = {k: [speedup(cells, *k) for _, (cells, _) in results[w.name]] for k in cols}
-        for k in cols:
+        per[cost] = [_ratio(cells, "HVP", "gradient", "einvjp-numpy")
+                     for _, (cells, _) in results[w.name]]
+        for k in per:
             every[k] += per[k]
-        lines.append(f"| {w.name} | " + " | ".join(geomean(per[k]) for k in cols) + " |")
+        lines.append(f"| {w.name} | " + " | ".join(geomean(per[k]) for k in cols + [cost]) + " |")
     lines.append("| **geo-mean, all** | " + " | ".join(f"**{geomean(every[k])}**"
-                                                      for k in cols) + " |")
+                                                      for k in cols + [cost]) + " |")
     return "\n".join(lines)
 
 

@@ -89,6 +89,7 @@ class Graph:
         run, planned and differentiated again like any other:
 
         - ("jacobian", (x,)): ∂outputs[0]/∂x, shape out.shape + x.shape
+        - ("grad", (x,)): ∂f/∂x of the scalar output f
         - ("hessian", (a, b)): ∂²f/∂a∂b of the scalar output f, shape
           a.shape + b.shape: the gradient program's Jacobian
         - ("hvp", (a,)): the Hessian times a tangent input named ∂a, the
@@ -97,6 +98,8 @@ class Graph:
         if key not in self._derivatives:
             if kind == "jacobian":
                 d = self._graph([self.jacobian(names[0])], [f"∂y/∂{names[0]}"])
+            elif kind == "grad":
+                d = self._gradient(names[0])
             elif kind == "hessian":
                 a, b = names
                 f = self.output_names[0]

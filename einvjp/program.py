@@ -256,6 +256,12 @@ class Program:
         identity cotangent, derived once per signature of the inputs."""
         return self._derived("jacobian", (name,), args, kwargs)
 
+    def grad(self, name, /, *args, **kwargs):
+        """∂f/∂name of the scalar output f, shape name.shape: the VJP program
+        at cotangent 1, derived once per signature of the inputs and run as
+        straight-line code (the one gradient; `vjp` gives every input's)."""
+        return self._derived("grad", (name,), args, kwargs)
+
     def hessian(self, name, /, *args, **kwargs):
         """∂²f/∂name² of the scalar output f, shape name.shape + name.shape,
         or with `name` a pair (a, b) the block ∂²f/∂a∂b, shape a.shape +

@@ -251,3 +251,12 @@ def _weighted(rp, prog, values):
     letters = "pqrstuvw"[:len(graph.outputs[0].shape)]
     idx = f"[{','.join(letters)}]" if letters else ""
     return f"L_ = {out}{idx} W_{idx}"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_grad_is_the_vjp_at_one(backend):
+    text, f, make = WORKLOADS["logistic regression"]
+    values = make(np.random.default_rng(4))
+    prog = einvjp.compile(text)
+    want = jax.grad(f, 1)(*[values[n] for n in prog.input_names])
+    np.testing.assert_allclose(_np(prog.grad("w", **_as(backend, values))), want, rtol=1e-12)
