@@ -1,0 +1,499 @@
+"""Checking a hand-written backward against einvjp (a test extra).
+
+- `check_backward(fn, spec)`: your differentiable function — a torch
+  `autograd.Function`'s `apply`, a `jax.custom_vjp` function, or a NumPy
+  `(forward, vjp)` pair — against einvjp's forward and VJP of `spec` (an
+  einsum equation or a compiled program), on drawn shapes, operands and
+  cotangents; with `order=2`, its double backward too
+
+>>> import numpy as np
+>>> forward = lambda x, w: x @ w
+>>> vjp = lambda g, x, w: (g @ w.T, x.T @ g)
+>>> check_backward((forward, vjp), "ij,jk->ik", examples=20)
+>>> wrong = lambda g, x, w: (g @ w.T, (x.T @ g)[::-1])
+>>> check_backward((forward, wrong), "ij,jk->ik")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+AssertionError: check_backward: the gradient of operand 1 is wrong at index (0, 0): expected ...
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, assume, given, settings, strategies as st
+from hypothesis import seed as _seed
+from hypothesis.extra.numpy import arrays
+
+import einvjp
+from .equation import parse
+from .errors import EinvjpError
+from .lang import TextProgram
+from .program import Program
+from .syntax import Ref, walk
+from .testing_linear import _numpy, label_shapes
+
+_LIBRARIES = ("numpy", "torch", "jax")
+_SHOWN = 24  # arrays up to this many entries are printed in a failure
+
+
+def check_backward(fn, spec, shapes=None, *, sizes=None, exact=None, order=1, examples=50,
+                   seed=0, rtol=1e-7, atol=None, min_size=0, max_size=4, broadcast=False,
+                   domains=None, fixed=None, backend=None):
+    """Check `fn`'s forward and gradients against einvjp's on drawn cases.
+
+    `fn` is what you differentiate: a torch callable (`MyFunction.apply`, a
+    function of tensors), a jax function (`jax.custom_vjp` or any function
+    `jax.vjp` accepts), or a NumPy pair `(forward, vjp)` where
+    `vjp(cotangent, *operands)` returns one gradient per operand.  The
+    library is told from `fn` (its type, or the globals its code names);
+    `backend="torch"`, `"jax"` or `"numpy"` says it outright.
+
+    `spec` is an einsum equation (`sizes=` sizes its output-only labels) or
+    an `einvjp.compile(...)` program, whose inputs `fn` takes positionally in
+    `prog.input_names` order.  Operand shapes are drawn (`min_size` to
+    `max_size` per label, equal sizes and sizes 0 and 1 included; with
+    `broadcast`, size-1 dimensions against larger ones) unless `shapes`
+    gives them: a list of shapes, or for a program a {name: shape} dict.  A
+    text program's shapes follow its labels; a traced one needs `shapes`.
+
+    `exact` (the default for an equation) draws operands and cotangents as
+    integers in [-3, 3] and compares exactly: an einsum of small integers is
+    exact in float64, so a wrong gradient cannot hide in a tolerance.  It is
+    right for programs that are polynomials with integer coefficients.
+    `exact=False` (the default for a program) draws floats in [-1, 1] and
+    compares to `rtol` (and `atol`, by default `rtol` times the largest
+    expected entry).  `domains={input: (lo, hi)}` (an input's name, or an
+    operand's position) draws that input elsewhere, e.g. positive for a
+    `log`; `fixed={input: value}` holds an input at a value (a Python number
+    stays a number) without differentiating it.  Cases where einvjp's value
+    or gradients are not finite are skipped.
+
+    `order=2` checks the double backward too (torch, jax): the gradient of
+    Σ ⟨w, gradient⟩ with respect to the operands and the cotangent, against
+    the same taken through einvjp in that library.
+
+    The cases are drawn by hypothesis (`examples` of them, `seed` fixes the
+    draw, None draws afresh) and a failure is shrunk to a small case: an
+    `AssertionError` names the operand, the first wrong index, the expected
+    and the computed entry, the equation and the shapes.
+    """
+    library = _library(fn, backend)
+    if order not in (1, 2):
+        raise ValueError(f"check_backward: order must be 1 or 2, not {order!r}")
+    if order == 2 and library == "numpy":
+        raise ValueError("check_backward: a (forward, vjp) pair has no double backward; "
+                         "order=2 needs a torch or a jax function")
+    spec = _spec(spec, sizes, fixed or {})
+    exact = isinstance(spec, _Equation) if exact is None else exact
+    draw = _Draw(spec, shapes, exact, domains or {}, order, (min_size, max_size, broadcast))
+    run = _runner(library)
+    compare = _Compare(exact, rtol, atol)
+
+    @settings(max_examples=examples, deadline=None, database=None, report_multiple_bugs=False,
+              phases=[Phase.explicit, Phase.generate, Phase.shrink],
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.nested_given])
+    @given(draw.cases())
+    def check_backward_case(case):
+        where = case.describe(spec)
+        try:
+            ys, grads = run.first(fn, case.values, spec.wrt, case.cts)
+        except Exception as err:  # noqa: BLE001 - the user's function failed: say where
+            raise AssertionError(f"check_backward: fn raised {type(err).__name__}: {err}"
+                                 f"\n{where}") from err
+        if len(ys) != len(case.ys):
+            raise AssertionError(f"check_backward: fn returned {len(ys)} output(s), einvjp "
+                                 f"{len(case.ys)}\n{where}")
+        for y, want, name in zip(ys, case.ys, spec.outputs):
+            compare(f"the {name}", y, want, where)
+        if len(grads) != len(case.grads):
+            raise AssertionError(f"check_backward: {len(grads)} gradient(s) for "
+                                 f"{len(case.grads)} operand(s)\n{where}")
+        for g, want, k in zip(grads, case.grads, spec.wrt):
+            compare(f"the gradient of {spec.names[k]}", g, want, where)
+        if order == 2:
+            want = run.second(spec.function(), case.values, spec.wrt, case.cts, case.ws)
+            try:
+                got = run.second(fn, case.values, spec.wrt, case.cts, case.ws)
+            except Exception as err:  # noqa: BLE001
+                raise AssertionError(f"check_backward, order 2: differentiating fn's "
+                                     f"gradients raised {type(err).__name__}: {err}"
+                                     f"\n{where}") from err
+            wrt = [spec.names[k] for k in spec.wrt] + [f"cotangent of the {name}"
+                                                       for name in spec.outputs]
+            for g, w, name in zip(got, want, wrt):
+                compare(f"order 2: the derivative of Σ <w, gradient> with respect to {name}",
+                        g, w, where)
+
+    if seed is not None:
+        check_backward_case = _seed(seed)(check_backward_case)
+    check_backward_case()
+
+
+# --- what is checked: an equation or a program --------------------------------
+
+class _Equation:
+    def __init__(self, equation, sizes):
+        self.equation, self.sizes = equation, sizes
+        self.terms = [term.labels for term in parse(equation).inputs]
+        self.names = [f"operand {k}" for k in range(len(self.terms))]
+        self.wrt, self.outputs, self.fixed = list(range(len(self.terms))), ["output"], {}
+
+    def shapes(self, min_size, max_size, broadcast):
+        return label_shapes(self.terms, min_size, max_size, broadcast=broadcast)
+
+    def forward(self, values):
+        return [np.asarray(einvjp.einsum(self.equation, *values, sizes=self.sizes))]
+
+    def vjp(self, values, cts):
+        return [np.asarray(g) for g in einvjp.vjp(self.equation, values, cts[0],
+                                                  sizes=self.sizes)]
+
+    def function(self):
+        return lambda *xs: einvjp.einsum(self.equation, *xs, sizes=self.sizes)
+
+    def header(self):
+        return f"  equation {self.equation!r}" + (f", sizes {self.sizes}" if self.sizes else "")
+
+
+class _Program:
+    def __init__(self, prog, fixed):
+        unknown = sorted(set(fixed) - set(prog.input_names))
+        if unknown:
+            raise ValueError(f"check_backward: fixed= names {', '.join(unknown)}, not inputs "
+                             f"of the program ({', '.join(prog.input_names)})")
+        self.prog, self.fixed = prog, fixed
+        self.names = [f"input {n!r}" for n in prog.input_names]
+        self.wrt = [k for k, n in enumerate(prog.input_names) if n not in fixed]
+        outputs = getattr(prog, "returns", None)
+        self.outputs = [f"output {n!r}" for n in outputs] if outputs else ["output"]
+
+    def shapes(self, min_size, max_size, broadcast):
+        if not isinstance(self.prog, TextProgram):
+            raise ValueError("check_backward: give shapes= for a traced program (its inputs' "
+                             "ranks are known only once it is called)")
+        if broadcast:
+            raise ValueError("check_backward: broadcast= is for an equation; a program's "
+                             "labels have one size each")
+        terms, known = _program_terms(self.prog)
+        names = self.prog.input_names
+        return label_shapes([terms[names[k]] for k in self.wrt], min_size, max_size,
+                            known=known)
+
+    def forward(self, values):
+        out = self.prog(*values)
+        return [np.asarray(y) for y in (out if isinstance(out, tuple) else (out,))]
+
+    def vjp(self, values, cts):
+        grads = self.prog.vjp(tuple(cts) if len(cts) > 1 else cts[0], *values)
+        return [np.asarray(grads[self.prog.input_names[k]]) for k in self.wrt]
+
+    def function(self):
+        return self.prog
+
+    def header(self):
+        text = "\n".join(f"    {line.strip()}" for line in str(self.prog).splitlines())
+        return f"  program\n{text}" + (f"\n  fixed {self.fixed}" if self.fixed else "")
+
+
+def _spec(spec, sizes, fixed):
+    if isinstance(spec, str):
+        if fixed:
+            raise ValueError("check_backward: fixed= is for a program's inputs")
+        return _Equation(spec, sizes)
+    if isinstance(spec, Program):
+        if sizes:
+            raise ValueError("check_backward: sizes= is for an equation; give a program's "
+                             "sizes to einvjp.compile")
+        return _Program(spec, fixed)
+    raise TypeError(f"check_backward: spec is an einsum equation or an einvjp program "
+                    f"(einvjp.compile), not {type(spec).__name__}")
+
+
+def _program_terms(prog):
+    """{input: its labels} of a text program, with the labels that must have
+    one size (an input or a result indexed by two names) made one; and the
+    sizes the program fixes."""
+    parent = {}
+
+    def find(lab):
+        while parent.setdefault(lab, lab) != lab:
+            lab = parent[lab]
+        return lab
+
+    labels = {}
+    for st_ in prog.statements:
+        for e in walk(st_.expr):
+            if isinstance(e, Ref):
+                labs = [lab for lab, _ in e.labels]
+                for a, b in zip(labels.setdefault(e.name, labs), labs):
+                    parent[find(b)] = find(a)
+        labels.setdefault(st_.name, [lab for lab, _ in st_.labels])
+    terms = {n: tuple(find(lab) for lab in labels.get(n, ())) for n in prog.input_names}
+    return terms, {find(lab): size for lab, size in prog.sizes.items()}
+
+
+# --- the cases ------------------------------------------------------------------
+
+class _Case:
+    """One drawn case: the inputs (fixed ones included), cotangents, second-order
+    cotangents `ws`, and einvjp's outputs and gradients."""
+
+    def __init__(self, values, cts, ws, ys, grads):
+        self.values, self.cts, self.ws, self.ys, self.grads = values, cts, ws, ys, grads
+
+    def __repr__(self):
+        return "case(" + ", ".join(f"{np.shape(v)}" for v in self.values) + ")"
+
+    def describe(self, spec):
+        lines = [spec.header()]
+        shapes = ", ".join(f"{np.shape(v)}" for v in self.values)
+        lines.append(f"  shapes {shapes} -> " + ", ".join(f"{y.shape}" for y in self.ys))
+        shown = [(spec.names[k], v) for k, v in enumerate(self.values) if k in spec.wrt]
+        shown += [(f"cotangent of the {n}", c) for n, c in zip(spec.outputs, self.cts)]
+        shown += [(f"w for the gradient of {spec.names[k]}", w) for k, w in zip(spec.wrt, self.ws)]
+        if all(np.size(v) <= _SHOWN for _, v in shown):
+            for name, v in shown:
+                prefix = f"  {name} = "
+                lines.append(prefix + np.array2string(np.asarray(v), separator=", ",
+                                                      prefix=prefix))
+        return "\n".join(lines)
+
+
+class _Draw:
+    def __init__(self, spec, shapes, exact, domains, order, shape_opts):
+        self.spec, self.exact, self.domains, self.order = spec, exact, domains, order
+        self.shape_opts = shape_opts
+        self.given = None if shapes is None else self._given(shapes)
+
+    def _given(self, shapes):
+        spec = self.spec
+        if isinstance(shapes, dict):
+            names = spec.prog.input_names if isinstance(spec, _Program) else []
+            missing = [names[k] for k in spec.wrt if names[k] not in shapes]
+            if missing or not names:
+                raise ValueError(f"check_backward: shapes= gives no shape for "
+                                 f"{', '.join(missing) or 'the operands'}")
+            return [tuple(shapes[names[k]]) for k in spec.wrt]
+        shapes = [tuple(s) for s in shapes]
+        if len(shapes) == len(spec.names):
+            return [shapes[k] for k in spec.wrt]
+        if len(shapes) != len(spec.wrt):
+            raise ValueError(f"check_backward: {len(shapes)} shape(s) for "
+                             f"{len(spec.wrt)} operand(s)")
+        return shapes
+
+    def _array(self, shape, key=None):
+        lo, hi = self.domains.get(key, (-3, 3) if self.exact else (-1, 1))
+        if self.exact:
+            elements = st.integers(int(np.ceil(lo)), int(np.floor(hi))).map(float)
+        else:
+            elements = st.floats(lo, hi, allow_nan=False, allow_subnormal=False)
+        return arrays(np.float64, shape, elements=elements, fill=st.nothing())
+
+    def cases(self):
+        @st.composite
+        def case(draw):
+            spec = self.spec
+            shapes = self.given or draw(spec.shapes(*self.shape_opts))
+            values = [spec.fixed.get(n) for n in getattr(spec.prog, "input_names", ())] \
+                if isinstance(spec, _Program) else [None] * len(spec.names)
+            for k, shape in zip(spec.wrt, shapes):
+                name = spec.prog.input_names[k] if isinstance(spec, _Program) else k
+                values[k] = draw(self._array(shape, name))
+            try:
+                ys = spec.forward(values)
+            except EinvjpError:
+                if self.given is not None:
+                    raise
+                assume(False)  # drawn sizes the program does not accept (a square matrix…)
+            assume(all(np.all(np.isfinite(y)) for y in ys))
+            cts = [draw(self._array(y.shape)) for y in ys]
+            grads = spec.vjp(values, cts)
+            assume(all(np.all(np.isfinite(g)) for g in grads))
+            ws = [draw(self._array(values[k].shape)) for k in spec.wrt] \
+                if self.order == 2 else []
+            return _Case(values, cts, ws, ys, grads)
+        return case()
+
+
+class _Compare:
+    def __init__(self, exact, rtol, atol):
+        self.exact, self.rtol, self.atol = exact, rtol, atol
+
+    def __call__(self, what, got, want, where):
+        if got is None:
+            raise AssertionError(f"check_backward: {what} is None\n{where}")
+        got = _numpy(got)
+        if got.shape != want.shape:
+            raise AssertionError(f"check_backward: {what} has shape {got.shape}, expected "
+                                 f"{want.shape}\n{where}")
+        if self.exact:
+            bad = got != want
+        else:
+            atol = self.atol if self.atol is not None else \
+                self.rtol * float(np.max(np.abs(want), initial=0.0))
+            bad = ~(np.abs(got - want) <= atol + self.rtol * np.abs(want))
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            tol = "" if self.exact else f" (rtol {self.rtol:g})"
+            raise AssertionError(
+                f"check_backward: {what} is wrong at index {at}: expected {float(want[at])!r}, "
+                f"got {float(got[at])!r}{tol}; {int(bad.sum())} of {bad.size} entries "
+                f"differ\n{where}")
+
+
+# --- running the user's function in its library ------------------------------------
+
+def _library(fn, backend):
+    """"numpy", "torch" or "jax": `backend` if given, else told from `fn`."""
+    if backend is not None:
+        if backend not in _LIBRARIES:
+            raise ValueError(f"check_backward: backend is one of {', '.join(_LIBRARIES)}, "
+                             f"not {backend!r}")
+        return backend
+    if isinstance(fn, (tuple, list)):
+        if len(fn) != 2 or not all(callable(f) for f in fn):
+            raise TypeError("check_backward: a NumPy fn is a pair (forward, vjp)")
+        return "numpy"
+    found = {lib for obj in _objects(fn) for lib in [_library_of(obj)] if lib}
+    if len(found) == 1:
+        return found.pop()
+    raise TypeError("check_backward: cannot tell whether fn is a torch or a jax function; "
+                    "pass backend='torch' or backend='jax' (or a (forward, vjp) pair for "
+                    "NumPy)")
+
+
+def _objects(fn):
+    """`fn`, what it is bound to or wraps, and the globals and closure its code names."""
+    seen = [fn, getattr(fn, "__self__", None), getattr(fn, "__func__", None)]
+    inner = fn
+    while hasattr(inner, "__wrapped__"):
+        inner = inner.__wrapped__
+        seen.append(inner)
+    code = getattr(inner, "__code__", None)
+    if code is not None and not seen[1]:
+        names = getattr(inner, "__globals__", {})
+        seen += [names[n] for n in code.co_names if n in names]
+        seen += [c.cell_contents for c in (inner.__closure__ or ()) if _filled(c)]
+    return [obj for obj in seen if obj is not None]
+
+
+def _filled(cell):
+    try:
+        cell.cell_contents
+    except ValueError:  # an empty cell
+        return False
+    return True
+
+
+def _library_of(obj):
+    """The library an object belongs to: a module by its name, a class by its
+    bases' modules, anything else by its type's."""
+    if isinstance(obj, types.ModuleType):
+        modules = [obj.__name__]
+    elif isinstance(obj, type):
+        modules = [k.__module__ for k in obj.__mro__]
+    elif isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
+        modules = [getattr(obj, "__module__", None) or ""]
+    else:
+        modules = [k.__module__ for k in type(obj).__mro__]
+    roots = {m.split(".")[0] for m in modules}
+    return "torch" if "torch" in roots else "jax" if roots & {"jax", "jaxlib"} else None
+
+
+def _runner(library):
+    return {"numpy": _NumPyRun, "torch": _TorchRun, "jax": _JaxRun}[library]()
+
+
+def _outputs(out):
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+class _NumPyRun:
+    """A (forward, vjp) pair: `vjp(cotangent, *inputs)`, one gradient per input."""
+
+    def first(self, fn, values, wrt, cts):
+        forward, vjp = fn
+        ys = [_numpy(y) for y in _outputs(forward(*values))]
+        grads = vjp(tuple(cts) if len(cts) > 1 else cts[0], *values)
+        grads = list(grads) if isinstance(grads, (tuple, list)) else [grads]
+        if len(grads) == len(values) != len(wrt):
+            grads = [grads[k] for k in wrt]
+        return ys, grads
+
+
+class _TorchRun:
+    """Autograd: `torch.autograd.grad`, with `create_graph` for order 2."""
+
+    def __init__(self):
+        import torch
+        self.torch = torch
+
+    def _call(self, fn, values, wrt, cts, create_graph):
+        T = self.torch
+        args = [T.tensor(v, requires_grad=k in wrt) if isinstance(v, np.ndarray) else v
+                for k, v in enumerate(values)]
+        leaves = [args[k] for k in wrt]
+        outs = _outputs(fn(*args))
+        cts = [T.tensor(c, requires_grad=create_graph) for c in cts]
+        live = [(y, c) for y, c in zip(outs, cts) if y.requires_grad]
+        grads = T.autograd.grad([y for y, _ in live], leaves, [c for _, c in live],
+                                create_graph=create_graph, allow_unused=True) \
+            if live and leaves else [None] * len(leaves)
+        grads = [T.zeros_like(x) if g is None else g for x, g in zip(leaves, grads)]
+        return outs, grads, leaves + cts
+
+    def first(self, fn, values, wrt, cts):
+        outs, grads, _ = self._call(fn, values, wrt, cts, False)
+        return [_numpy(y) for y in outs], [_numpy(g) for g in grads]
+
+    def second(self, fn, values, wrt, cts, ws):
+        T = self.torch
+        _, grads, leaves = self._call(fn, values, wrt, cts, True)
+        live = [(g, T.tensor(w)) for g, w in zip(grads, ws) if g.requires_grad]
+        second = T.autograd.grad([g for g, _ in live], leaves, [w for _, w in live],
+                                 allow_unused=True) if live else [None] * len(leaves)
+        return [np.zeros(x.shape) if g is None else _numpy(g) for x, g in zip(leaves, second)]
+
+
+class _JaxRun:
+    """`jax.vjp` in float64; order 2 is the VJP of the VJP."""
+
+    def __init__(self):
+        import jax
+        import jax.numpy as jnp
+        self.jax, self.jnp = jax, jnp
+
+    def _pullback(self, fn, values, wrt):
+        def f(*xs):
+            args = list(values)
+            for k, x in zip(wrt, xs):
+                args[k] = x
+            return fn(*args)
+        return lambda xs, cts: self._apply(f, xs, cts)
+
+    def _apply(self, f, xs, cts):
+        out, pullback = self.jax.vjp(f, *xs)
+        ct = type(out)(cts) if isinstance(out, (tuple, list)) else cts[0]
+        return out, pullback(ct)
+
+    def first(self, fn, values, wrt, cts):
+        jnp = self.jnp
+        with self.jax.enable_x64(True):
+            pull = self._pullback(fn, [jnp.asarray(v) if isinstance(v, np.ndarray) else v
+                                       for v in values], wrt)
+            out, grads = pull([jnp.asarray(values[k]) for k in wrt],
+                              [jnp.asarray(c) for c in cts])
+            return [_numpy(y) for y in _outputs(out)], [_numpy(g) for g in grads]
+
+    def second(self, fn, values, wrt, cts, ws):
+        jnp = self.jnp
+        with self.jax.enable_x64(True):
+            pull = self._pullback(fn, [jnp.asarray(v) if isinstance(v, np.ndarray) else v
+                                       for v in values], wrt)
+            xs = [jnp.asarray(values[k]) for k in wrt]
+            _, pullback = self.jax.vjp(lambda xs, cs: tuple(pull(xs, cs)[1]), xs,
+                                       [jnp.asarray(c) for c in cts])
+            dxs, dcs = pullback(tuple(jnp.asarray(w) for w in ws))
+            return [_numpy(g) for g in list(dxs) + list(dcs)]
