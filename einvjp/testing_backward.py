@@ -18,8 +18,6 @@ AssertionError: check_backward: the gradient of operand 1 is wrong at index (0, 
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 from hypothesis import HealthCheck, Phase, assume, given, settings, strategies as st
 from hypothesis import seed as _seed
@@ -31,9 +29,9 @@ from .errors import EinvjpError
 from .lang import TextProgram
 from .program import Program
 from .syntax import Ref, walk
+from .testing_libraries import library, runner
 from .testing_linear import _numpy, label_shapes
 
-_LIBRARIES = ("numpy", "torch", "jax")
 _SHOWN = 24  # arrays up to this many entries are printed in a failure
 
 
@@ -78,16 +76,16 @@ def check_backward(fn, spec, shapes=None, *, sizes=None, exact=None, order=1, ex
     `AssertionError` names the operand, the first wrong index, the expected
     and the computed entry, the equation and the shapes.
     """
-    library = _library(fn, backend)
+    lib = library(fn, backend)
     if order not in (1, 2):
         raise ValueError(f"check_backward: order must be 1 or 2, not {order!r}")
-    if order == 2 and library == "numpy":
+    if order == 2 and lib == "numpy":
         raise ValueError("check_backward: a (forward, vjp) pair has no double backward; "
                          "order=2 needs a torch or a jax function")
     spec = _spec(spec, sizes, fixed or {})
     exact = isinstance(spec, _Equation) if exact is None else exact
     draw = _Draw(spec, shapes, exact, domains or {}, order, (min_size, max_size, broadcast))
-    run = _runner(library)
+    run = runner(lib)
     compare = _Compare(exact, rtol, atol)
 
     @settings(max_examples=examples, deadline=None, database=None, report_multiple_bugs=False,
@@ -95,39 +93,50 @@ def check_backward(fn, spec, shapes=None, *, sizes=None, exact=None, order=1, ex
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.nested_given])
     @given(draw.cases())
     def check_backward_case(case):
-        where = case.describe(spec)
-        try:
-            ys, grads = run.first(fn, case.values, spec.wrt, case.cts)
-        except Exception as err:  # noqa: BLE001 - the user's function failed: say where
-            raise AssertionError(f"check_backward: fn raised {type(err).__name__}: {err}"
-                                 f"\n{where}") from err
-        if len(ys) != len(case.ys):
-            raise AssertionError(f"check_backward: fn returned {len(ys)} output(s), einvjp "
-                                 f"{len(case.ys)}\n{where}")
-        for y, want, name in zip(ys, case.ys, spec.outputs):
-            compare(f"the {name}", y, want, where)
-        if len(grads) != len(case.grads):
-            raise AssertionError(f"check_backward: {len(grads)} gradient(s) for "
-                                 f"{len(case.grads)} operand(s)\n{where}")
-        for g, want, k in zip(grads, case.grads, spec.wrt):
-            compare(f"the gradient of {spec.names[k]}", g, want, where)
-        if order == 2:
-            want = run.second(spec.function(), case.values, spec.wrt, case.cts, case.ws)
-            try:
-                got = run.second(fn, case.values, spec.wrt, case.cts, case.ws)
-            except Exception as err:  # noqa: BLE001
-                raise AssertionError(f"check_backward, order 2: differentiating fn's "
-                                     f"gradients raised {type(err).__name__}: {err}"
-                                     f"\n{where}") from err
-            wrt = [spec.names[k] for k in spec.wrt] + [f"cotangent of the {name}"
-                                                       for name in spec.outputs]
-            for g, w, name in zip(got, want, wrt):
-                compare(f"order 2: the derivative of Σ <w, gradient> with respect to {name}",
-                        g, w, where)
+        _check_case(run, fn, spec, case, compare, order)
 
     if seed is not None:
         check_backward_case = _seed(seed)(check_backward_case)
     check_backward_case()
+
+
+def _check_case(run, fn, spec, case, compare, order):
+    where = case.describe(spec)
+    state, ys = _user(lambda: run.forward(fn, case.values, spec.wrt), where, "fn raised")
+    if len(ys) != len(case.ys):
+        raise AssertionError(f"check_backward: fn returned {len(ys)} output(s), einvjp "
+                             f"{len(case.ys)}\n{where}")
+    for y, want, name in zip(ys, case.ys, spec.outputs):
+        compare(f"the {name}", y, want, where)
+    grads = _user(lambda: run.backward(state, case.cts), where, "fn's backward raised")
+    if len(grads) != len(case.grads):
+        raise AssertionError(f"check_backward: {len(grads)} gradient(s) for "
+                             f"{len(case.grads)} operand(s)\n{where}")
+    for g, want, k in zip(grads, case.grads, spec.wrt):
+        compare(f"the gradient of {spec.names[k]}", g, want, where)
+    if order == 1:
+        return
+    want, _ = run.second(spec.function(), case.values, spec.wrt, case.cts, case.ws)
+    got, constant = _user(lambda: run.second(fn, case.values, spec.wrt, case.cts, case.ws),
+                          where, "order 2: differentiating fn's gradients raised")
+    if constant:
+        where += (f"\n  fn's gradient of {', '.join(spec.names[spec.wrt[k]] for k in constant)} "
+                  f"is a constant to autodiff (detached, or once differentiable)")
+    wrt = [spec.names[k] for k in spec.wrt] + [f"cotangent of the {name}"
+                                               for name in spec.outputs]
+    for g, w, name in zip(got, want, wrt):
+        compare(f"order 2: the derivative of Σ <w, gradient> with respect to {name}",
+                g, w, where)
+
+
+def _user(call, where, what):
+    """`call()`, a call into the user's function: what it raises becomes an
+    AssertionError that says where."""
+    try:
+        return call()
+    except Exception as err:  # noqa: BLE001 - whatever fn raises is reported
+        raise AssertionError(f"check_backward: {what} {type(err).__name__}: {err}"
+                             f"\n{where}") from err
 
 
 # --- what is checked: an equation or a program --------------------------------
@@ -341,159 +350,3 @@ class _Compare:
                 f"check_backward: {what} is wrong at index {at}: expected {float(want[at])!r}, "
                 f"got {float(got[at])!r}{tol}; {int(bad.sum())} of {bad.size} entries "
                 f"differ\n{where}")
-
-
-# --- running the user's function in its library ------------------------------------
-
-def _library(fn, backend):
-    """"numpy", "torch" or "jax": `backend` if given, else told from `fn`."""
-    if backend is not None:
-        if backend not in _LIBRARIES:
-            raise ValueError(f"check_backward: backend is one of {', '.join(_LIBRARIES)}, "
-                             f"not {backend!r}")
-        return backend
-    if isinstance(fn, (tuple, list)):
-        if len(fn) != 2 or not all(callable(f) for f in fn):
-            raise TypeError("check_backward: a NumPy fn is a pair (forward, vjp)")
-        return "numpy"
-    found = {lib for obj in _objects(fn) for lib in [_library_of(obj)] if lib}
-    if len(found) == 1:
-        return found.pop()
-    raise TypeError("check_backward: cannot tell whether fn is a torch or a jax function; "
-                    "pass backend='torch' or backend='jax' (or a (forward, vjp) pair for "
-                    "NumPy)")
-
-
-def _objects(fn):
-    """`fn`, what it is bound to or wraps, and the globals and closure its code names."""
-    seen = [fn, getattr(fn, "__self__", None), getattr(fn, "__func__", None)]
-    inner = fn
-    while hasattr(inner, "__wrapped__"):
-        inner = inner.__wrapped__
-        seen.append(inner)
-    code = getattr(inner, "__code__", None)
-    if code is not None and not seen[1]:
-        names = getattr(inner, "__globals__", {})
-        seen += [names[n] for n in code.co_names if n in names]
-        seen += [c.cell_contents for c in (inner.__closure__ or ()) if _filled(c)]
-    return [obj for obj in seen if obj is not None]
-
-
-def _filled(cell):
-    try:
-        cell.cell_contents
-    except ValueError:  # an empty cell
-        return False
-    return True
-
-
-def _library_of(obj):
-    """The library an object belongs to: a module by its name, a class by its
-    bases' modules, anything else by its type's."""
-    if isinstance(obj, types.ModuleType):
-        modules = [obj.__name__]
-    elif isinstance(obj, type):
-        modules = [k.__module__ for k in obj.__mro__]
-    elif isinstance(obj, (types.FunctionType, types.BuiltinFunctionType)):
-        modules = [getattr(obj, "__module__", None) or ""]
-    else:
-        modules = [k.__module__ for k in type(obj).__mro__]
-    roots = {m.split(".")[0] for m in modules}
-    return "torch" if "torch" in roots else "jax" if roots & {"jax", "jaxlib"} else None
-
-
-def _runner(library):
-    return {"numpy": _NumPyRun, "torch": _TorchRun, "jax": _JaxRun}[library]()
-
-
-def _outputs(out):
-    return list(out) if isinstance(out, (tuple, list)) else [out]
-
-
-class _NumPyRun:
-    """A (forward, vjp) pair: `vjp(cotangent, *inputs)`, one gradient per input."""
-
-    def first(self, fn, values, wrt, cts):
-        forward, vjp = fn
-        ys = [_numpy(y) for y in _outputs(forward(*values))]
-        grads = vjp(tuple(cts) if len(cts) > 1 else cts[0], *values)
-        grads = list(grads) if isinstance(grads, (tuple, list)) else [grads]
-        if len(grads) == len(values) != len(wrt):
-            grads = [grads[k] for k in wrt]
-        return ys, grads
-
-
-class _TorchRun:
-    """Autograd: `torch.autograd.grad`, with `create_graph` for order 2."""
-
-    def __init__(self):
-        import torch
-        self.torch = torch
-
-    def _call(self, fn, values, wrt, cts, create_graph):
-        T = self.torch
-        args = [T.tensor(v, requires_grad=k in wrt) if isinstance(v, np.ndarray) else v
-                for k, v in enumerate(values)]
-        leaves = [args[k] for k in wrt]
-        outs = _outputs(fn(*args))
-        cts = [T.tensor(c, requires_grad=create_graph) for c in cts]
-        live = [(y, c) for y, c in zip(outs, cts) if y.requires_grad]
-        grads = T.autograd.grad([y for y, _ in live], leaves, [c for _, c in live],
-                                create_graph=create_graph, allow_unused=True) \
-            if live and leaves else [None] * len(leaves)
-        grads = [T.zeros_like(x) if g is None else g for x, g in zip(leaves, grads)]
-        return outs, grads, leaves + cts
-
-    def first(self, fn, values, wrt, cts):
-        outs, grads, _ = self._call(fn, values, wrt, cts, False)
-        return [_numpy(y) for y in outs], [_numpy(g) for g in grads]
-
-    def second(self, fn, values, wrt, cts, ws):
-        T = self.torch
-        _, grads, leaves = self._call(fn, values, wrt, cts, True)
-        live = [(g, T.tensor(w)) for g, w in zip(grads, ws) if g.requires_grad]
-        second = T.autograd.grad([g for g, _ in live], leaves, [w for _, w in live],
-                                 allow_unused=True) if live else [None] * len(leaves)
-        return [np.zeros(x.shape) if g is None else _numpy(g) for x, g in zip(leaves, second)]
-
-
-class _JaxRun:
-    """`jax.vjp` in float64; order 2 is the VJP of the VJP."""
-
-    def __init__(self):
-        import jax
-        import jax.numpy as jnp
-        self.jax, self.jnp = jax, jnp
-
-    def _pullback(self, fn, values, wrt):
-        def f(*xs):
-            args = list(values)
-            for k, x in zip(wrt, xs):
-                args[k] = x
-            return fn(*args)
-        return lambda xs, cts: self._apply(f, xs, cts)
-
-    def _apply(self, f, xs, cts):
-        out, pullback = self.jax.vjp(f, *xs)
-        ct = type(out)(cts) if isinstance(out, (tuple, list)) else cts[0]
-        return out, pullback(ct)
-
-    def first(self, fn, values, wrt, cts):
-        jnp = self.jnp
-        with self.jax.enable_x64(True):
-            pull = self._pullback(fn, [jnp.asarray(v) if isinstance(v, np.ndarray) else v
-                                       for v in values], wrt)
-            out, grads = pull([jnp.asarray(values[k]) for k in wrt],
-                              [jnp.asarray(c) for c in cts])
-            return [_numpy(y) for y in _outputs(out)], [_numpy(g) for g in grads]
-
-    def second(self, fn, values, wrt, cts, ws):
-        jnp = self.jnp
-        with self.jax.enable_x64(True):
-            pull = self._pullback(fn, [jnp.asarray(v) if isinstance(v, np.ndarray) else v
-                                       for v in values], wrt)
-            xs = [jnp.asarray(values[k]) for k in wrt]
-            _, pullback = self.jax.vjp(lambda xs, cs: tuple(pull(xs, cs)[1]), xs,
-                                       [jnp.asarray(c) for c in cts])
-            dxs, dcs = pullback(tuple(jnp.asarray(w) for w in ws))
-            return [_numpy(g) for g in list(dxs) + list(dcs)]

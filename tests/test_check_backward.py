@@ -1,0 +1,373 @@
+"""einvjp.testing.check_backward: one line catches a wrong hand-written backward
+(torch autograd.Function, jax.custom_vjp, a NumPy pair), with a message naming
+the operand, the first wrong index, both entries and the shapes."""
+
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+import einvjp
+from einvjp.testing import check_backward
+
+torch = pytest.importorskip("torch")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+# --- torch: hand-written autograd.Functions, right and wrong -------------------------
+
+class BatchedMatmul(torch.autograd.Function):
+    """bij,jk->bik, with its backward written by hand."""
+
+    @staticmethod
+    def forward(x, w):
+        return x @ w
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w.T, torch.einsum("bij,bik->jk", x, g)
+
+
+class TransposedGradient(BatchedMatmul):
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w.T, torch.einsum("bij,bik->kj", x, g)
+
+
+class TransposedReshaped(BatchedMatmul):
+    """The transposed gradient reshaped to fit (a reshape taken for a transpose)."""
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w.T, torch.einsum("bij,bik->kj", x, g).reshape(w.shape)
+
+
+class DetachedBackward(BatchedMatmul):
+    """Right once, but w is detached in x's gradient: wrong double backward."""
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w.detach().T, torch.einsum("bij,bik->jk", x, g)
+
+
+class OnceDifferentiable(BatchedMatmul):
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w.T, torch.einsum("bij,bik->jk", x, g)
+
+
+class NoGraphBackward(BatchedMatmul):
+    """w's gradient computed outside autograd's view."""
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        with torch.no_grad():
+            gw = torch.einsum("bij,bik->jk", x, g)
+        return g @ w.T, gw
+
+
+class Trace(torch.autograd.Function):
+    """ii-> (the trace)."""
+
+    @staticmethod
+    def forward(x):
+        return x.diagonal().sum()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.n = inputs[0].shape[0]
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * torch.eye(ctx.n, dtype=g.dtype)
+
+
+class TraceOnes(Trace):
+    @staticmethod
+    def backward(ctx, g):
+        return g * torch.ones(ctx.n, ctx.n, dtype=g.dtype)
+
+
+class TraceOfSquare(torch.autograd.Function):
+    """tr(X X) = x[i,j] x[j,i]; its gradient is 2 Xᵀ."""
+
+    @staticmethod
+    def forward(x):
+        return torch.einsum("ij,ji->", x, x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * g * x.T
+
+
+class TraceOfSquareNoTwo(TraceOfSquare):
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * x.T
+
+
+class ScaleColumns(torch.autograd.Function):
+    """ij,j->ij.  The backward finds the axis w scales by its size: right
+    unless the two labels have equal sizes."""
+
+    @staticmethod
+    def forward(x, w):
+        return x * w
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        axis = x.shape.index(w.shape[0])
+        return g * w, (g * x).sum(dim=1 - axis)
+
+
+class Multiply(torch.autograd.Function):
+    """ij,ij->ij with NumPy broadcasting; the backward sums a gradient back
+    over the dimensions an operand broadcast."""
+
+    keep_first = False
+
+    @classmethod
+    def reduce(cls, grad, shape):
+        for d, n in enumerate(shape):
+            if n == 1 and grad.shape[d] != 1:
+                grad = grad.narrow(d, 0, 1) if cls.keep_first else grad.sum(d, keepdim=True)
+        return grad
+
+    @staticmethod
+    def forward(x, y):
+        return x * y
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @classmethod
+    def backward(cls, ctx, g):
+        x, y = ctx.saved_tensors
+        return cls.reduce(g * y, x.shape), cls.reduce(g * x, y.shape)
+
+
+class MultiplyFirstOnly(Multiply):
+    """Keeps the first entry where it should sum: wrong only at size 1
+    broadcast against a larger size."""
+
+    keep_first = True
+
+
+def test_a_right_function_passes():
+    check_backward(BatchedMatmul.apply, "bij,jk->bik", examples=40)
+    check_backward(BatchedMatmul.apply, "bij,jk->bik", exact=False, examples=20)
+    check_backward(Trace.apply, "ii->", examples=20)
+    check_backward(ScaleColumns.apply, "ij,j->ij", [(2, 3), (3,)])  # the sizes hide the bug
+    check_backward(Multiply.apply, "ij,ij->ij", broadcast=True, examples=40)
+    check_backward(MultiplyFirstOnly.apply, "ij,ij->ij", examples=40)  # no size 1 against more
+
+
+def test_a_transposed_gradient_is_caught():
+    with pytest.raises(AssertionError, match=r"(?s)fn's backward raised RuntimeError: .* invalid gradient "
+                                             r"at index 1 - got \[(\d), (\d)\] but expected shape "
+                                             r"compatible with \[\2, \1\].*equation 'bij,jk->bik'"):
+        check_backward(TransposedGradient.apply, "bij,jk->bik")
+    with pytest.raises(AssertionError) as err:
+        check_backward(TransposedReshaped.apply, "bij,jk->bik")
+    message = str(err.value)
+    assert re.match(r"check_backward: the gradient of operand 1 is wrong at index \(\d+, \d+\): "
+                    r"expected -?\d\.0, got -?\d\.0; \d+ of \d+ entries differ\n", message)
+    assert "equation 'bij,jk->bik'" in message and "shapes (" in message
+    assert "operand 1 = [[" in message and "cotangent of the output = " in message
+
+
+def test_a_wrong_trace_names_the_off_diagonal_entry():
+    with pytest.raises(AssertionError, match=r"gradient of operand 0 is wrong at index \(0, 1\): "
+                                             r"expected 0\.0, got [1-3]\.0"):
+        check_backward(TraceOnes.apply, "ii->")
+
+
+def test_a_missing_factor_of_two_is_caught_exactly():
+    trace_of_square = einvjp.compile("t = x[i,j] x[j,i]")
+    check_backward(TraceOfSquare.apply, trace_of_square, exact=True, examples=30)
+    with pytest.raises(AssertionError, match=r"(?s)gradient of input 'x' is wrong at index "
+                                             r"\(0, 0\): expected (-?\d+)\.0, got .*program\n"
+                                             r"    t = x\[i,j\] x\[j,i\]"):
+        check_backward(TraceOfSquareNoTwo.apply, trace_of_square, exact=True)
+
+
+def test_a_gradient_wrong_only_at_equal_sizes_is_caught():
+    with pytest.raises(AssertionError, match=r"(?s)gradient of operand 1 is wrong at index.*"
+                                             r"shapes \((\d), \1\), \(\1,\)"):
+        check_backward(ScaleColumns.apply, "ij,j->ij")
+
+
+def test_a_gradient_wrong_only_at_size_one_broadcasting_is_caught():
+    with pytest.raises(AssertionError, match=r"gradient of operand [01] is wrong at index"):
+        check_backward(MultiplyFirstOnly.apply, "ij,ij->ij", broadcast=True)
+    with pytest.raises(AssertionError, match=r"gradient of operand 0 is wrong at index \(0, 0\)"):
+        check_backward(MultiplyFirstOnly.apply, "ij,ij->ij", [(2, 1), (2, 3)])
+
+
+def test_order_two_checks_the_double_backward():
+    check_backward(BatchedMatmul.apply, "bij,jk->bik", order=2, examples=20)
+    check_backward(DetachedBackward.apply, "bij,jk->bik", examples=20)  # right once
+    with pytest.raises(AssertionError, match=r"order 2: the derivative of Σ <w, gradient> with "
+                                             r"respect to operand 1 is wrong at index"):
+        check_backward(DetachedBackward.apply, "bij,jk->bik", order=2)
+    with pytest.raises(AssertionError, match=r"order 2: .* with respect to operand [01] is wrong"):
+        check_backward(OnceDifferentiable.apply, "bij,jk->bik", order=2)
+    with pytest.raises(AssertionError, match=r"(?s)order 2: .* with respect to operand 0 is wrong.*"
+                                             r"fn's gradient of operand 1 is a constant to "
+                                             r"autodiff"):
+        check_backward(NoGraphBackward.apply, "bij,jk->bik", order=2)
+
+
+LAYER_NORM = """
+    m[b]    = x[b,h] / H
+    mu[b,h] = x[b,h] - m[b]
+    v[b]    = mu[b,h]^2 / H
+    s[b]    = sqrt(v[b] + eps)
+    y[b,h]  = mu[b,h] / s[b] * gamma[h] + beta[h]
+"""
+
+
+def torch_layer_norm(x, eps, gamma, beta):
+    m = x.mean(-1, keepdim=True)
+    s = torch.sqrt(((x - m) ** 2).mean(-1, keepdim=True) + eps)
+    return (x - m) / s * gamma + beta
+
+
+def torch_layer_norm_wrong(x, eps, gamma, beta):
+    m = x.mean(-1, keepdim=True)
+    s = torch.sqrt(((x - m) ** 2).mean(-1, keepdim=True) + eps).detach()
+    return (x - m) / s * gamma + beta
+
+
+def test_a_program_against_a_torch_function():
+    layer_norm = einvjp.compile(LAYER_NORM)
+    check_backward(torch_layer_norm, layer_norm, fixed={"eps": 1e-5}, examples=30)
+    check_backward(torch_layer_norm, layer_norm, fixed={"eps": 1e-5}, order=2, examples=10)
+    # eps differentiated too; h ≥ 1, as torch's mean over nothing has a NaN gradient
+    check_backward(torch_layer_norm, layer_norm, domains={"eps": (0.1, 1)}, min_size=1,
+                   examples=20)
+    with pytest.raises(AssertionError, match=r"(?s)gradient of input 'x' is wrong at index.*"
+                                             r"    s\[b\]    = sqrt\(v\[b\] \+ eps\).*"
+                                             r"fixed \{'eps': 1e-05\}.*input 'gamma' = "):
+        check_backward(torch_layer_norm_wrong, layer_norm, fixed={"eps": 1e-5})
+
+
+def test_a_traced_program_takes_shapes():
+    @einvjp.compile
+    def gram(x):
+        return einvjp.einsum("ij,kj->ik", x, x)
+
+    f = lambda x: x @ x.T  # noqa: E731
+    with pytest.raises(ValueError, match="give shapes= for a traced program"):
+        check_backward(f, gram, backend="torch")
+    check_backward(f, gram, {"x": (3, 2)}, backend="torch", exact=True, examples=10)
+    with pytest.raises(AssertionError, match="gradient of input 'x'"):
+        check_backward(lambda x: x @ x.T.detach(), gram, [(3, 2)], backend="torch")
+
+
+def test_output_only_labels_and_given_shapes():
+    spread = lambda x: x[:, None].expand(-1, 3)  # noqa: E731
+    check_backward(spread, "i->ij", sizes={"j": 3}, backend="torch", examples=20)
+    with pytest.raises(AssertionError, match=r"the output has shape \(\d, 2\), expected "
+                                             r"\(\d, 3\)"):
+        check_backward(lambda x: x[:, None].expand(-1, 2), "i->ij", sizes={"j": 3},
+                       backend="torch")
+
+
+# --- jax and NumPy -----------------------------------------------------------------
+
+def test_a_jax_custom_vjp():
+    jax = pytest.importorskip("jax")
+
+    def matmul(bwd):
+        @jax.custom_vjp
+        def f(x, w):
+            return x @ w
+        f.defvjp(lambda x, w: (x @ w, (x, w)), bwd)
+        return f
+
+    right = matmul(lambda res, g: (g @ res[1].T, res[0].T @ g))
+    check_backward(right, "ij,jk->ik", examples=20)
+    check_backward(right, "ij,jk->ik", order=2, examples=4)
+    with pytest.raises(AssertionError, match=r"gradient of operand 1 is wrong at index \(0, 0\): "
+                                             r"expected (-?\d)\.0, got -?\d\.0"):
+        check_backward(matmul(lambda res, g: (g @ res[1].T, 2 * res[0].T @ g)), "ij,jk->ik")
+    stopped = matmul(lambda res, g: (g @ jax.lax.stop_gradient(res[1]).T, res[0].T @ g))
+    with pytest.raises(AssertionError, match="order 2: .* with respect to operand 1"):
+        check_backward(stopped, "ij,jk->ik", order=2, examples=4)
+
+
+def test_a_numpy_pair():
+    forward = lambda x, w: np.einsum("bij,jk->bik", x, w)  # noqa: E731
+    vjp = lambda g, x, w: (g @ w.T, np.einsum("bij,bik->jk", x, g))  # noqa: E731
+    check_backward((forward, vjp), "bij,jk->bik", examples=30)
+    with pytest.raises(AssertionError, match=r"gradient of operand 0 has shape \(\d+, \d+\), "
+                                             r"expected \(\d+, \d+, \d+\)"):
+        check_backward((forward, lambda g, x, w: (g.sum(0) @ w.T, vjp(g, x, w)[1])),
+                       "bij,jk->bik")
+    with pytest.raises(AssertionError, match="gradient of operand 1 is None"):
+        check_backward((forward, lambda g, x, w: (g @ w.T, None)), "bij,jk->bik")
+    with pytest.raises(AssertionError, match=r"1 gradient\(s\) for 2 operand\(s\)"):
+        check_backward((forward, lambda g, x, w: g @ w.T), "bij,jk->bik")
+    with pytest.raises(ValueError, match="no double backward"):
+        check_backward((forward, vjp), "bij,jk->bik", order=2)
+
+
+def test_the_library_is_told_from_fn():
+    jax = pytest.importorskip("jax")
+    from einvjp.testing_libraries import library as _library
+    assert _library(BatchedMatmul.apply, None) == "torch"
+    assert _library(lambda x: torch.sin(x), None) == "torch"
+    assert _library(jax.custom_vjp(lambda x: x), None) == "jax"
+    assert _library(jax.jit(lambda x: x), None) == "jax"
+    assert _library((np.sin, np.cos), None) == "numpy"
+    with pytest.raises(TypeError, match="pass backend='torch' or backend='jax'"):
+        _library(lambda x: x, None)
+    with pytest.raises(ValueError, match="backend is one of"):
+        _library(np.sin, "cupy")
+
+
+def test_errors_say_what_is_wrong():
+    with pytest.raises(AssertionError, match=r"(?s)fn raised RuntimeError: .*"
+                                             r"equation 'ij,jk->ik'"):
+        check_backward(lambda x, w: w @ x, "ij,jk->ik", backend="torch")
+    with pytest.raises(TypeError, match="an einsum equation or an einvjp program"):
+        check_backward(BatchedMatmul.apply, 3)
+    with pytest.raises(ValueError, match="fixed= names z, not inputs"):
+        check_backward(torch_layer_norm, einvjp.compile(LAYER_NORM), fixed={"z": 1.0})
+    with pytest.raises(ValueError, match=r"1 shape\(s\) for 2 operand\(s\)"):
+        check_backward(BatchedMatmul.apply, "bij,jk->bik", [(2, 3, 4)])
+
+
+def test_the_readme_example_runs():
+    """The README's torch example (not a doctest: it needs torch) runs."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Testing your own gradients"):]
+    block = re.search(r"```python\n(.*?)```", section[section.index("autograd.Function") - 400:],
+                      re.S).group(1)
+    assert "check_backward(" in block
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme_example"})
