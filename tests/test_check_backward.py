@@ -364,10 +364,15 @@ def test_errors_say_what_is_wrong():
 
 
 def test_the_readme_example_runs():
-    """The README's torch example (not a doctest: it needs torch) runs."""
+    """The README's torch example (not a doctest: it needs torch) runs, and
+    its failure message is the one check_backward gives."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Testing your own gradients"):]
-    block = re.search(r"```python\n(.*?)```", section[section.index("autograd.Function") - 400:],
-                      re.S).group(1)
-    assert "check_backward(" in block
-    exec(compile(block, "README.md", "exec"), {"__name__": "readme_example"})
+    section = text[text.index("## Testing your own gradients"):text.index("## Command line")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    example = next(b for b in blocks if "autograd.Function" in b)
+    env = {"__name__": "readme_example"}
+    exec(compile(example, "README.md", "exec"), env)
+    shown = re.search(r"```\n(AssertionError: .*?)```", section, re.S).group(1)
+    with pytest.raises(AssertionError) as err:
+        check_backward(TransposedReshaped.apply, "bij,jk->bik")
+    assert "AssertionError: " + str(err.value) == shown.rstrip("\n")
