@@ -106,7 +106,8 @@ def _check_case(run, fn, spec, case, compare, order):
     if len(ys) != len(case.ys):
         raise AssertionError(f"check_backward: fn returned {len(ys)} output(s), einvjp "
                              f"{len(case.ys)}\n{where}")
-    for y, want, name in zip(ys, case.ys, spec.outputs):
+    outputs = spec.outputs(len(ys))
+    for y, want, name in zip(ys, case.ys, outputs):
         compare(f"the {name}", y, want, where)
     grads = _user(lambda: run.backward(state, case.cts), where, "fn's backward raised")
     if len(grads) != len(case.grads):
@@ -122,8 +123,7 @@ def _check_case(run, fn, spec, case, compare, order):
     if constant:
         where += (f"\n  fn's gradient of {', '.join(spec.names[spec.wrt[k]] for k in constant)} "
                   f"is a constant to autodiff (detached, or once differentiable)")
-    wrt = [spec.names[k] for k in spec.wrt] + [f"cotangent of the {name}"
-                                               for name in spec.outputs]
+    wrt = [spec.names[k] for k in spec.wrt] + [f"cotangent of the {name}" for name in outputs]
     for g, w, name in zip(got, want, wrt):
         compare(f"order 2: the derivative of Σ <w, gradient> with respect to {name}",
                 g, w, where)
@@ -145,8 +145,12 @@ class _Equation:
     def __init__(self, equation, sizes):
         self.equation, self.sizes = equation, sizes
         self.terms = [term.labels for term in parse(equation).inputs]
-        self.names = [f"operand {k}" for k in range(len(self.terms))]
-        self.wrt, self.outputs, self.fixed = list(range(len(self.terms))), ["output"], {}
+        self.keys = list(range(len(self.terms)))  # what domains= and shapes= name
+        self.names = [f"operand {k}" for k in self.keys]
+        self.wrt, self.fixed = list(self.keys), {}
+
+    def outputs(self, count):
+        return ["output"] * count
 
     def shapes(self, min_size, max_size, broadcast):
         return label_shapes(self.terms, min_size, max_size, broadcast=broadcast)
@@ -171,11 +175,14 @@ class _Program:
         if unknown:
             raise ValueError(f"check_backward: fixed= names {', '.join(unknown)}, not inputs "
                              f"of the program ({', '.join(prog.input_names)})")
-        self.prog, self.fixed = prog, fixed
+        self.prog, self.fixed, self.keys = prog, fixed, list(prog.input_names)
         self.names = [f"input {n!r}" for n in prog.input_names]
         self.wrt = [k for k, n in enumerate(prog.input_names) if n not in fixed]
-        outputs = getattr(prog, "returns", None)
-        self.outputs = [f"output {n!r}" for n in outputs] if outputs else ["output"]
+
+    def outputs(self, count):
+        names = getattr(self.prog, "returns", ())  # a text program's; a traced one's unnamed
+        return [f"output {n!r}" for n in names] if len(names) == count else \
+            ["output"] if count == 1 else [f"output {k}" for k in range(count)]
 
     def shapes(self, min_size, max_size, broadcast):
         if not isinstance(self.prog, TextProgram):
@@ -185,8 +192,7 @@ class _Program:
             raise ValueError("check_backward: broadcast= is for an equation; a program's "
                              "labels have one size each")
         terms, known = _program_terms(self.prog)
-        names = self.prog.input_names
-        return label_shapes([terms[names[k]] for k in self.wrt], min_size, max_size,
+        return label_shapes([terms[self.keys[k]] for k in self.wrt], min_size, max_size,
                             known=known)
 
     def forward(self, values):
@@ -195,7 +201,7 @@ class _Program:
 
     def vjp(self, values, cts):
         grads = self.prog.vjp(tuple(cts) if len(cts) > 1 else cts[0], *values)
-        return [np.asarray(grads[self.prog.input_names[k]]) for k in self.wrt]
+        return [np.asarray(grads[self.keys[k]]) for k in self.wrt]
 
     def function(self):
         return self.prog
@@ -259,7 +265,8 @@ class _Case:
         shapes = ", ".join(f"{np.shape(v)}" for v in self.values)
         lines.append(f"  shapes {shapes} -> " + ", ".join(f"{y.shape}" for y in self.ys))
         shown = [(spec.names[k], v) for k, v in enumerate(self.values) if k in spec.wrt]
-        shown += [(f"cotangent of the {n}", c) for n, c in zip(spec.outputs, self.cts)]
+        shown += [(f"cotangent of the {n}", c)
+                  for n, c in zip(spec.outputs(len(self.cts)), self.cts)]
         shown += [(f"w for the gradient of {spec.names[k]}", w) for k, w in zip(spec.wrt, self.ws)]
         if all(np.size(v) <= _SHOWN for _, v in shown):
             for name, v in shown:
@@ -278,12 +285,11 @@ class _Draw:
     def _given(self, shapes):
         spec = self.spec
         if isinstance(shapes, dict):
-            names = spec.prog.input_names if isinstance(spec, _Program) else []
-            missing = [names[k] for k in spec.wrt if names[k] not in shapes]
-            if missing or not names:
+            missing = [str(spec.keys[k]) for k in spec.wrt if spec.keys[k] not in shapes]
+            if missing:
                 raise ValueError(f"check_backward: shapes= gives no shape for "
-                                 f"{', '.join(missing) or 'the operands'}")
-            return [tuple(shapes[names[k]]) for k in spec.wrt]
+                                 f"{', '.join(missing)}")
+            return [tuple(shapes[spec.keys[k]]) for k in spec.wrt]
         shapes = [tuple(s) for s in shapes]
         if len(shapes) == len(spec.names):
             return [shapes[k] for k in spec.wrt]
@@ -305,11 +311,9 @@ class _Draw:
         def case(draw):
             spec = self.spec
             shapes = self.given or draw(spec.shapes(*self.shape_opts))
-            values = [spec.fixed.get(n) for n in getattr(spec.prog, "input_names", ())] \
-                if isinstance(spec, _Program) else [None] * len(spec.names)
+            values = [spec.fixed.get(key) for key in spec.keys]
             for k, shape in zip(spec.wrt, shapes):
-                name = spec.prog.input_names[k] if isinstance(spec, _Program) else k
-                values[k] = draw(self._array(shape, name))
+                values[k] = draw(self._array(shape, spec.keys[k]))
             try:
                 ys = spec.forward(values)
             except EinvjpError:

@@ -45,13 +45,14 @@ def library(fn, backend=None):
 
 def _objects(fn):
     """`fn`, what it is bound to or wraps, and the globals and closure its code names."""
-    seen = [fn, getattr(fn, "__self__", None), getattr(fn, "__func__", None)]
+    seen = [fn, getattr(fn, "__self__", None), getattr(fn, "__func__", None),
+            getattr(fn, "func", None)]  # a method, a functools.partial
     inner = fn
     while hasattr(inner, "__wrapped__"):
         inner = inner.__wrapped__
         seen.append(inner)
     code = getattr(inner, "__code__", None)
-    if code is not None and not seen[1]:
+    if code is not None:
         names = getattr(inner, "__globals__", {})
         seen += [names[n] for n in code.co_names if n in names]
         seen += [c.cell_contents for c in (inner.__closure__ or ()) if _filled(c)]

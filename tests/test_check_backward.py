@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import einvjp
+from conftest import jax_fast_x64
 from einvjp.testing import check_backward
 
 torch = pytest.importorskip("torch")
@@ -311,14 +312,16 @@ def test_a_jax_custom_vjp():
         return f
 
     right = matmul(lambda res, g: (g @ res[1].T, res[0].T @ g))
-    check_backward(right, "ij,jk->ik", examples=20)
-    check_backward(right, "ij,jk->ik", order=2, examples=4)
-    with pytest.raises(AssertionError, match=r"gradient of operand 1 is wrong at index \(0, 0\): "
-                                             r"expected (-?\d)\.0, got -?\d\.0"):
-        check_backward(matmul(lambda res, g: (g @ res[1].T, 2 * res[0].T @ g)), "ij,jk->ik")
+    halved = matmul(lambda res, g: (g @ res[1].T, res[0].T @ g / 2))
     stopped = matmul(lambda res, g: (g @ jax.lax.stop_gradient(res[1]).T, res[0].T @ g))
-    with pytest.raises(AssertionError, match="order 2: .* with respect to operand 1"):
-        check_backward(stopped, "ij,jk->ik", order=2, examples=4)
+    with jax_fast_x64():  # XLA compiles each shape: its optimizations cost, not help
+        check_backward(right, "ij,jk->ik", examples=20)
+        check_backward(right, "ij,jk->ik", order=2, examples=4)
+        with pytest.raises(AssertionError, match=r"gradient of operand 1 is wrong at index "
+                                                 r"\(0, 0\): expected (-?\d)\.0, got -?\d\.5"):
+            check_backward(halved, "ij,jk->ik")
+        with pytest.raises(AssertionError, match="order 2: .* with respect to operand 1"):
+            check_backward(stopped, "ij,jk->ik", [(2, 3), (3, 2)], order=2, examples=4)
 
 
 def test_a_numpy_pair():

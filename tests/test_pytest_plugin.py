@@ -2,7 +2,10 @@
 a pytest of their own (pytester); the plugin is named with `-p`, as the entry
 point that loads it by itself exists only once einvjp is installed."""
 
+import os
 import pathlib
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -93,3 +96,26 @@ def test_the_option_is_in_the_help(pytester, monkeypatch):
 def test_pyproject_registers_the_plugin():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["entry-points"]["pytest11"] == {"einvjp": "einvjp.pytest_plugin"}
+
+
+def _python(code, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_the_plugin_imports_no_array_library():
+    done = _python("import sys, einvjp.pytest_plugin as p; assert p.check_backward; "
+                   "print(sorted(m for m in ('torch', 'jax') if m in sys.modules))", ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_without_hypothesis_pytest_runs_and_the_fixture_says_what_to_install(tmp_path):
+    (tmp_path / "test_it.py").write_text("def test_plain():\n    pass\n\n\n"
+                                         "def test_check(einvjp_check):\n    pass\n")
+    done = _python("import sys; sys.modules['hypothesis'] = None; import pytest; "
+                   "sys.exit(pytest.main(['-p', 'einvjp.pytest_plugin', '-p', "
+                   "'no:cacheprovider', 'test_it.py']))", tmp_path)
+    assert "1 passed, 1 error" in done.stdout, done.stdout + done.stderr
+    assert "einvjp_check needs hypothesis: pip install 'einvjp[test]'" in done.stdout
