@@ -15,36 +15,20 @@ pytest_plugins = ["pytester"]
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 LAYER = '''
-import torch
+from hand_written import BatchedMatmul, Halved
 
 CALLS = []
 
 
-class BatchedMatmul(torch.autograd.Function):
+class Counted(BatchedMatmul):
     @staticmethod
     def forward(x, w):
         CALLS.append(x.shape)
         return x @ w
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-
-    @staticmethod
-    def backward(ctx, g):
-        x, w = ctx.saved_tensors
-        return g @ w.T, torch.einsum("bij,bik->jk", x, g)
-
-
-class Halved(BatchedMatmul):
-    @staticmethod
-    def backward(ctx, g):
-        x, w = ctx.saved_tensors
-        return g @ w.T, torch.einsum("bij,bik->jk", x, g) / 2
-
 
 def test_right(einvjp_check):
-    einvjp_check(BatchedMatmul.apply, "bij,jk->bik")
+    einvjp_check(Counted.apply, "bij,jk->bik")
     print(f"examples run: {len(CALLS)}")
 
 
