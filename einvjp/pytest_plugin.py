@@ -40,6 +40,7 @@ def einvjp_check(request):
     examples = request.config.getoption("einvjp_examples")
 
     def check(fn, spec, shapes=None, **options):
+        __tracebackhide__ = True
         options.setdefault("examples", examples)
         check_backward(fn, spec, shapes, **options)
     return check

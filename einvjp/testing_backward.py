@@ -78,6 +78,7 @@ def check_backward(fn, spec, shapes=None, *, sizes=None, exact=None, order=1, ex
     `AssertionError` names the operand, the first wrong index, the expected
     and the computed entry, the equation and the shapes.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line and the message
     lib = library(fn, backend)
     if order not in (1, 2):
         raise ValueError(f"check_backward: order must be 1 or 2, not {order!r}")
@@ -95,6 +96,7 @@ def check_backward(fn, spec, shapes=None, *, sizes=None, exact=None, order=1, ex
               suppress_health_check=_SUPPRESSED)
     @given(draw.cases())
     def check_backward_case(case):
+        __tracebackhide__ = True
         _check_case(run, fn, spec, case, compare, order)
 
     if seed is not None:
@@ -103,6 +105,7 @@ def check_backward(fn, spec, shapes=None, *, sizes=None, exact=None, order=1, ex
 
 
 def _check_case(run, fn, spec, case, compare, order):
+    __tracebackhide__ = True
     where = case.describe(spec)
     state, ys = _user(lambda: run.forward(fn, case.values, spec.wrt), where, "fn raised")
     if len(ys) != len(case.ys):
@@ -137,6 +140,7 @@ def _check_case(run, fn, spec, case, compare, order):
 def _user(call, where, what):
     """`call()`, a call into the user's function: what it raises becomes an
     AssertionError that says where."""
+    __tracebackhide__ = True
     try:
         return call()
     except Exception as err:  # noqa: BLE001 - whatever fn raises is reported
@@ -340,6 +344,7 @@ class _Compare:
         self.exact, self.rtol, self.atol = exact, rtol, atol
 
     def __call__(self, what, got, want, where):
+        __tracebackhide__ = True
         if got is None:
             raise AssertionError(f"check_backward: {what} is None\n{where}")
         got = _numpy(got)
