@@ -315,6 +315,21 @@ class _Draw:
             elements = st.floats(lo, hi, allow_nan=False, allow_subnormal=False)
         return arrays(np.float64, shape, elements=elements, fill=st.nothing())
 
+    def _oracle(self, call):
+        """einvjp's results, or the case skipped: where they are not finite, at
+        a singular matrix, or at drawn sizes the program does not accept (a
+        matrix function's two labels)."""
+        try:
+            results = call()
+        except np.linalg.LinAlgError:
+            assume(False)
+        except EinvjpError:
+            if self.given is not None:
+                raise
+            assume(False)
+        assume(all(np.all(np.isfinite(r)) for r in results))
+        return results
+
     def cases(self):
         @st.composite
         def case(draw):
@@ -323,16 +338,9 @@ class _Draw:
             values = [spec.fixed.get(key) for key in spec.keys]
             for k, shape in zip(spec.wrt, shapes):
                 values[k] = draw(self._array(shape, spec.keys[k]))
-            try:
-                ys = spec.forward(values)
-            except EinvjpError:
-                if self.given is not None:
-                    raise
-                assume(False)  # drawn sizes the program does not accept (a square matrix…)
-            assume(all(np.all(np.isfinite(y)) for y in ys))
+            ys = self._oracle(lambda: spec.forward(values))
             cts = [draw(self._array(y.shape)) for y in ys]
-            grads = spec.vjp(values, cts)
-            assume(all(np.all(np.isfinite(g)) for g in grads))
+            grads = self._oracle(lambda: spec.vjp(values, cts))
             ws = [draw(self._array(values[k].shape)) for k in spec.wrt] \
                 if self.order == 2 else []
             return _Case(values, cts, ws, ys, grads)

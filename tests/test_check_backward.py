@@ -133,6 +133,21 @@ def test_a_traced_program_takes_shapes():
         check_backward(lambda x: x @ x.T.detach(), gram, [(3, 2)], backend="torch")
 
 
+def test_programs_with_two_outputs_and_a_matrix_function():
+    two = einvjp.compile("""
+        a[i] = x[i,j] w[j]
+        b[j] = x[i,j] x[i,j]
+        return a, b
+    """)
+    check_backward(lambda x, w: (x @ w, (x * x).sum(0)), two, backend="torch", exact=True,
+                   examples=20)
+    with pytest.raises(AssertionError, match=r"the output 'b' (has shape|is wrong)"):
+        check_backward(lambda x, w: (x @ w, (x * x).sum(1)), two, backend="torch", exact=True)
+    # drawn sizes inv does not take (i ≠ j) and singular matrices are skipped
+    solve = einvjp.compile("y[i] = inv(a[i,j]) v[j]")
+    check_backward(lambda a, v: torch.linalg.inv(a) @ v, solve, backend="torch", examples=20)
+
+
 def test_output_only_labels_and_given_shapes():
     spread = lambda x: x[:, None].expand(-1, 3)  # noqa: E731
     check_backward(spread, "i->ij", sizes={"j": 3}, backend="torch", examples=20)
