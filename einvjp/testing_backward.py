@@ -30,7 +30,7 @@ from .lang import TextProgram
 from .program import Program
 from .syntax import Ref, walk
 from .testing_libraries import library, runner
-from .testing_linear import _numpy, label_shapes
+from .testing_linear import float64_array, label_shapes
 
 _SHOWN = 24  # arrays up to this many entries are printed in a failure
 # slow cases are fine; a check_backward call inside a @given test is too
@@ -189,7 +189,7 @@ class _Program:
         self.wrt = [k for k, n in enumerate(prog.input_names) if n not in fixed]
 
     def outputs(self, count):
-        names = getattr(self.prog, "returns", ())  # a text program's; a traced one's unnamed
+        names = self.prog.returns if isinstance(self.prog, TextProgram) else ()  # traced: unnamed
         return [f"output {n!r}" for n in names] if len(names) == count else \
             ["output"] if count == 1 else [f"output {k}" for k in range(count)]
 
@@ -355,7 +355,7 @@ class _Compare:
         __tracebackhide__ = True
         if got is None:
             raise AssertionError(f"check_backward: {what} is None\n{where}")
-        got = _numpy(got)
+        got = float64_array(got)
         if got.shape != want.shape:
             raise AssertionError(f"check_backward: {what} has shape {got.shape}, expected "
                                  f"{want.shape}\n{where}")

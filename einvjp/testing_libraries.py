@@ -19,7 +19,7 @@ import types
 
 import numpy as np
 
-from .testing_linear import _numpy
+from .testing_linear import float64_array
 
 _LIBRARIES = ("numpy", "torch", "jax")
 
@@ -95,7 +95,7 @@ class _NumPyRun:
     """A (forward, vjp) pair: `vjp(cotangent, *inputs)`, one gradient per input."""
 
     def forward(self, fn, values, wrt):
-        return (fn[1], values, wrt), [_numpy(y) for y in _outputs(fn[0](*values))]
+        return (fn[1], values, wrt), [float64_array(y) for y in _outputs(fn[0](*values))]
 
     def backward(self, state, cts):
         vjp, values, wrt = state
@@ -116,7 +116,7 @@ class _TorchRun:
         args = [T.tensor(v, requires_grad=k in wrt) if isinstance(v, np.ndarray) else v
                 for k, v in enumerate(values)]
         outs = _outputs(fn(*args))
-        return ([args[k] for k in wrt], outs), [_numpy(y) for y in outs]
+        return ([args[k] for k in wrt], outs), [float64_array(y) for y in outs]
 
     def _grads(self, state, cts, create_graph):
         leaves, outs = state
@@ -128,7 +128,7 @@ class _TorchRun:
         return [self.torch.zeros_like(x) if g is None else g for x, g in zip(leaves, grads)], cts
 
     def backward(self, state, cts):
-        return [_numpy(g) for g in self._grads(state, cts, False)[0]]
+        return [float64_array(g) for g in self._grads(state, cts, False)[0]]
 
     def second(self, fn, values, wrt, cts, ws):
         state, _ = self.forward(fn, values, wrt)
@@ -138,7 +138,7 @@ class _TorchRun:
         second = self.torch.autograd.grad([g for g, _ in live], targets, [w for _, w in live],
                                           allow_unused=True) if live else [None] * len(targets)
         constant = [k for k, g in enumerate(grads) if not g.requires_grad]
-        return [np.zeros(x.shape) if g is None else _numpy(g)
+        return [np.zeros(x.shape) if g is None else float64_array(g)
                 for x, g in zip(targets, second)], constant
 
 
@@ -165,7 +165,7 @@ class _JaxRun:
         with self.jax.enable_x64(True):
             f, xs = self._function(fn, values, wrt)
             out, pullback = self.jax.vjp(f, *xs)
-            return (out, pullback), [_numpy(y) for y in _outputs(out)]
+            return (out, pullback), [float64_array(y) for y in _outputs(out)]
 
     def _pull(self, out, pullback, cts):
         return pullback(type(out)(cts) if isinstance(out, (tuple, list)) else cts[0])
@@ -173,7 +173,7 @@ class _JaxRun:
     def backward(self, state, cts):
         with self.jax.enable_x64(True):
             grads = self._pull(*state, [self.jnp.asarray(c) for c in cts])
-            return [_numpy(g) for g in grads]
+            return [float64_array(g) for g in grads]
 
     def second(self, fn, values, wrt, cts, ws):
         jax, jnp = self.jax, self.jnp
@@ -184,4 +184,4 @@ class _JaxRun:
                 return tuple(self._pull(*jax.vjp(f, *xs), cts))
             _, pullback = jax.vjp(gradients, xs, [jnp.asarray(c) for c in cts])
             dxs, dcs = pullback(tuple(jnp.asarray(w) for w in ws))
-            return [_numpy(g) for g in list(dxs) + list(dcs)], []
+            return [float64_array(g) for g in list(dxs) + list(dcs)], []

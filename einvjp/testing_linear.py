@@ -78,7 +78,7 @@ def label_shapes(draw, terms, min_size=0, max_size=4, max_ellipsis_rank=2, *, kn
     return shapes
 
 
-def _numpy(x):
+def float64_array(x):
     """A torch tensor, a jax array or a NumPy array as a float64 NumPy array."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
@@ -102,7 +102,7 @@ def check_linear(jvp, vjp, in_shapes, out_shape, *, trials=3, exact=True, rtol=1
     for trial in range(trials):
         us = [rng.integers(-3, 4, s).astype(np.float64) for s in in_shapes]
         v = rng.integers(-3, 4, out_shape).astype(np.float64)
-        ju = _numpy(jvp(*map(to_array, us)))
+        ju = float64_array(jvp(*map(to_array, us)))
         if ju.shape != out_shape:
             raise AssertionError(f"check_linear: the jvp's result has shape {ju.shape}, "
                                  f"expected out_shape {out_shape}")
@@ -112,7 +112,7 @@ def check_linear(jvp, vjp, in_shapes, out_shape, *, trials=3, exact=True, rtol=1
         if len(grads) != len(in_shapes):
             raise AssertionError(f"check_linear: the vjp gave {len(grads)} gradient(s) for "
                                  f"{len(in_shapes)} input(s)")
-        grads = [_numpy(g) for g in grads]
+        grads = [float64_array(g) for g in grads]
         for k, (g, s) in enumerate(zip(grads, in_shapes)):
             if g.shape != s:
                 raise AssertionError(f"check_linear: the vjp's gradient {k} has shape "
