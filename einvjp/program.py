@@ -188,13 +188,14 @@ class Program:
             run = lambda vals: tuple(map(B.writeable, f([  # noqa: E731
                 vals[k] if k is not None and isinstance(vals[k], _NUMBERS)
                 else asarray(c if k is None else vals[k]) for k, c in picks])))
+        flags = _aliased(g.outputs)  # `return x, x`, an input or a view of one: copied
+        if any(flags):
+            inner = run
+            run = lambda vals: tuple(_owned(B, inner(vals), flags))  # noqa: E731
         if what is not None:  # a derivative in the dtype of (the first of) its inputs
             x, cast = position[what[1][0]], B.cast_like
             return lambda vals: (cast(run(vals)[0], vals[x]),)
-        flags = _aliased(g.outputs)  # `return x, x`, an input or a view of one: copied
-        if not any(flags):
-            return run
-        return lambda vals: tuple(_owned(B, run(vals), flags))
+        return run
 
     def wrt_names(self, values):
         return [n for n in self.input_names if _is_array(values[n]) and _inexact(values[n])]

@@ -260,3 +260,15 @@ def test_grad_is_the_vjp_at_one(backend):
     prog = einvjp.compile(text)
     want = jax.grad(f, 1)(*[values[n] for n in prog.input_names])
     np.testing.assert_allclose(_np(prog.grad("w", **_as(backend, values))), want, rtol=1e-12)
+
+
+def test_a_derivative_that_is_an_input_is_a_copy():
+    """∂f/∂x of f = x[i] c[i] is c itself: handed back as an array of its own."""
+    prog = einvjp.compile("f = x[i] c[i]")
+    x, c = np.ones(3), np.arange(3.0)
+    g = prog.grad("x", x=x, c=c)
+    np.testing.assert_array_equal(g, c)
+    assert not np.shares_memory(g, c)
+    j = einvjp.compile("y[i] = c[j] x[j] 1[i]", sizes={"i": 2}).jacobian("x", x=x, c=c)
+    np.testing.assert_array_equal(j, np.stack([c, c]))
+    assert not np.shares_memory(j, c)
