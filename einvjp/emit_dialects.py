@@ -125,8 +125,13 @@ class Dialect:
         """Source of an operation of `einvjp.ops.LOCAL` (not a kernel)."""
         like = a[-1] if len(a) > 1 or name == "ones" else "None"
         dtype = "" if like == "None" else self.like(receiver(like))
-        if name == "ones":
-            return f"{self.lib}.ones({params[0]!r}{dtype})"
+        if name == "ones":  # (shape[, value])
+            value = params[1] if len(params) > 1 else 1
+            if value == 1:
+                return f"{self.lib}.ones({params[0]!r}{dtype})"
+            number = repr(value) if value == value and abs(value) != float("inf") \
+                else f'float("{value}")'
+            return f"{self.lib}.full({params[0]!r}, {number}{dtype})"
         if name == "as_array":
             return f"{self.lib}.{self.asarray}({a[0]}{dtype})"
         raise EmitError(f"no {self.name} source for the operation {name!r}")
