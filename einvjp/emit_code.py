@@ -237,32 +237,30 @@ def comment(text, width=88):
 
 def split(line, fresh, width=88):
     """An assignment longer than `width` as several: its largest parts that
-    fit assigned to temporaries first (deleted after it)."""
-    stmt = ast.parse(line).body[0]
-    if len(line) <= width or not isinstance(stmt, ast.Assign):
-        return [line]
+    fit assigned to temporaries first (deleted after it), written as they
+    were (parentheses kept)."""
     before, temps = [], []
-    while len(ast.unparse(stmt)) > width:
+    while len(line) > width:
+        stmt = ast.parse(line).body[0]
+        if not isinstance(stmt, ast.Assign):
+            break
         parts = [n for n in ast.walk(stmt.value) if n is not stmt.value and
-                 isinstance(n, (ast.Call, ast.BinOp)) and len(ast.unparse(n)) <= width - 12]
+                 isinstance(n, (ast.Call, ast.BinOp)) and
+                 n.end_col_offset - n.col_offset <= width - 12]
         if not parts:
             break
-        part = max(parts, key=lambda n: len(ast.unparse(n)))
+        part = max(parts, key=lambda n: n.end_col_offset - n.col_offset)
         name = fresh()
-        before.append(f"{name} = {ast.unparse(part)}")
+        raw = line.encode()  # ast's offsets count bytes
+        start, end = (len(raw[:k].decode()) for k in (part.col_offset, part.end_col_offset))
+        before.append(f"{name} = {line[start:end]}")
         temps.append(name)
-        stmt = _Replace(part, name).visit(stmt)
-    return before + [ast.unparse(stmt)] + ([f"del {', '.join(temps)}"] if temps else [])
-
-
-class _Replace(ast.NodeTransformer):
-    def __init__(self, node, name):
-        self.node, self.name = node, name
-
-    def visit(self, node):
-        if node is self.node:
-            return ast.copy_location(ast.Name(self.name, ast.Load()), node)
-        return super().visit(node)
+        if line[start - 1:start] == "(" and line[end:end + 1] == ")" and \
+                not (line[start - 2:start - 1].isalnum() or line[start - 2:start - 1]
+                     in ("_", ")", "]")):  # parentheses around a name alone: dropped
+            start, end = start - 1, end + 1
+        line = line[:start] + name + line[end:]
+    return before + [line] + ([f"del {', '.join(temps)}"] if temps else [])
 
 
 def guarded(lines, results, flag):

@@ -8,8 +8,8 @@ emitted source (`einvjp.emit`).
   operators (`1 / x`, `x ** 2`); where its functions are looked up;
 * `operand`, `receiver`, `binary`: parentheses where Python needs them.
 
->>> binary("a + b", "*", "c"), binary("a * b", "-", "c - d"), receiver("x * 2")
-('(a + b) * c', 'a * b - (c - d)', '(x * 2)')
+>>> binary("a + b", "*", "c"), binary("a * b", "-", "c - d"), binary("a * b", "@", "c")
+('(a + b) * c', 'a * b - (c - d)', '(a * b) @ c')
 >>> TorchDialect().op("add_product", ["acc", "a", "b", "1"], (), None, None)
 'torch.addcmul(acc, a, b)'
 """
@@ -27,11 +27,13 @@ _PRECEDENCE = {ast.Add: 2, ast.Sub: 2, ast.Mult: 3, ast.MatMult: 3, ast.Div: 3, 
 def operand(text, op, left=True):
     """`text` as an operand of the operator `op` ("+", "*", …), in
     parentheses where Python's precedence needs them."""
-    mine = _PRECEDENCE[type(ast.parse(f"a {op} b", mode="eval").body.op)]
+    kind = type(ast.parse(f"a {op} b", mode="eval").body.op)
+    mine = _PRECEDENCE[kind]
     node = ast.parse(text, mode="eval").body
     if isinstance(node, ast.BinOp):
         theirs = _PRECEDENCE[type(node.op)]
-        fits = theirs > mine or theirs == mine and left and op != "**"
+        mixed = ast.MatMult in (kind, type(node.op)) and kind is not type(node.op)
+        fits = theirs > mine or theirs == mine and left and op != "**" and not mixed
     elif isinstance(node, ast.UnaryOp):
         fits = mine < 4
     elif isinstance(node, ast.Constant):

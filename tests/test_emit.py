@@ -331,3 +331,15 @@ def test_source_errors():
         prog.source("numpy", x="2x3", w=(3,))
     text = prog.source("numpy", np.ones((2, 3)), np.ones(3))  # example arrays, positional
     assert "def vjp(cotangent, x, w):" in textwrap.dedent(text)
+
+
+def test_long_lines_split_into_named_parts_as_written():
+    import ast
+    from einvjp.emit_code import split
+    names = iter(["t1", "t2", "t3"])
+    line = "grad_σ = torch.addcmul((σ * mu) @ w2.mT, g2(a), (" + " * ".join(["long_name"] * 9) + "))"
+    lines = split(line, lambda: next(names), width=60)
+    assert lines[-1].startswith("del ") and all(len(x) <= 60 for x in lines[:-1])
+    assert "(σ * mu) @ w2.mT" in "\n".join(lines)  # the parentheses as written
+    for x in lines:
+        ast.parse(x)
