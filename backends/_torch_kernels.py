@@ -23,7 +23,7 @@ def kernels():
 
     def dtype_of(*xs):
         ts = [x for x in xs if isinstance(x, torch.Tensor)]
-        return ts[0].dtype if ts else torch.get_defaultdtype_of()
+        return ts[0].dtype if ts else torch.get_default_dtype()
 
     def dims(axes):
         return tuple(axes) if isinstance(axes, (tuple, list)) else (axes,)

@@ -14,6 +14,8 @@ float16 1e-2 and bfloat16 5e-2 against the float64 result.
 import importlib
 import warnings
 
+import numpy as np
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -433,3 +435,13 @@ def test_a_number_input_keeps_double_precision_beside_float64_tensors(text):
     assert abs(float(einvjp.compile("y = log(q) + x[i]")(
         x=torch.zeros(2, dtype=torch.float64), q=q)) - math.log(q)) < 1e-15
     assert prog(x=torch.tensor(x, dtype=torch.float32), q=q).dtype == torch.float32
+
+
+@pytest.mark.parametrize("text", ["y[i] = softmax(x[i], i)", "y[i] = silu(x[i])",
+                                  "y[i] = log_sigmoid(x[i])"])
+def test_an_integer_tensor_through_a_float_kernel(text):
+    """An integer tensor's softmax (silu, log_sigmoid) is a float one, as
+    torch's and as einvjp's on NumPy (it raised AttributeError)."""
+    prog = einvjp.compile(text)
+    x = np.array([1, -2, 3])
+    np.testing.assert_allclose(prog(x=torch.tensor(x)).numpy(), prog(x=x), rtol=1e-6)
