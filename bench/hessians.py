@@ -7,7 +7,7 @@
 Workloads: the formulas of the matrix-calculus benchmarks (WORKLOADS below:
 the index-notation program, the same f over jnp and torch, its inputs), each
 at two sizes, float64, a scalar f differentiated twice with respect to one
-input x.  Two rows per workload and size:
+input x.  Three rows per workload and size:
 
   Hessian  d2f/dx2, of shape x.shape + x.shape
              jax           jax.jit(jax.hessian(f, argnums=k))
@@ -19,6 +19,7 @@ input x.  Two rows per workload and size:
              jax           jax.jit of jax.jvp(jax.grad(f), (x,), (v,))[1]
              torch.func    torch.func.jvp(torch.func.grad(f), (x,), (v,))[1]
              einvjp-*      prog.hvp("x", v, **inputs) ("n/a" if einvjp has none)
+  gradient df/dx: jax.jit(jax.grad(f)), torch.func.grad(f), prog.grad("x", ...)
 
 matfact-UV is the mixed block d2f/dUdV (shape U.shape + V.shape) instead:
 prog.hessian(("U", "V"), ...) against jacfwd(grad(f, U), V) (jax under jit,
@@ -447,8 +448,11 @@ the jnp f, and every result against the jax one (torch.func to the same
 tolerance, 1e-10 of the largest entry) before any timing. A cell is the
 median ms (the fastest repeat in parentheses), all paths of one size timed
 interleaved; "n/a": einvjp has no such method in this build. A speedup is
-the peer's median over einvjp's: above 1, einvjp is faster. What is timed is
-in the docstring of `bench/hessians.py`."""
+the peer's median over einvjp's: above 1, einvjp is faster. A gradient row
+(`prog.grad(name, **inputs)` against `jax.jit(jax.grad(f))` and
+`torch.func.grad`) gives the last column of the summary: einvjp's HVP over
+its own gradient on NumPy. What is timed is in the docstring of
+`bench/hessians.py`."""
 
 
 def main(argv=None):
