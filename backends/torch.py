@@ -23,6 +23,15 @@ has no `jvp`: see `_run` for why.
 `differentiable(rule)` (`_torch_program`) turns a whole function of
 tensors (an einvjp program) into one autograd Function.
 
+torch.compile: `call(entry, ...)`, the way every public function of
+tensors (`einvjp.einsum`, a contract expression, a program) runs, is under
+torch.compile a `nonstrict_trace` call: Dynamo records one opaque call and
+never reads einvjp's planning (opt_einsum, the caches, the code writer), and
+AOTAutograd traces the function on fake tensors, so that Inductor sees and
+fuses the torch operations of its forward and of its backward (the
+autograd Functions' own, traced through).  Shapes are read as Python ints:
+a new shape is a recompilation, under `dynamic=True` too.
+
 dtypes: `torch.einsum` rejects operands of different dtypes; einvjp promotes
 them first, by torch's own rule (`torch.result_type`: dimensioned tensors,
 then 0-d tensors, a lower class mattering only when its category — bool <
@@ -41,8 +50,9 @@ tensor([[1., 0.],
 """
 
 import torch
+import torch.utils._pytree
 
-from einvjp.backend import Backend, basic_index
+from einvjp.backend import Backend, Entry, basic_index
 from einvjp.backends._torch_kernels import kernels
 from einvjp.backends._torch_program import differentiable
 from einvjp.errors import BackendError
@@ -97,10 +107,12 @@ def scalar(value, like):
     binary ops take a 0-d tensor faster than a Python number); on the CPU,
     which any device accepts for a 0-d operand.  For a half-precision result
     the number itself: torch applies a Python number in float32, a 0-d tensor
-    would round it to half first."""
+    would round it to half first.  Under torch.compile the number too: the
+    traced tensors are fake, a real constant must not meet them, and Inductor
+    writes a number into its kernels."""
     dtype = torch.result_type(like, value)
-    return value if dtype.itemsize < 4 or dtype == torch.complex32 else \
-        torch.tensor(value, dtype=dtype)
+    return value if dtype.itemsize < 4 or dtype == torch.complex32 or \
+        torch.compiler.is_compiling() else torch.tensor(value, dtype=dtype)
 
 
 def diagonal(x, groups):
@@ -374,6 +386,29 @@ def _combine(higher, lower):
     return higher
 
 
+torch.utils._pytree.register_constant(Entry)  # passed to `_nonstrict` as is
+
+
+@torch._dynamo.nonstrict_trace
+def _nonstrict(entry, nones, *args, **kwargs):
+    args = list(args)
+    for k in nones:
+        args.insert(k, None)
+    return entry.fn(*args, **kwargs)
+
+
+def call(entry, *args, **kwargs):
+    """The entry's function; under torch.compile, an opaque call for Dynamo
+    that AOTAutograd traces (see the module docstring).  Dynamo passes no
+    None to it: the positions of None arguments go instead, and a keyword
+    argument that is None is left out (its default is None)."""
+    if torch.compiler.is_compiling():
+        nones = tuple(k for k, a in enumerate(args) if a is None)
+        return _nonstrict(entry, nones, *[a for a in args if a is not None],
+                          **{k: v for k, v in kwargs.items() if v is not None})
+    return entry.fn(*args, **kwargs)
+
+
 class TorchBackend(Backend):
     name = "torch"
     numbers_vary = True  # a program's Python numbers that vary become arguments of its code
@@ -408,6 +443,8 @@ class TorchBackend(Backend):
         """The storage a tensor views."""
         return x.untyped_storage().data_ptr() if isinstance(x, torch.Tensor) else id(x)
     apply = staticmethod(apply)
+    call = staticmethod(call)
+    tracing = staticmethod(torch.compiler.is_compiling)
     differentiable = staticmethod(differentiable)
 
     @staticmethod

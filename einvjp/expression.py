@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 
-from .backend import backend_for, shape_of
+from .backend import Entry, backend_for, shape_of
 from .core import _itemsize, _limit
 from .equation import bind, check_shape, parse, wanted
 from .errors import BackendError, CotangentError, OperandCountError, SignatureError
@@ -75,6 +75,7 @@ class ContractExpression:
         self._folded = _run_folds(folds, values)
         self._by_backend = {}
         self._out = tuple(idx.size for idx in ge.out)
+        self._entry = Entry(self._call)
 
     def __repr__(self):
         return (f"<ContractExpression({self.equation!r}, constants={self.constants}, "
@@ -104,6 +105,9 @@ class ContractExpression:
         return found
 
     def __call__(self, *operands):
+        return backend_for(operands or self._folded).call(self._entry, *operands)
+
+    def _call(self, *operands):
         B, arrays = self._arrays(operands)
         everything = arrays + self._constants(B, arrays)
         return self._planned(_itemsize(everything)).evaluate(B, everything)

@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from .backend import backend_for
+from .backend import Entry, backend_for
 from .errors import CotangentError, ProgramError
 from .execute import _NUMBERS, _inexact, _shape, evaluate
 from .graph import _CACHED, Graph, number_key
@@ -67,6 +67,9 @@ class Program:
 
     input_names: list = []
 
+    def __init__(self):
+        self._entry = Entry(self._call)  # how `__call__` runs (made here, outside any trace)
+
     def _graph_for(self, values) -> Graph:
         """The graph bound to these inputs' shapes (None for a number), built
         once a signature by `_bind`."""
@@ -112,17 +115,20 @@ class Program:
         return self._setup(args, kwargs)[2]
 
     def __call__(self, *args, **kwargs):
+        return backend_for(args + tuple(kwargs.values())).call(self._entry, *args, **kwargs)
+
+    def _call(self, *args, **kwargs):
         if kwargs or len(args) != len(self.input_names):
             named = self._values(args, kwargs)
             args = [named[n] for n in self.input_names]
         values = args
+        runs = self.__dict__.setdefault("_runs", {})
         try:
             key = tuple(number_key(v) if isinstance(v, _NUMBERS) else (type(v), tuple(v.shape))
                         for v in values)
-        except AttributeError:  # a list or other array-like: no fast path
-            key = None
-        runs = self.__dict__.setdefault("_runs", {})
-        run = runs.get(key)
+            run = runs.get(key)
+        except (AttributeError, TypeError):  # a list, or symbolic sizes (torch.compile's
+            key = run = None                 # dynamic shapes, unhashable): no fast path
         if run is None:
             run = self._runner(dict(zip(self.input_names, values)))
             if key is not None:
