@@ -17,8 +17,7 @@ A GE of two or more operands runs as one `torch.autograd.Function`,
 
 A one-operand GE (transpose, diagonal, sum, diagonal embedding, broadcast)
 runs as plain torch ops, differentiated by torch itself, and so does the
-broadcast ending a GE of several operands; under torch.compile the Function
-has no `jvp`: see `_run` for why.
+broadcast ending a GE of several operands.
 
 `differentiable(rule)` (`_torch_program`) turns a whole function of
 tensors (an einvjp program) into one autograd Function.
@@ -165,10 +164,9 @@ def conj(x):
     return x.conj()
 
 
-class _GE(torch.autograd.Function):
-    """The GE of a plan with its role-swap backward; `GEFunction` adds the
-    JVP.  Under torch.compile this class runs instead, because Dynamo does not
-    trace an autograd.Function that defines `jvp` (a graph break)."""
+class GEFunction(torch.autograd.Function):
+    """`GEFunction.apply(plan, *operands)`: the plan's GE, differentiable to
+    any order by the role swap (backward) and linearity (jvp)."""
     generate_vmap_rule = True
 
     @staticmethod
@@ -204,11 +202,6 @@ class _GE(torch.autograd.Function):
             grads.append(_run(_swap_plan(ctx.plan, k), [cotangent] + others))
         return tuple(grads)
 
-
-class GEFunction(_GE):
-    """`GEFunction.apply(plan, *operands)`: the plan's GE, differentiable to
-    any order by the role swap (backward) and linearity (jvp)."""
-
     @staticmethod
     def jvp(ctx, _plan_tangent, *tangents):
         operands = ctx.saved_tensors
@@ -233,11 +226,7 @@ def _run(plan, tensors):
       that way too, after the Function (see `_split`);
     * with grad mode off (a Function's forward, a backward not recorded),
       there is no tape to write: plain torch ops, which forward mode and
-      vmap see through anyway;
-    * under torch.compile the Function without `jvp` (Dynamo refuses a custom
-      `jvp`), and no Function when no operand requires grad (Dynamo's
-      no-grad path of autograd.Function passes its ctx to `forward(plan,
-      *operands)` as the plan)."""
+      vmap see through anyway."""
     if plan.n == 1 or not torch.is_grad_enabled():
         return plan(BACKEND, tensors)
     if len(plan.steps) > 1:
@@ -252,14 +241,10 @@ def _run(plan, tensors):
     if split is not None:
         inner, broadcast = split
         return broadcast(BACKEND, [_run(inner, tensors)])
-    if not torch.compiler.is_compiling():
-        return GEFunction.apply(plan, *tensors)
-    if any(x.requires_grad for x in tensors):
-        return _GE.apply(plan, *tensors)
-    return plan(BACKEND, tensors)
+    return GEFunction.apply(plan, *tensors)
 
 
-_SWAP_PLANS = {}  # (plan, k) -> the plan of its role swap: a dict, which torch.compile traces
+_SWAP_PLANS = {}  # (plan, k) -> the plan of its role swap
 
 
 def _swap_plan(plan, k):
@@ -269,7 +254,7 @@ def _swap_plan(plan, k):
     return found
 
 
-_STEP_PLANS = {}  # step -> the plan of its own GE: a dict, which torch.compile traces
+_STEP_PLANS = {}  # step -> the plan of its own GE
 
 
 def _step_plan(step):
@@ -279,7 +264,7 @@ def _step_plan(step):
     return found
 
 
-_SPLIT = {}  # plan -> _split(plan): a dict, which torch.compile traces
+_SPLIT = {}  # plan -> _split(plan)
 
 
 def _split(plan):

@@ -26,7 +26,7 @@ from .plan import check_optimize, optimize_key, plan_for
 from .slicing import cotengra_slices, limited
 
 
-_PLANS = {}  # (equation, shapes, sizes, optimize) -> Plan: a dict, which torch.compile traces
+_PLANS = {}  # (equation, shapes, sizes, optimize) -> Plan
 
 
 def plan(equation: str, shapes, *, sizes=None, optimize="auto", memory_limit=None,

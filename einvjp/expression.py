@@ -105,11 +105,13 @@ class ContractExpression:
         return found
 
     def __call__(self, *operands):
-        return backend_for(operands or self._folded).call(self._entry, *operands)
+        # The folded constants are arguments too: a graph capture (torch.compile)
+        # then sees them as the tensors they are, not as values of the call.
+        return backend_for(operands or self._folded).call(self._entry, operands, self._folded)
 
-    def _call(self, *operands):
+    def _call(self, operands, folded):
         B, arrays = self._arrays(operands)
-        everything = arrays + self._constants(B, arrays)
+        everything = arrays + self._constants(B, arrays, folded)
         return self._planned(_itemsize(everything)).evaluate(B, everything)
 
     def vjp(self, operands, cotangent, *, wrt=None):
@@ -139,10 +141,12 @@ class ContractExpression:
             check_shape(self._spec, k, shape_of(x), self.shapes[j], j)
         return B, arrays
 
-    def _constants(self, B, arrays):
-        """The folded constants as operands for backend `B`: as they are when
-        they go with the operands (NumPy constants go with JAX: converted on
-        each call, so that no traced value is kept), else converted once."""
+    def _constants(self, B, arrays, folded=None):
+        """The folded constants (`folded`, by default the expression's own) as
+        operands for backend `B`: as they are when they go with the operands
+        (NumPy constants go with JAX: converted on each call, so that no traced
+        value is kept), else converted once."""
+        folded = self._folded if folded is None else folded
         found = self._by_backend.get(B)
         if found is None:
             try:
@@ -152,7 +156,7 @@ class ContractExpression:
             found = self._by_backend[B] = (same, None if same else
                                            [B.asarray(c) for c in self._folded])
         same, converted = found
-        return [B.asarray(c) for c in self._folded] if same else list(converted)
+        return [B.asarray(c) for c in folded] if same else list(converted)
 
 
 def _positions(constants, n, equation):
