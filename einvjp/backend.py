@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from . import backends
 from .errors import BackendError
 
@@ -109,19 +111,31 @@ class Backend:
 # The top-level module of an array type -> the backend module that runs it.
 _MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax", "jaxlib": "jax"}
 
+# Each library's array types, by the module that defines them (a library not
+# imported yet has no arrays): (backend, module, type names).
+_ARRAYS = (("torch", "torch", ("Tensor",)), ("jax", "jax", ("Array",)),
+           ("numpy", "numpy", ("ndarray", "generic")))
 
 _PYTHON = (int, float, complex, str, list, tuple, dict, type(None), type(Ellipsis))
 
 
 def library_of(x) -> str:
     """The backend name for one operand ("python" for scalars and lists).
-    Computed afresh each time, from the type alone: torch.compile reads this
-    (before a call goes past it, see `Backend.call`), and a cache it read
-    would be one that the call it records then changes."""
+
+    Decided afresh each time, by `issubclass`, before any other type by the
+    top-level module it comes from: torch.compile reads this (before a call
+    goes past it, see `Backend.call`) and can read neither the `__module__`
+    of every class nor a cache that the call it records then changes."""
     kind = type(x)
     # A Python number of a NumPy type (float64 subclasses float) goes with anything too.
     if issubclass(kind, _PYTHON):
         return "python"
+    for name, module, types in _ARRAYS:
+        library = sys.modules.get(module)
+        if library is not None:
+            for t in types:
+                if issubclass(kind, getattr(library, t)):
+                    return name
     top = kind.__module__.partition(".")[0]
     return _MODULES.get(top, top)
 
