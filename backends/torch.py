@@ -96,8 +96,19 @@ def add_product(acc, a, b, c):
     return torch.addcmul(acc, a, b, value=c)
 
 
+def matmul(a, b):
+    """a @ b; under torch.compile a product with a vector (a has one row
+    or b one column) as a multiply and a sum, which Inductor fuses with the
+    operations around it (a matrix product is a call of its own)."""
+    if torch.compiler.is_compiling() and (a.shape[-2] == 1 or b.shape[-1] == 1):
+        return torch.sum(a.unsqueeze(-1) * b.unsqueeze(-3), -2)
+    return torch.matmul(a, b)
+
+
 def add_matmul(acc, a, b, c):
     """acc + c a @ b for matrices a and b, in one call (what F.linear does)."""
+    if torch.compiler.is_compiling() and (a.shape[-2] == 1 or b.shape[-1] == 1):
+        return torch.add(acc, matmul(a, b), alpha=c)
     return torch.addmm(acc, a, b, alpha=c)
 
 
@@ -402,7 +413,7 @@ class TorchBackend(Backend):
     kernels = kernels()
 
     reshape = staticmethod(torch.reshape)
-    matmul = staticmethod(torch.matmul)
+    matmul = staticmethod(matmul)
     multiply = staticmethod(torch.mul)
     add = staticmethod(torch.add)
     subtract = staticmethod(torch.sub)
