@@ -84,7 +84,7 @@ def run(module, inputs, ct):
     """The output and the gradients of the inputs and parameters at `ct`."""
     inputs = [x.detach().clone().requires_grad_() for x in inputs]
     out = module(*inputs)
-    params = list(module.parameters())
+    params = list(module.parameters()) if isinstance(module, torch.nn.Module) else []
     grads = torch.autograd.grad(out, inputs + params, ct)
     return out.detach(), grads
 
@@ -232,6 +232,23 @@ def test_program(text, reference, shapes):
             for g, g0 in zip(grads, torch.autograd.grad(want, tensors, ct)):
                 torch.testing.assert_close(g, g0, rtol=TOL, atol=TOL)
     assert compilations() == 2
+
+
+def test_functions_on_tensors():
+    """einvjp's functions called on tensors (each an einvjp program run
+    eagerly) compile too."""
+    def f(x):
+        return (einvjp.gelu(x) * einvjp.logsumexp(x, axis=1, keepdims=True)).sum() + \
+            einvjp.softmax(x).square().sum()
+
+    def reference(x):
+        return (torch.nn.functional.gelu(x) * torch.logsumexp(x, 1, keepdim=True)).sum() + \
+            x.softmax(-1).square().sum()
+    fn = compiled(f, backend="inductor")
+    x = torch.randn(4, 5, dtype=torch.float64)
+    with no_warnings():
+        check(run(fn, [x], torch.tensor(1.5, dtype=torch.float64)),
+              run(reference, [x], torch.tensor(1.5, dtype=torch.float64)))
 
 
 def test_cold():
