@@ -158,8 +158,13 @@ def copy(x):
 
 
 def shares_memory(x, y):
-    return isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and \
-        x.untyped_storage().data_ptr() == y.untyped_storage().data_ptr() and x.numel() > 0
+    """Do x and y view the same memory?  Traced tensors (torch.compile's)
+    have no data pointer: there, do they view the same storage?"""
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.numel() > 0):
+        return False
+    if torch.compiler.is_compiling():
+        return torch._C._is_alias_of(x, y)
+    return x.untyped_storage().data_ptr() == y.untyped_storage().data_ptr()
 
 
 def cast_like(g, x):
@@ -387,22 +392,37 @@ torch.utils._pytree.register_constant(Entry)  # passed to `_nonstrict` as is
 
 @torch._dynamo.nonstrict_trace
 def _nonstrict(entry, nones, *args, **kwargs):
-    args = list(args)
-    for k in nones:
-        args.insert(k, None)
-    return entry.fn(*args, **kwargs)
+    out = entry.fn(*_with_nones(args, nones), **kwargs)
+    if not isinstance(out, tuple):
+        return out, -1
+    return _without_nones(out)
 
 
 def call(entry, *args, **kwargs):
     """The entry's function; under torch.compile, an opaque call for Dynamo
-    that AOTAutograd traces (see the module docstring).  Dynamo passes no
-    None to it: the positions of None arguments go instead, and a keyword
-    argument that is None is left out (its default is None)."""
+    that AOTAutograd traces (see the module docstring).  No None passes
+    that call, either way: the positions of None arguments (and of None
+    results, in a tuple) pass instead, and a keyword argument that is None
+    is left out (its default is None)."""
     if torch.compiler.is_compiling():
-        nones = tuple(k for k, a in enumerate(args) if a is None)
-        return _nonstrict(entry, nones, *[a for a in args if a is not None],
-                          **{k: v for k, v in kwargs.items() if v is not None})
+        args, nones = _without_nones(args)
+        out, nones = _nonstrict(entry, nones, *args,
+                                **{k: v for k, v in kwargs.items() if v is not None})
+        return out if nones == -1 else _with_nones(out, nones)
     return entry.fn(*args, **kwargs)
+
+
+def _without_nones(values):
+    """(the values that are not None, the positions of those that are)."""
+    return (tuple(v for v in values if v is not None),
+            tuple(k for k, v in enumerate(values) if v is None))
+
+
+def _with_nones(values, positions):
+    values = list(values)
+    for k in positions:
+        values.insert(k, None)
+    return tuple(values)
 
 
 class TorchBackend(Backend):
@@ -437,7 +457,10 @@ class TorchBackend(Backend):
     @staticmethod
     def owner(x):
         """The storage a tensor views."""
-        return x.untyped_storage().data_ptr() if isinstance(x, torch.Tensor) else id(x)
+        if not isinstance(x, torch.Tensor):
+            return id(x)
+        # Traced tensors have no data pointer: one owner, every pair then compared.
+        return 0 if torch.compiler.is_compiling() else x.untyped_storage().data_ptr()
     apply = staticmethod(apply)
     call = staticmethod(call)
     tracing = staticmethod(torch.compiler.is_compiling)

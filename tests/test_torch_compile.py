@@ -251,6 +251,19 @@ def test_functions_on_tensors():
               run(reference, [x], torch.tensor(1.5, dtype=torch.float64)))
 
 
+def test_vjp():
+    """einvjp.vjp compiles: None for an operand not in `wrt`, and a gradient
+    that would be the cotangent itself ("ij->ij") is a tensor of its own."""
+    a, b, g = torch.randn(2, 3), torch.randn(3, 4), torch.randn(2, 4)
+    fn = compiled(lambda a, b, g: einvjp.vjp("ij,jk->ik", (a, b), g, wrt=0), backend="aot_eager")
+    with no_warnings():
+        ga, gb = fn(a, b, g)
+        same = compiled(lambda a, g: einvjp.vjp("ij->ij", (a,), g)[0], backend="aot_eager")(a, a)
+    assert gb is None
+    torch.testing.assert_close(ga, g @ b.T)
+    assert torch.equal(same, a) and same.data_ptr() != a.data_ptr()
+
+
 def test_cold():
     """In a fresh interpreter, the first einvjp call on torch tensors at all
     is inside torch.compile(fullgraph=True), at shapes never planned."""
