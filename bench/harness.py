@@ -1,10 +1,11 @@
-"""What bench/run.py and bench/programs.py share: checks against a float64
-reference, warm-up, interleaved timing (medians), result cells, the machine
-and versions header, the load average and writing a section of
+"""What the benchmarks in bench/ share: thread pinning, checks against a
+float64 reference, warm-up, interleaved timing (medians), result cells, the
+machine and versions header, the load average and writing a section of
 bench/README.md between markers.
 
-Not a script: the two benchmarks import it by path (`python bench/run.py`
-puts bench/ on sys.path).
+Not a script: the benchmarks import it by path (`python bench/run.py` puts
+bench/ on sys.path).  It imports NumPy only when a function needs it, so that
+a script can pin the thread counts (`pin_threads`) before NumPy loads.
 """
 
 from __future__ import annotations
@@ -19,10 +20,32 @@ import sys
 import time
 import traceback
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 README = os.path.join(HERE, "README.md")
+
+
+# --------------------------------------------------------------------------
+# Threads
+
+
+def pin_threads(argv, default=1):
+    """The thread count `--threads N` in `argv` (else `default`), given to
+    OpenBLAS, OpenMP and MKL through the environment, and at 1 to XLA's CPU
+    client too; -> N.  Call it before NumPy and JAX load: their thread pools
+    are sized then (torch takes `torch.set_num_threads(N)` at any time)."""
+    n = default
+    for k, a in enumerate(argv):
+        if a == "--threads" and k + 1 < len(argv):
+            n = int(argv[k + 1])
+        elif a.startswith("--threads="):
+            n = int(a.split("=", 1)[1])
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    if n == 1:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + " --xla_cpu_multi_thread_eigen=false"
+                                   " intra_op_parallelism_threads=1").strip()
+    return n
 
 
 # --------------------------------------------------------------------------
@@ -31,6 +54,7 @@ README = os.path.join(HERE, "README.md")
 
 def to_numpy(x):
     """A torch tensor, jax array or NumPy array as a float64 NumPy array."""
+    import numpy as np
     if hasattr(x, "detach"):
         x = x.detach()
     return np.asarray(x, dtype=np.float64)
@@ -39,6 +63,7 @@ def to_numpy(x):
 def close(got, want, what, tol):
     """Raise unless `got` matches `want` (float64) to `tol` of max |want|;
     -> the relative error."""
+    import numpy as np
     got = to_numpy(got)
     if got.shape != want.shape:
         raise AssertionError(f"{what}: shape {got.shape} != {want.shape}")
@@ -52,10 +77,19 @@ def close(got, want, what, tol):
 def first_call(fn):
     """A first call (jit compile, planning, first touch), then a second one
     timed -> (its result, its seconds)."""
+    result, _, second = first_calls(fn)
+    return result, second
+
+
+def first_calls(fn):
+    """Two calls, both timed -> (the second's result, the first's seconds:
+    jit compile, planning, first touch, and the second's)."""
+    t = time.perf_counter()
     fn()
+    first = time.perf_counter() - t
     t = time.perf_counter()
     result = fn()
-    return result, time.perf_counter() - t
+    return result, first, time.perf_counter() - t
 
 
 # --------------------------------------------------------------------------
@@ -178,6 +212,7 @@ def versions(mods, blas=False, dirty="uncommitted changes"):
     """python, numpy (with its BLAS if `blas`), the installed `mods`, and
     the einvjp commit (`+ dirty` when einvjp/ or backends/ have changes)."""
     from importlib.metadata import version
+    import numpy as np
     vers = [f"python {platform.python_version()}", f"numpy {np.__version__}"]
     if blas:
         try:

@@ -62,30 +62,13 @@ import traceback
 import tracemalloc
 
 
-def _threads_from_argv(argv, default=1):
-    """`--threads N` read before NumPy and JAX start (their thread pools
-    are sized when they load)."""
-    for k, a in enumerate(argv):
-        if a == "--threads" and k + 1 < len(argv):
-            return int(argv[k + 1])
-        if a.startswith("--threads="):
-            return int(a.split("=", 1)[1])
-    return default
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402  (imports no NumPy: the threads are pinned first)
 
-
-THREADS = _threads_from_argv(sys.argv[1:]) if __name__ == "__main__" else None
-if THREADS is not None:
-    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[_var] = str(THREADS)
-    if THREADS == 1:
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                                   + " --xla_cpu_multi_thread_eigen=false"
-                                   " intra_op_parallelism_threads=1").strip()
+THREADS = harness.pin_threads(sys.argv[1:]) if __name__ == "__main__" else None
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402
 from harness import close  # noqa: E402
 
 START, END = "<!-- networks:start -->", "<!-- networks:end -->"

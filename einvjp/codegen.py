@@ -107,6 +107,14 @@ class Straightline:
             return found[0](*values)
         return tuple(vals[o] for o in self.outputs)
 
+    def function(self, values):
+        """The function written for values like these (their signature),
+        written now if it is not yet: called as `function(*values)`, it
+        skips `__call__`'s signature lookup."""
+        if self._signature(values) not in self._code:
+            self(values)
+        return self._code[self._signature(values)][0]
+
     def source(self, values):
         """The code written for values like these, once a call has written it."""
         return self._code[self._signature(values)][1]

@@ -248,8 +248,9 @@ class MetaBackend(Backend):
         return id(x.buffer) if isinstance(x, Meta) else id(x)
 
     def shares_memory(self, x, y):
+        """As NumPy's `may_share_memory`: an empty array shares nothing."""
         return isinstance(x, Meta) and isinstance(y, Meta) and x.buffer is not None \
-            and x.buffer is y.buffer
+            and x.buffer is y.buffer and 0 not in x.shape and 0 not in y.shape
 
     # slicing
     def index(self, x, positions):

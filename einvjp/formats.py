@@ -60,6 +60,9 @@ class Text:
         return text + "".join(f" / {d}" for d in apart)
 
 
+_DERIVED = re.compile(r"∂(²?)(\w+)/∂(\w+?)(²|∂\w+)?(?: ∂(\w+))?")
+
+
 class Latex(Text):
     def product(self, factors):
         return " ".join(factors)
@@ -75,6 +78,14 @@ class Latex(Text):
         if name.startswith("∂l/∂"):
             return self.grad(name[4:], letters)
         sub = f"_{{{''.join(letters)}}}" if letters else ""
+        d = _DERIVED.fullmatch(name)
+        if d:  # a derivative program's result: ∂y/∂x, ∂²f/∂x², ∂²f/∂a∂b, ∂²f/∂x² ∂x
+            two, f, a, b, v = d.groups()
+            under = rf"\partial {self._name(a)}" + (
+                "^2" if b == "²" else rf" \partial {self._name(b[1:])}" if b else "")
+            frac = rf"\frac{{\partial{'^2' if two else ''} {self._name(f)}}}{{{under}}}"
+            tail = rf" \partial {self._name(v)}" if v else ""
+            return rf"\left({frac}{tail}\right){sub}"
         return self._name(name) + sub
 
     def grad(self, name, letters):

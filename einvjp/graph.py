@@ -13,10 +13,11 @@ import copy
 
 from .codegen import Straightline
 from .execute import _inexact, _is_number, _shape, _tensor, evaluate
-from .ir import Const, Input, topo
+from .ir import Const, Input, axes, contract, topo
 from .autodiff import jacobian_node, vjp_nodes
 from .formats import Latex, Text
 from .printing import render_program
+from .rewrite import rebuild, remake
 from .simplify import simplify
 
 _CACHED = 64  # entries a per-graph cache keyed by number values keeps before it starts over
@@ -26,11 +27,11 @@ class Graph:
     """A program bound to input shapes: Input nodes and output nodes, the
     forward simplified, derivatives derived (and cached) on demand."""
 
-    def __init__(self, inputs, outputs, output_names):
+    def __init__(self, inputs, outputs, output_names, factored=False):
         self.inputs = dict(inputs)
         self.output_names = list(output_names)
         self.raw = list(outputs)
-        self.outputs = simplify(outputs)
+        self.outputs = simplify(outputs, factored=factored)
         self.constants = {}  # Input node -> array, for arrays a traced function closed over
         self._derivatives = {}
         self._functions = {}  # (backend, array inputs, numbers) -> (Autodiff, B.differentiable)
@@ -82,6 +83,55 @@ class Graph:
             self._derivatives["jacobian", name, k] = jacobian_node(self.outputs, k,
                                                                self.inputs[name])
         return self._derivatives["jacobian", name, k]
+
+    def derived(self, kind, names):
+        """A derivative of the program as a program of its own (cached),
+        run, planned and differentiated again like any other:
+
+        - ("jacobian", (x,)): ∂outputs[0]/∂x, shape out.shape + x.shape
+        - ("grad", (x,)): ∂f/∂x of the scalar output f
+        - ("hessian", (a, b)): ∂²f/∂a∂b of the scalar output f, shape
+          a.shape + b.shape: the gradient program's Jacobian
+        - ("hvp", (a,)): the Hessian times a tangent input named ∂a, the
+          JVP of the gradient program (forward over reverse)"""
+        key = ("graph", kind, names)
+        if key not in self._derivatives:
+            if kind == "jacobian":
+                d = self._graph([self.jacobian(names[0])], [f"∂y/∂{names[0]}"])
+            elif kind == "grad":
+                d = self._gradient(names[0])
+            elif kind == "hessian":
+                a, b = names
+                f = self.output_names[0]
+                d = self._graph([self._gradient(a).jacobian(b)],
+                                [f"∂²{f}/∂{a}²" if a == b else f"∂²{f}/∂{a}∂{b}"])
+            else:
+                a, = names
+                (t,), (jvp,) = self._gradient(a).tangents((a,))
+                if jvp is None:
+                    jvp = contract([], axes(self.inputs[a]), 0)
+                d = self._graph([jvp], [f"∂²{self.output_names[0]}/∂{a}² ∂{a}"], {t.name: t})
+            self._derivatives[key] = d
+        return self._derivatives[key]
+
+    def _gradient(self, a):
+        """∂f/∂a of the scalar output f as a program: the VJP program with
+        its cotangent 1 written in (folded into the coefficients)."""
+        if ("gradient", a) not in self._derivatives:
+            cts, _, (g,) = self.gradients((a,))
+            if g is None:
+                g = contract([], axes(self.inputs[a]), 0)
+            one = Const(1)
+            g, = rebuild([g], lambda n, new, old: one if n is cts[0] else
+                         n if new == old else remake(n, new))
+            self._derivatives["gradient", a] = self._graph([g], [f"∂{self.output_names[0]}/∂{a}"])
+        return self._derivatives["gradient", a]
+
+    def _graph(self, outputs, names, extra=None):
+        """A program over this one's inputs (and `extra` ones) and constants."""
+        d = Graph({**self.inputs, **(extra or {})}, outputs, names, factored=True)
+        d.constants = self.constants
+        return d
 
     def differentiable(self, values, B):
         """(f, nodes): `B.differentiable(Autodiff(...))` at the numbers in

@@ -97,6 +97,9 @@ def _contract(ops, node, numbers, known):
                 ops.emit("times", (), (factor,), None)
             return
         labels = distinct(out)
+        if f is None and len(labels) == len(out):  # a constant tensor: written once
+            ops.emit("ones", (ops.n_in - 1,), (shape, factor), shape)
+            return
         r = ops.emit("ones", (ops.n_in - 1,), (tuple(int(lab.size) for lab in labels),),
                      tuple(int(lab.size) for lab in labels))
         if len(labels) < len(out):

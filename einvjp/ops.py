@@ -210,8 +210,8 @@ def _contract(B, *xs):
     return B.apply(xs[-1], list(xs[:-1]))
 
 
-def _ones(B, like, shape):
-    return B.full(shape, 1, like)
+def _ones(B, like, shape, value=1):
+    return B.full(shape, value, like)
 
 
 LOCAL = {"times": _times, "plus": _plus, "add_scaled": _add_scaled, "as_array": _as_array,

@@ -29,6 +29,11 @@ def auto_path(sets, out, size_dict):
     48 operands) and `sweep_path`.  Deterministic: the same path every run."""
     path = opt_einsum.paths.auto(sets, out, size_dict, None)
     cost, largest = path_cost(sets, out, size_dict, path)
+    if 2 < len(sets) <= 4:  # "optimal" ties a Hadamard pair, i,i,ij->j, with a scaled copy
+        other = opt_einsum.paths.greedy(sets, out, size_dict)
+        other_cost, other_largest = path_cost(sets, out, size_dict, other)
+        if other_cost < cost:
+            path, cost, largest = other, other_cost, other_largest
     biggest = max([_size(s, size_dict) for s in sets] + [_size(out, size_dict)])
     if len(sets) > 4 and largest > 4 * biggest:
         others = [sweep_path(sets, out, size_dict)]

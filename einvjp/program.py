@@ -121,35 +121,59 @@ class Program:
         if kwargs or len(args) != len(self.input_names):
             named = self._values(args, kwargs)
             args = [named[n] for n in self.input_names]
-        values = args
+        out = self._run(None, list(args))
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def _run(self, what, values):
+        """The outputs of the program (`what` None) or of a derivative
+        program (`what` = (kind, names) for `Graph.derived`) at `values`, the
+        inputs in `input_names` order (then an HVP's tangent): through code
+        built once per signature of types, shapes and numbers."""
         runs = self.__dict__.setdefault("_runs", {})
         try:
-            key = tuple(number_key(v) if isinstance(v, _NUMBERS) else (type(v), tuple(v.shape))
-                        for v in values)
+            key = (what,) + tuple(number_key(v) if isinstance(v, _NUMBERS) else
+                                  (type(v), tuple(v.shape), v.dtype) for v in values)
             run = runs.get(key)
         except (AttributeError, TypeError):  # a list, or symbolic sizes (torch.compile's
             key = run = None                 # dynamic shapes, unhashable): no fast path
         if run is None:
-            run = self._runner(dict(zip(self.input_names, values)))
+            run = self._runner(values, what)
             if key is not None:
                 if len(runs) >= _CACHED:  # e.g. a number input that changes every call
                     runs.clear()
                 runs[key] = run
-        out = run(values)
-        return out[0] if len(out) == 1 else tuple(out)
+        return run(values)
 
-    def _runner(self, values):
-        """A function of the input values (in `input_names` order) giving the
-        outputs, for inputs of these types, shapes and numbers: what is
-        decided once per signature (the backend, the bound graph, the
-        lowered code) decided here."""
-        values, B, g = self._setup((), values)
+    def _runner(self, values, what=None):
+        """A function of the input values (in `input_names` order, then an
+        HVP's tangent) giving the outputs, for inputs of these types, shapes
+        and numbers: what is decided once per signature (the backend, the
+        bound graph, the lowered code) decided here."""
+        names = list(self.input_names)
+        named, B, g = self._setup(values[:len(names)], {}, values[len(names):])
+        if what is not None:
+            kind, wrt = what
+            for n in dict.fromkeys(wrt):
+                self._differentiable(n, named, kind)
+            if kind != "jacobian" and g.outputs[0].shape != ():
+                raise ProgramError(f"{kind} needs a scalar output, not one of shape "
+                                   f"{_shape(g.outputs[0])}; use jacobian")
+            g, base = g.derived(*what), g
+            extra = [n for n in g.inputs if n not in base.inputs]  # an HVP's tangent
+            for n, v in zip(extra, values[len(names):]):
+                x = named[wrt[0]]
+                if tuple(getattr(v, "shape", ())) != tuple(x.shape):
+                    raise ProgramError(f"{kind}({wrt[0]!r}): the vector has shape "
+                                       f"{tuple(getattr(v, 'shape', ()))} but {wrt[0]!r} "
+                                       f"has shape {tuple(x.shape)}")
+                named[n] = B.asarray(v)
+            names += extra
         if B.autodiff:  # torch, jax: differentiated by derived programs
-            f, given = g.differentiable(values, B)
+            f, given = g.differentiable(named, B)
         else:
-            given = list(g.feed(values, B))
+            given = list(g.feed(named, B))
             f = g.code(g.outputs, given, B)
-        position = {n: k for k, n in enumerate(self.input_names)}
+        position = {n: k for k, n in enumerate(names)}
         # A constant (an array the traced function closed over) is converted
         # on every call, as the inputs are: it may have changed in place, and
         # under jax.jit a converted one would be a tracer of that trace.
@@ -159,19 +183,30 @@ class Program:
         if B.autodiff:
             run = lambda vals: f(*[asarray(c if k is None else vals[k])  # noqa: E731
                                    for k, c in picks])
+        elif all(k is not None and (isinstance(values[k], _NUMBERS) or asarray(values[k])
+                                    is values[k]) for k, _ in picks):
+            # Arrays the backend takes as they are (the key holds their type):
+            # straight into the function written for their dtypes.
+            fn, ks = f.function([values[k] for k, _ in picks]), [k for k, _ in picks]
+            writeable = B.writeable
+            run = lambda vals: tuple(map(writeable, fn(*[vals[k] for k in ks])))  # noqa: E731
         else:
             run = lambda vals: tuple(map(B.writeable, f([  # noqa: E731
                 vals[k] if k is not None and isinstance(vals[k], _NUMBERS)
                 else asarray(c if k is None else vals[k]) for k, c in picks])))
         flags = _aliased(g.outputs)  # `return x, x`, an input or a view of one: copied
-        if not any(flags):
-            return run
-        return lambda vals: tuple(_owned(B, run(vals), flags))
+        if any(flags):
+            inner = run
+            run = lambda vals: tuple(_owned(B, inner(vals), flags))  # noqa: E731
+        if what is not None:  # a derivative in the dtype of (the first of) its inputs
+            x, cast = position[what[1][0]], B.cast_like
+            return lambda vals: (cast(run(vals)[0], vals[x]),)
+        return run
 
     def wrt_names(self, values):
         return [n for n in self.input_names if _is_array(values[n]) and _inexact(values[n])]
 
-    def vjp(self, cotangent, *args, **kwargs):
+    def vjp(self, cotangent, /, *args, **kwargs):
         """{name: ∂l/∂name} for every array input, given ∂l/∂ (each output)
         — a tuple when the program returns several.
 
@@ -222,42 +257,67 @@ class Program:
             raise ProgramError(f"{what}({name!r}): {name!r} has dtype {x.dtype}, which "
                                f"cannot be differentiated; give it as floating point")
 
-    def jacobian(self, name, *args, **kwargs):
+    def jacobian(self, name, /, *args, **kwargs):
         """∂out/∂name as one tensor of shape out.shape + name.shape (of the
         only output, or the first): one program, the VJP batched over an
-        identity cotangent."""
-        values, B, g = self._setup(args, kwargs)
-        self._differentiable(name, values, "jacobian")
-        j = g.jacobian(name)
-        return B.cast_like(evaluate([j], g.feed(values, B), B)[0], values[name])
+        identity cotangent, derived once per signature of the inputs."""
+        return self._derived("jacobian", (name,), args, kwargs)
 
-    def hessian(self, name, *args, **kwargs):
-        """∂²out/∂name² of a scalar output, shape name.shape + name.shape: the
-        gradient program's Jacobian, derived symbolically again."""
-        values, B, g = self._setup(args, kwargs)
-        self._differentiable(name, values, "hessian")
-        if g.outputs[0].shape != ():
-            raise ProgramError("hessian needs a scalar output; use jacobian")
-        cts, fwd, (gnode,) = g.gradients((name,))
-        x = g.inputs[name]
-        if gnode is None:
-            gnode = contract([], axes(x), 0)
-        second = Graph({**g.inputs, cts[0].name: cts[0]}, [gnode], [f"∂l/∂{name}"])
-        second.constants = g.constants
-        feed = second.feed(values, B)
-        feed[cts[0]] = 1.0
-        return B.cast_like(evaluate([second.jacobian(name)], feed, B)[0], values[name])
+    def grad(self, name, /, *args, **kwargs):
+        """∂f/∂name of the scalar output f, shape name.shape: the VJP program
+        at cotangent 1, derived once per signature of the inputs and run as
+        straight-line code (the one gradient; `vjp` gives every input's)."""
+        return self._derived("grad", (name,), args, kwargs)
 
-    def derivative(self, name, *args, **kwargs):
+    def hessian(self, name, /, *args, **kwargs):
+        """∂²f/∂name² of the scalar output f, shape name.shape + name.shape,
+        or with `name` a pair (a, b) the block ∂²f/∂a∂b, shape a.shape +
+        b.shape: the gradient program's Jacobian, derived symbolically once
+        per signature of the inputs and run as straight-line code (on torch
+        and JAX, differentiable again)."""
+        pair = name if isinstance(name, tuple) and len(name) == 2 else (name, name)
+        return self._derived("hessian", pair, args, kwargs)
+
+    def hvp(self, name, v, /, *args, **kwargs):
+        """The Hessian of the scalar output f with respect to `name` times
+        `v` (an array of name's shape), without building the Hessian: the
+        JVP of the gradient program (forward over reverse), planned as any
+        program, at a few times the cost of a gradient."""
+        return self._derived("hvp", (name,), args, kwargs, v)
+
+    def _derived(self, kind, names, args, kwargs, *extra):
+        """A derivative program's result, through `_run`."""
+        if kwargs or len(args) != len(self.input_names):
+            named = self._values(args, kwargs)
+            args = [named[n] for n in self.input_names]
+        for n in names:
+            if not isinstance(n, str):
+                self._differentiable(n, {}, kind)
+        return self._run((kind, names), list(args) + list(extra))[0]
+
+    def derivative(self, name, /, *args, order=1, **kwargs):
         """The VJP of the output with respect to `name`, printed as a program
-        in index notation (`str()`) or LaTeX (`.latex()`)."""
+        in index notation (`str()`) or LaTeX (`.latex()`).
+
+        `order=2`: the Hessian of the scalar output f with respect to `name`
+        (or, `name` a pair (a, b), the block ∂²f/∂a∂b) as the program that
+        `hessian` runs: the forward tensors it reads, then ∂²f/∂name²."""
         if args or kwargs:
             g = self.graph(*args, **kwargs)
         else:
             g = self._symbolic_graph()
-        if name not in g.inputs:
-            raise ProgramError(f"{name!r} is not an input; the inputs are "
-                               f"{', '.join(g.inputs)}")
+        pair = name if order == 2 and isinstance(name, tuple) and len(name) == 2 else (name,)
+        for n in pair:
+            if not isinstance(n, str) or n not in g.inputs:
+                raise ProgramError(f"{n!r} is not an input; the inputs are "
+                                   f"{', '.join(g.inputs)}")
+        if order == 2:
+            if g.outputs[0].shape != ():
+                raise ProgramError(f"a Hessian needs a scalar output, not one of shape "
+                                   f"{_shape(g.outputs[0])}")
+            return g.derived("hessian", pair * (3 - len(pair)))
+        if order != 1:
+            raise ProgramError(f"derivative(order={order!r}): the order is 1 or 2")
         cts, fwd, grads = g.gradients((name,))
         return Derivative(g, name, grads[0], fwd)
 

@@ -3,11 +3,13 @@
 - `cse`: merge nodes equal up to label renaming
 - `fuse`: inline a Contract read once into its reader (one bigger GE to plan)
 - `cancel`: drop terms that cancel (x - x, up to renaming and distribution)
-- `simplify`: cse, fuse, `stabilize`, cancel, until nothing changes
+- `factor`: take a factor every term of a sum shares out of the sum
+- `simplify`: cse, fuse, `stabilize`, cancel (and factor), until nothing changes
 """
 
 from __future__ import annotations
 
+from .ge import Index
 from .ir import (Add, Call, Const, Contract, contract, is_permutation, is_relabel,
                  is_zero, key, uses)
 from .ir import add as add_node
@@ -214,8 +216,162 @@ def cancel(outputs, depth=3, seen=None):
     return rebuild(outputs, fn)
 
 
-def simplify(outputs, stable=True, rounds=12):
-    """Run the passes until nothing changes (at most `rounds` times)."""
+def _product(node, term):
+    """(coefficient, [(factor, labels)]) of node[term] as a product over the
+    reader's labels; a label it sums gets a fresh Index of its own."""
+    if not isinstance(node, Contract) or len(set(node.out)) != len(node.out):
+        return 1, [(node, tuple(term))]
+    ren = dict(zip(node.out, term))
+    for t in node.terms:
+        for lab in t:
+            if lab not in ren:
+                ren[lab] = Index(lab.name, lab.size)
+    return node.coeff, [(a, tuple(ren[l] for l in t)) for a, t in node.operands()]
+
+
+def _size(labels):
+    n = 1
+    for lab in labels:
+        n *= int(lab.size)
+    return n
+
+
+def _match(f, fs, out, ren):
+    """The factor of `fs` equal to f = (node, labels) up to a renaming of
+    summed labels consistent with `ren` (this term's summed label -> the
+    first term's), or None; `ren` is extended by the match."""
+    node, labs = f
+    taken = set(ren.values())
+    for g in fs:
+        if g[0] is not node:
+            continue
+        new = {}
+        for a, b in zip(labs, g[1]):  # a: the first term's label, b: this one's
+            if a in out or b in out:
+                ok = a is b
+            else:
+                ok = ren.get(b, new.get(b, a)) is a and (b in ren or b in new or a not in taken)
+                new[b] = a
+            if not ok:
+                break
+        else:
+            ren.update(new)
+            return g
+    return None
+
+
+def _factored(node):
+    """An Add whose terms all multiply one factor, a · u + b · u · v =
+    u (a + b v), as that product (the Add itself when its terms share no
+    factor).  Labels the terms sum may be shared, the sums renamed alike:
+    Σ_n a[n] X[n,p] + Σ_n b[n] X[n,p] = Σ_n X[n,p] (a[n] + b[n]).  For a
+    Hessian, Σ (c1 X[n,p] + c2 X[n,p]) X[n,q] becomes X[n,p] (c1 + c2)
+    X[n,q]: the sum is one label smaller and the contraction one GEMM."""
+    out = set(node.out)
+    products = [_product(a, t) for a, t in zip(node.args, node.terms)]
+    first = products[0][1]
+    rens = [{} for _ in products]
+    rests = [list(fs) for _, fs in products]
+    common = []
+    for f in first:
+        trial = [dict(r) for r in rens]
+        found = [_match(f, rest, out, ren) for rest, ren in zip(rests[1:], trial[1:])]
+        if all(g is not None for g in found):
+            common.append(f)
+            rests[0].remove(f)
+            for rest, g in zip(rests[1:], found):
+                rest.remove(g)
+            rens = [{}] + trial[1:]
+    if not common:
+        return node
+    bound = {l for _, t in common for l in t if l not in out}
+    terms = []
+    for (c, _), rest, ren, coeff in zip(products, rests, rens, node.coeffs):
+        terms.append((coeff * c, [(a, tuple(ren.get(l, l) for l in t)) for a, t in rest]))
+    carried = {l for _, fs in terms for _, t in fs for l in t}
+    shared = {l for _, t in common for l in t}
+    inner = tuple(l for l in node.out if l in carried or l not in shared) + tuple(
+        l for l in dict.fromkeys(l for _, t in common for l in t) if l in bound)
+    if _size(inner) > max([_size(node.out)] + [_size(t) for _, t in common]):
+        return node  # a sum bigger than the terms and the factor: A[p,j] + A[j,p], not x[j] (…)
+    inside = set(inner)
+    parts = [(contract(fs, inner, c, summed=[l for _, t in fs for l in t if l not in inside]),
+              inner, 1) for c, fs in terms]
+    return contract(common + [(add_node(parts, inner), inner)], node.out)
+
+
+def factor(outputs):
+    """Take the factors every term of an Add shares out of it (`_factored`);
+    a transposed (or scaled) Add read once becomes an Add of transposed
+    terms, (A + Aᵀ)ᵀ = Aᵀ + A."""
+    count = uses(outputs)
+
+    def fn(node, new, old):
+        if new != old:
+            node = remake(node, new)
+        if is_relabel(node) and isinstance(node.args[0], Add) and \
+                count.get(old[0], 0) == 1 and node.args[0].name is None:
+            a = node.args[0]
+            ren = dict(zip(a.out, node.terms[0]))
+            node = add_node([(n, tuple(ren[l] for l in t), c * node.coeff)
+                             for n, t, c in zip(a.args, a.terms, a.coeffs)], node.out)
+        if isinstance(node, Add) and len(set(node.out)) == len(node.out):
+            return _factored(node)
+        if isinstance(node, Contract) and node.coeff.sign_and_magnitude()[0]:
+            return _sign_inside(node, count, old)
+        return node
+    return rebuild(outputs, fn)
+
+
+def _sign_inside(node, count, old):
+    """-a (-b + c) as a (b - c): a negative product's sum operand read once,
+    led by a negative term, takes the sign (for printing)."""
+    for k, a in enumerate(node.args):
+        if isinstance(a, Add) and a.name is None and count.get(old[k] if k < len(old)
+                                                                else None, 0) == 1 \
+                and _negative(a.coeffs[0], a.args[0]):
+            flipped = Add(a.args, a.terms, a.out, [-c for c in a.coeffs])
+            args = list(node.args)
+            args[k] = flipped
+            return Contract(args, node.terms, node.out, -node.coeff)
+    return node
+
+
+def _negative(c, term):
+    c = c * term.coeff if isinstance(term, Contract) else c
+    return c.sign_and_magnitude()[0]
+
+
+def in_order(outputs):
+    """The Contract terms of an Add, read once, written in the order of its
+    `out`, so that no term is transposed to be added (for a Hessian of n⁴
+    entries, a strided pass over each)."""
+    count = uses(outputs)
+
+    def fn(node, new, old):
+        if new != old:
+            node = remake(node, new)
+        return _in_order(node, count) if isinstance(node, Add) else node
+    return rebuild(outputs, fn)
+
+
+def _in_order(node, count):
+    position = {l: k for k, l in enumerate(node.out)}
+    args, changed = list(node.args), False
+    terms = list(node.terms)
+    for k, (a, t) in enumerate(zip(node.args, node.terms)):
+        order = sorted(range(len(t)), key=lambda i: position[t[i]])
+        if isinstance(a, Contract) and count.get(a, 0) == 1 and a.name is None and \
+                order != list(range(len(t))) and len(set(t)) == len(t):
+            args[k] = Contract(a.args, a.terms, tuple(a.out[i] for i in order), a.coeff)
+            terms[k] = tuple(t[i] for i in order)
+            changed = True
+    return Add(args, terms, node.out, node.coeffs) if changed else node
+
+
+def simplify(outputs, stable=True, rounds=12, factored=False):
+    """Run the passes until nothing changes (at most `rounds` times);
+    `factored`: factor sums too (see `factor`)."""
     outputs, seen = list(outputs), set()
     for _ in range(rounds):
         new = cse(outputs)
@@ -223,6 +379,8 @@ def simplify(outputs, stable=True, rounds=12):
         if stable:
             new = stabilize(new)
         new = cse(cancel(new, seen=seen))
+        if factored:
+            new = cse(in_order(factor(new)))
         if all(a is b for a, b in zip(new, outputs)):
             break
         outputs = new

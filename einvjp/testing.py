@@ -1,6 +1,12 @@
 """Testing helpers: hypothesis strategies for generalized einsums, an
 independent reference implementation, and the finite-difference VJP check.
 
+For your own gradients: `check_backward(fn, spec)` checks a hand-written
+backward (torch, jax or NumPy) against einvjp's; `shapes_for(equation)`,
+`einsum_cases(...)` and `programs(...)` are hypothesis strategies;
+`check_linear(jvp, vjp, ...)` is the adjoint dot test.  The pytest fixture
+`einvjp_check` (module `einvjp.pytest_plugin`) runs `check_backward`.
+
 This module is a test extra (it imports hypothesis); `import einvjp` never
 imports it.  JAX is imported only by `jax_vjp` and `jax_vjp_batch`.
 
@@ -32,8 +38,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 import einvjp
+from .testing_backward import check_backward
 from .testing_checks import check_program, program_reference
-from .testing_linear import check_linear, shapes_for
+from .testing_linear import check_linear, label_shapes, shapes_for
 from .testing_programs import RandomProgram, programs
 from .testing_trees import once_in
 
@@ -41,7 +48,7 @@ __all__ = ["EinsumCase", "einsum_cases", "equations", "check_vjp", "reference_ei
            "standard_form", "label_sizes", "is_numpy_einsum", "broadcasts",
            "derive_executable", "random_operands", "jax_vjp", "jax_vjp_batch",
            "programs", "RandomProgram", "check_program", "program_reference",
-           "shapes_for", "check_linear"]
+           "shapes_for", "label_shapes", "check_linear", "check_backward"]
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _ELL = "."  # one token standing for "..." inside this module

@@ -216,7 +216,7 @@ def check_program(rp, seed=0, torch=True, printing=True):
     progs = {}
 
     def build(kind):
-        progs[kind] = einvjp.compile(rp.text, sizes=rp.sizes) if kind == "text" else \
+        progs[kind] = rp.compile() if kind == "text" else \
             einvjp.compile(rp.traced())
 
     for kind in ("text", "traced"):

@@ -26,36 +26,59 @@ import numpy as np
 from hypothesis import strategies as st
 
 from .equation import parse
+from .testing_trees import once_in
 
 
-@st.composite
-def shapes_for(draw, equation, min_size=0, max_size=4, max_ellipsis_rank=2):
+def shapes_for(equation, min_size=0, max_size=4, max_ellipsis_rank=2, *, broadcast=False):
     """Operand shapes for `equation` (a list of tuples): each label one size
     from [min_size, max_size] — often one an earlier label has — and `...`
-    one shape of up to `max_ellipsis_rank` axes.  Output-only labels are
-    not the operands' concern: size them yourself (`sizes=`).
+    one shape of up to `max_ellipsis_rank` axes.  With `broadcast`, an
+    operand's dimension is now and then 1 where the label (or the ellipsis)
+    is larger elsewhere, as NumPy's broadcasting allows.  Output-only labels
+    are not the operands' concern: size them yourself (`sizes=`).
 
     >>> from hypothesis import find
     >>> a, b = find(shapes_for("ij,jk->ik"), lambda s: s[0][0] == s[1][1] > 1)
     >>> a[1] == b[0], a[0] == b[1] == 2
     (True, True)
+    >>> x, y = find(shapes_for("ij,ij->ij", broadcast=True), lambda s: s[0][0] < s[1][0])
+    >>> x[0], x[1] == y[1]
+    (1, True)
     """
-    spec = parse(equation)
-    size = {}
-    for term in spec.inputs:
-        for lab in term.labels:
+    return label_shapes([term.labels for term in parse(equation).inputs], min_size, max_size,
+                        max_ellipsis_rank, broadcast=broadcast)
+
+
+@st.composite
+def label_shapes(draw, terms, min_size=0, max_size=4, max_ellipsis_rank=2, *, known=None,
+                 broadcast=False):
+    """The shapes of operands labelled `terms` (each a sequence of hashable
+    labels, "..." for the ellipsis): what `shapes_for` draws, for labels
+    that are not letters of an equation.  `known` fixes some labels' sizes."""
+    size = dict(known or {})
+    for term in terms:
+        for lab in term:
             if lab != "..." and lab not in size:
                 fresh = st.integers(min_size, max_size)
                 size[lab] = draw(st.one_of(fresh, st.sampled_from(sorted(set(size.values()))))
                                  if size else fresh)
     ell = ()
-    if any("..." in term.labels for term in spec.inputs):
+    if any("..." in term for term in terms):
         ell = tuple(draw(st.lists(st.integers(min_size, max_size), max_size=max_ellipsis_rank)))
-    return [tuple(d for lab in term.labels for d in (ell if lab == "..." else (size[lab],)))
-            for term in spec.inputs]
+    shapes = []
+    for term in terms:
+        ones = {lab for lab in dict.fromkeys(term) if broadcast and once_in(draw, 5)}
+        shape = []
+        for lab in term:
+            if lab == "...":
+                shape += [1 if broadcast and once_in(draw, 5) else d for d in ell]
+            else:
+                shape.append(1 if lab in ones and size[lab] > 1 else size[lab])
+        shapes.append(tuple(shape))
+    return shapes
 
 
-def _numpy(x):
+def float64_array(x):
     """A torch tensor, a jax array or a NumPy array as a float64 NumPy array."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
@@ -79,7 +102,7 @@ def check_linear(jvp, vjp, in_shapes, out_shape, *, trials=3, exact=True, rtol=1
     for trial in range(trials):
         us = [rng.integers(-3, 4, s).astype(np.float64) for s in in_shapes]
         v = rng.integers(-3, 4, out_shape).astype(np.float64)
-        ju = _numpy(jvp(*map(to_array, us)))
+        ju = float64_array(jvp(*map(to_array, us)))
         if ju.shape != out_shape:
             raise AssertionError(f"check_linear: the jvp's result has shape {ju.shape}, "
                                  f"expected out_shape {out_shape}")
@@ -89,7 +112,7 @@ def check_linear(jvp, vjp, in_shapes, out_shape, *, trials=3, exact=True, rtol=1
         if len(grads) != len(in_shapes):
             raise AssertionError(f"check_linear: the vjp gave {len(grads)} gradient(s) for "
                                  f"{len(in_shapes)} input(s)")
-        grads = [_numpy(g) for g in grads]
+        grads = [float64_array(g) for g in grads]
         for k, (g, s) in enumerate(zip(grads, in_shapes)):
             if g.shape != s:
                 raise AssertionError(f"check_linear: the vjp's gradient {k} has shape "

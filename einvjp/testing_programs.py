@@ -31,10 +31,12 @@ class _Statement:
 
 
 class RandomProgram:
-    """A generated program: `text` (index notation), `traced_source` (a
-    Python function over einvjp.*) and `reference_source` (the same
-    meaning over a namespace `L`, with explicit einsums and reductions);
-    `inputs` lists (name, shape, domain, as a Python number)."""
+    """A generated program: `text` (index notation, with `sizes` for the
+    labels no input carries; `compile()` compiles it), `traced_source` (a
+    Python function over einvjp.*; `traced()` runs it into a function) and
+    `reference_source` (the same meaning over a namespace `L`, with explicit
+    einsums and reductions); `inputs` lists (name, shape, domain, as a
+    Python number) and `values(seed)` draws them inside their domains."""
 
     def __init__(self, statements, inputs, sizes, bits):
         self.statements, self.inputs, self.sizes = statements, inputs, dict(sizes)
@@ -53,6 +55,10 @@ class RandomProgram:
     def __repr__(self):
         return (f"RandomProgram(\n# text\n{self.text}\n# traced\n{self.traced_source}\n"
                 f"# reference\n{self.reference_source}\n# inputs {self.inputs})")
+
+    def compile(self):
+        """The text compiled: an einvjp program."""
+        return einvjp.compile(self.text, sizes=self.sizes)
 
     def traced(self):
         env = {"einvjp": einvjp}
@@ -263,7 +269,17 @@ def programs(draw, min_statements=2, max_statements=8, max_depth=3):
     with coefficients and quotients, parenthesised sums with mixed labels,
     elementwise functions (log, sqrt and fractional powers on positive
     arguments), powers with tensor exponents, reductions, softmax, matrix
-    functions of well-conditioned matrices, delta and ones; sizes 0–4."""
+    functions of well-conditioned matrices, delta and ones; sizes 0–4.
+
+    >>> from hypothesis import find
+    >>> rp = find(programs(max_statements=3), lambda rp: "exp" in rp.text)
+    >>> prog = rp.compile()
+    >>> values = rp.values(seed=0)             # inside each input's domain
+    >>> y = prog(**{n: values[n] for n in prog.input_names})
+    >>> grads = prog.vjp(np.ones_like(y), **{n: values[n] for n in prog.input_names})
+    >>> sorted(grads) == sorted(n for n, _, _, number in rp.inputs if not number)
+    True
+    """
     sizes = {}
     for lab in LABELS:
         sizes[lab] = 0 if once_in(draw, 12) else draw(st.integers(1, 4))

@@ -29,6 +29,8 @@ CASES = [
     ("ab,ab->", [(300, 200), (300, 200)]),
     ("i->ii", [(200,)]),
     ("abcd,aefb,cegh,dfhi->i", [(6, 7, 8, 9), (6, 5, 4, 7), (8, 5, 6, 7), (9, 4, 7, 8)]),
+    ("a->a", [(0,)]),  # the gradient is the (empty) cotangent: NumPy copies nothing
+    ("i,i,ij->j", [(400,), (400,), (400, 200)]),  # i,i first, not a scaled copy of ij
 ]
 
 
@@ -158,3 +160,9 @@ def test_table_lists_every_step():
     assert "ab,bc->ac" in text and "cd,ac->ad" in text
     assert "(10, 30)" in text and "12,000" in text and "2.3 KiB" in text
     assert "forward:" in text and "all-operand VJP:" in text
+
+
+def test_hadamard_pair_before_the_matrix():
+    """opt_einsum's "optimal" ties i,i,ij->j with a scaled copy of ij; the
+    path einvjp plans multiplies the vectors first."""
+    assert einvjp.plan("i,i,ij->j", [(400,), (400,), (400, 200)]).cost.flops == 400 + 160_000
