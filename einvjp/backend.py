@@ -122,10 +122,11 @@ _PYTHON = (int, float, complex, str, list, tuple, dict, type(None), type(Ellipsi
 def library_of(x) -> str:
     """The backend name for one operand ("python" for scalars and lists).
 
-    Decided afresh each time, by `issubclass`, before any other type by the
-    top-level module it comes from: torch.compile reads this (before a call
-    goes past it, see `Backend.call`) and can read neither the `__module__`
-    of every class nor a cache that the call it records then changes."""
+    Decided afresh each time: by `issubclass` against the array types of
+    each library imported, any other type by the top-level module it comes
+    from.  torch.compile reads this (before a call goes past it, see
+    `Backend.call`) and can read neither the `__module__` of every class
+    (`torch.nn.Parameter`'s) nor a cache that the call it records changes."""
     kind = type(x)
     # A Python number of a NumPy type (float64 subclasses float) goes with anything too.
     if issubclass(kind, _PYTHON):
