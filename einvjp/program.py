@@ -103,6 +103,20 @@ class Program:
             raise ProgramError(f"missing input(s) {', '.join(missing)}")
         return values
 
+    def _ordered(self, args, kwargs):
+        """The inputs as a list in `input_names` order (checked by `_values`
+        unless given exactly: all by position, or all by name)."""
+        names = self.input_names
+        if not kwargs and len(args) == len(names):
+            return list(args)
+        if not args and len(kwargs) == len(names):
+            try:
+                return [kwargs[n] for n in names]
+            except KeyError:
+                pass
+        named = self._values(args, kwargs)
+        return [named[n] for n in names]
+
     def _setup(self, args, kwargs, extra=()):
         values = self._values(args, kwargs)
         B = backend_for(list(values.values()) + list(extra))
@@ -118,10 +132,7 @@ class Program:
         return backend_for(args + tuple(kwargs.values())).call(self._entry, *args, **kwargs)
 
     def _call(self, *args, **kwargs):
-        if kwargs or len(args) != len(self.input_names):
-            named = self._values(args, kwargs)
-            args = [named[n] for n in self.input_names]
-        out = self._run(None, list(args))
+        out = self._run(None, self._ordered(args, kwargs))
         return out[0] if len(out) == 1 else tuple(out)
 
     def _run(self, what, values):
@@ -287,13 +298,11 @@ class Program:
 
     def _derived(self, kind, names, args, kwargs, *extra):
         """A derivative program's result, through `_run`."""
-        if kwargs or len(args) != len(self.input_names):
-            named = self._values(args, kwargs)
-            args = [named[n] for n in self.input_names]
+        args = self._ordered(args, kwargs)
         for n in names:
             if not isinstance(n, str):
                 self._differentiable(n, {}, kind)
-        return self._run((kind, names), list(args) + list(extra))[0]
+        return self._run((kind, names), args + list(extra))[0]
 
     def derivative(self, name, /, *args, order=1, **kwargs):
         """The VJP of the output with respect to `name`, printed as a program

@@ -212,7 +212,7 @@ def test_random_programs_hessian_and_hvp(rp):
     assume(arrays)
     f = rp.reference()
     fixed = {n: values[n] for n, _, _, number in rp.inputs if number}
-    prog0 = einvjp.compile(rp.text)
+    prog0 = rp.compile()
     out = prog0(**values)
     w = np.random.default_rng(1).normal(size=np.shape(out))
     assume(np.all(np.isfinite(out)))
@@ -221,7 +221,7 @@ def test_random_programs_hessian_and_hvp(rp):
     def loss(*xs):
         return jnp.sum(f(L, **dict(zip(arrays, xs)), **fixed) * w)
 
-    prog = einvjp.compile(rp.text + "\n" + _weighted(rp, prog0, values))
+    prog = einvjp.compile(rp.text + "\n" + _weighted(rp, prog0, values), sizes=rp.sizes)
     given_ = {n: values[n] for n in prog.input_names if n != "W_"}
     given_["W_"] = w
     used = [n for n in arrays if n in given_]
@@ -248,7 +248,9 @@ def _weighted(rp, prog, values):
     """A statement weighting the program's output to a scalar: L_ = y[..] W_[..]."""
     graph = prog.graph(**values)
     out = rp.statements[-1].name
-    letters = "pqrstuvw"[:len(graph.outputs[0].shape)]
+    taken = {n for n, _, _, _ in rp.inputs} | {st.name for st in rp.statements} | set(rp.sizes)
+    letters = [c for c in "pqrstuvwmno" if c not in taken and c.upper() not in taken][
+        :len(graph.outputs[0].shape)]
     idx = f"[{','.join(letters)}]" if letters else ""
     return f"L_ = {out}{idx} W_{idx}"
 
