@@ -119,15 +119,24 @@ _ARRAYS = (("torch", "torch", ("Tensor",)), ("jax", "jax", ("Array",)),
 _PYTHON = (int, float, complex, str, list, tuple, dict, type(None), type(Ellipsis))
 
 
-def library_of(x) -> str:
-    """The backend name for one operand ("python" for scalars and lists).
+_LIBRARY = {}  # type -> backend name, for `backend_for` (no graph capture reads it: `caller`)
 
-    Decided afresh each time: by `issubclass` against the array types of
-    each library imported, any other type by the top-level module it comes
-    from.  torch.compile reads this (before a call goes past it, see
-    `Backend.call`) and can read neither the `__module__` of every class
-    (`torch.nn.Parameter`'s) nor a cache that the call it records changes."""
+
+def library_of(x) -> str:
+    """The backend name for one operand ("python" for scalars and lists)."""
     kind = type(x)
+    name = _LIBRARY.get(kind)
+    if name is None:
+        name = _LIBRARY[kind] = _library(kind)
+    return name
+
+
+def _library(kind) -> str:
+    """`library_of` an instance of `kind`, decided afresh: by `issubclass`
+    against the array types of each library imported, any other type by the
+    top-level module it comes from.  torch.compile reads this (see `caller`)
+    and can read neither the `__module__` of every class
+    (`torch.nn.Parameter`'s) nor a cache that the call it records changes."""
     # A Python number of a NumPy type (float64 subclasses float) goes with anything too.
     if issubclass(kind, _PYTHON):
         return "python"
@@ -139,6 +148,18 @@ def library_of(x) -> str:
                     return name
     top = kind.__module__.partition(".")[0]
     return _MODULES.get(top, top)
+
+
+def caller(values) -> Backend:
+    """The backend whose `call` runs a public function given `values`: that
+    of the first array among them (NumPy's when there is none; the function
+    itself checks that the others go with it).  What a graph capture
+    (torch.compile) reads before the call, so decided afresh each time."""
+    for x in values:
+        name = _library(type(x))
+        if name != "python":
+            return load(name)
+    return load("numpy")
 
 
 def load(name: str) -> Backend:
@@ -154,7 +175,7 @@ def load(name: str) -> Backend:
 class Entry:
     """A public function of arrays and plain values (numbers, strings,
     lists, dicts), `fn`, made once outside any traced code and called as
-    `backend_for(arrays).call(entry, ...)`.  Equal only to itself: a
+    `caller(arrays).call(entry, ...)`.  Equal only to itself: a
     library's graph capture may keep it as a constant and check that it is
     the same one on the next call."""
     __slots__ = ("fn", "__weakref__")

@@ -18,7 +18,7 @@ array([[2., 2., 2.],
 
 from __future__ import annotations
 
-from .backend import Entry, backend_for, shape_of as _shape
+from .backend import Entry, backend_for, caller, shape_of as _shape
 from .equation import bind, interleaved, is_interleaved, lettered_sizes, parse, wanted
 from .errors import CotangentError
 from .errors import EinvjpError
@@ -95,7 +95,7 @@ def einsum(equation: str, *operands, sizes=None, optimize="auto", memory_limit=N
     if tracer is not None:  # inside einvjp.compile(fn): record IR instead
         return tracer._einvjp_einsum(equation, *operands, sizes=lettered, optimize=optimize)
     # The arguments as given (plain values and arrays), for the backend's `call`.
-    return backend_for(operands).call(_EINSUM, args, sizes, optimize, memory_limit)
+    return caller(operands).call(_EINSUM, args, sizes, optimize, memory_limit)
 
 
 def _form(args, sizes):
@@ -129,7 +129,7 @@ def vjp(equation: str, operands, cotangent, *, sizes=None, optimize="auto", wrt=
     bounds the peak beyond the operands, the cotangent and the gradients.
     """
     operands = tuple(operands)
-    return backend_for(operands + (cotangent,)).call(_VJP, equation, operands, cotangent,
+    return caller(operands + (cotangent,)).call(_VJP, equation, operands, cotangent,
                                                      sizes, optimize, wrt, memory_limit)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 
-from .backend import Entry, backend_for, shape_of
+from .backend import Entry, backend_for, caller, shape_of
 from .core import _itemsize, _limit
 from .equation import bind, check_shape, parse, wanted
 from .errors import BackendError, CotangentError, OperandCountError, SignatureError
@@ -107,7 +107,7 @@ class ContractExpression:
     def __call__(self, *operands):
         # The folded constants are arguments too: a graph capture (torch.compile)
         # then sees them as the tensors they are, not as values of the call.
-        return backend_for(operands or self._folded).call(self._entry, operands, self._folded)
+        return caller(operands or self._folded).call(self._entry, operands, self._folded)
 
     def _call(self, operands, folded):
         B, arrays = self._arrays(operands)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 
-from .backend import Entry, backend_for
+from .backend import Entry, backend_for, caller
 from .errors import ProgramError, SignatureError
 from .execute import evaluate
 from .lang import TextProgram
@@ -24,7 +24,7 @@ def dispatch(fn, args, kwargs):
     through the backend's `call`: its name, then the arguments as given)."""
     if any(isinstance(a, Tracer) for a in args + tuple(kwargs.values())):
         return apply_traced(fn, _bound(fn, args, kwargs))
-    return backend_for(args + tuple(kwargs.values())).call(_EAGER, fn.name, *args, **kwargs)
+    return caller(args + tuple(kwargs.values())).call(_EAGER, fn.name, *args, **kwargs)
 
 
 def _bound(fn, args, kwargs):

@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from .backend import Entry, backend_for
+from .backend import Entry, backend_for, caller
 from .errors import CotangentError, ProgramError
 from .execute import _NUMBERS, _inexact, _shape, evaluate
 from .graph import _CACHED, Graph, number_key
@@ -129,7 +129,7 @@ class Program:
         return self._setup(args, kwargs)[2]
 
     def __call__(self, *args, **kwargs):
-        return backend_for(args + tuple(kwargs.values())).call(self._entry, *args, **kwargs)
+        return caller(args + tuple(kwargs.values())).call(self._entry, *args, **kwargs)
 
     def _call(self, *args, **kwargs):
         out = self._run(None, self._ordered(args, kwargs))
