@@ -10,6 +10,7 @@ limit hit, a graph break).
 """
 
 import contextlib
+import importlib.util
 import logging
 import os
 import subprocess
@@ -25,13 +26,18 @@ from torch._dynamo.utils import counters  # noqa: E402
 
 TOL = 1e-12
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAYER_NORM = """
-    m[b]    = x[b,h] / H
-    mu[b,h] = x[b,h] - m[b]
-    v[b]    = mu[b,h]^2 / H
-    s[b]    = sqrt(v[b] + eps)
-    y[b,h]  = mu[b,h] / s[b] * gamma[h] + beta[h]
-"""
+
+
+def _example(name):
+    """examples/<name>.py (not a package), loaded by path."""
+    path = os.path.join(ROOT, "examples", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"einvjp_example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LAYER_NORM = _example("layer_norm").PROGRAM.text
 
 
 class _Logged(logging.Handler):
