@@ -7,3 +7,12 @@
 * `_torch_kernels`: PyTorch's kernels;
 * `_torch_program`: PyTorch's autograd Function for a whole program.
 """
+
+import importlib as _importlib
+
+
+def __getattr__(name):
+    """`einvjp.backends.<name>`, imported on first use (`einvjp.backend.load`)."""
+    if name.startswith("_"):
+        raise AttributeError(name)
+    return _importlib.import_module(f"{__name__}.{name}")

@@ -37,7 +37,7 @@ class _TransformableProgramFunction(torch.autograd.Function):
         ctx.set_materialize_grads(False)  # absent (co)tangents arrive as None
         ctx.mark_non_differentiable(*outputs[rule.n_outputs:])
         # The same list twice: vmap's generated rule keeps one record of
-        # batch dims for both (see `einvjp.backends.torch._GE.setup_context`).
+        # batch dims for both (see `einvjp.backends.torch.GEFunction.setup_context`).
         ctx.save_for_backward(*arrays, *outputs)
         ctx.save_for_forward(*arrays, *outputs)
 

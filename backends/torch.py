@@ -17,11 +17,19 @@ A GE of two or more operands runs as one `torch.autograd.Function`,
 
 A one-operand GE (transpose, diagonal, sum, diagonal embedding, broadcast)
 runs as plain torch ops, differentiated by torch itself, and so does the
-broadcast ending a GE of several operands; under torch.compile the Function
-has no `jvp`: see `_run` for why.
+broadcast ending a GE of several operands.
 
 `differentiable(rule)` (`_torch_program`) turns a whole function of
 tensors (an einvjp program) into one autograd Function.
+
+torch.compile: `call(entry, ...)`, the way every public function of
+tensors (`einvjp.einsum`, a contract expression, a program) runs, is under
+torch.compile a `nonstrict_trace` call: Dynamo records one opaque call and
+never reads einvjp's planning (opt_einsum, the caches, the code writer), and
+AOTAutograd traces the function on fake tensors, so that Inductor sees and
+fuses the torch operations of its forward and of its backward (the
+autograd Functions' own, traced through).  Shapes are read as Python ints:
+a new shape is a recompilation, under `dynamic=True` too.
 
 dtypes: `torch.einsum` rejects operands of different dtypes; einvjp promotes
 them first, by torch's own rule (`torch.result_type`: dimensioned tensors,
@@ -41,8 +49,9 @@ tensor([[1., 0.],
 """
 
 import torch
+import torch.utils._pytree
 
-from einvjp.backend import Backend, basic_index
+from einvjp.backend import Backend, Entry, basic_index
 from einvjp.backends._torch_kernels import kernels
 from einvjp.backends._torch_program import differentiable
 from einvjp.errors import BackendError
@@ -87,8 +96,19 @@ def add_product(acc, a, b, c):
     return torch.addcmul(acc, a, b, value=c)
 
 
+def matmul(a, b):
+    """a @ b; under torch.compile a product with a vector (a has one row
+    or b one column) as a multiply and a sum, which Inductor fuses with the
+    operations around it (a matrix product is a call of its own)."""
+    if torch.compiler.is_compiling() and (a.shape[-2] == 1 or b.shape[-1] == 1):
+        return torch.sum(a.unsqueeze(-1) * b.unsqueeze(-3), -2)
+    return torch.matmul(a, b)
+
+
 def add_matmul(acc, a, b, c):
     """acc + c a @ b for matrices a and b, in one call (what F.linear does)."""
+    if torch.compiler.is_compiling() and (a.shape[-2] == 1 or b.shape[-1] == 1):
+        return torch.add(acc, matmul(a, b), alpha=c)
     return torch.addmm(acc, a, b, alpha=c)
 
 
@@ -97,10 +117,12 @@ def scalar(value, like):
     binary ops take a 0-d tensor faster than a Python number); on the CPU,
     which any device accepts for a 0-d operand.  For a half-precision result
     the number itself: torch applies a Python number in float32, a 0-d tensor
-    would round it to half first."""
+    would round it to half first.  Under torch.compile the number too: the
+    traced tensors are fake, a real constant must not meet them, and Inductor
+    writes a number into its kernels."""
     dtype = torch.result_type(like, value)
-    return value if dtype.itemsize < 4 or dtype == torch.complex32 else \
-        torch.tensor(value, dtype=dtype)
+    return value if dtype.itemsize < 4 or dtype == torch.complex32 or \
+        torch.compiler.is_compiling() else torch.tensor(value, dtype=dtype)
 
 
 def diagonal(x, groups):
@@ -136,8 +158,13 @@ def copy(x):
 
 
 def shares_memory(x, y):
-    return isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and \
-        x.untyped_storage().data_ptr() == y.untyped_storage().data_ptr() and x.numel() > 0
+    """Do x and y view the same memory?  Traced tensors (torch.compile's)
+    have no data pointer: there, do they view the same storage?"""
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.numel() > 0):
+        return False
+    if torch.compiler.is_compiling():
+        return torch._C._is_alias_of(x, y)
+    return x.untyped_storage().data_ptr() == y.untyped_storage().data_ptr()
 
 
 def cast_like(g, x):
@@ -153,10 +180,9 @@ def conj(x):
     return x.conj()
 
 
-class _GE(torch.autograd.Function):
-    """The GE of a plan with its role-swap backward; `GEFunction` adds the
-    JVP.  Under torch.compile this class runs instead, because Dynamo does not
-    trace an autograd.Function that defines `jvp` (a graph break)."""
+class GEFunction(torch.autograd.Function):
+    """`GEFunction.apply(plan, *operands)`: the plan's GE, differentiable to
+    any order by the role swap (backward) and linearity (jvp)."""
     generate_vmap_rule = True
 
     @staticmethod
@@ -192,11 +218,6 @@ class _GE(torch.autograd.Function):
             grads.append(_run(_swap_plan(ctx.plan, k), [cotangent] + others))
         return tuple(grads)
 
-
-class GEFunction(_GE):
-    """`GEFunction.apply(plan, *operands)`: the plan's GE, differentiable to
-    any order by the role swap (backward) and linearity (jvp)."""
-
     @staticmethod
     def jvp(ctx, _plan_tangent, *tangents):
         operands = ctx.saved_tensors
@@ -221,11 +242,7 @@ def _run(plan, tensors):
       that way too, after the Function (see `_split`);
     * with grad mode off (a Function's forward, a backward not recorded),
       there is no tape to write: plain torch ops, which forward mode and
-      vmap see through anyway;
-    * under torch.compile the Function without `jvp` (Dynamo refuses a custom
-      `jvp`), and no Function when no operand requires grad (Dynamo's
-      no-grad path of autograd.Function passes its ctx to `forward(plan,
-      *operands)` as the plan)."""
+      vmap see through anyway."""
     if plan.n == 1 or not torch.is_grad_enabled():
         return plan(BACKEND, tensors)
     if len(plan.steps) > 1:
@@ -240,14 +257,10 @@ def _run(plan, tensors):
     if split is not None:
         inner, broadcast = split
         return broadcast(BACKEND, [_run(inner, tensors)])
-    if not torch.compiler.is_compiling():
-        return GEFunction.apply(plan, *tensors)
-    if any(x.requires_grad for x in tensors):
-        return _GE.apply(plan, *tensors)
-    return plan(BACKEND, tensors)
+    return GEFunction.apply(plan, *tensors)
 
 
-_SWAP_PLANS = {}  # (plan, k) -> the plan of its role swap: a dict, which torch.compile traces
+_SWAP_PLANS = {}  # (plan, k) -> the plan of its role swap
 
 
 def _swap_plan(plan, k):
@@ -257,7 +270,7 @@ def _swap_plan(plan, k):
     return found
 
 
-_STEP_PLANS = {}  # step -> the plan of its own GE: a dict, which torch.compile traces
+_STEP_PLANS = {}  # step -> the plan of its own GE
 
 
 def _step_plan(step):
@@ -267,7 +280,7 @@ def _step_plan(step):
     return found
 
 
-_SPLIT = {}  # plan -> _split(plan): a dict, which torch.compile traces
+_SPLIT = {}  # plan -> _split(plan)
 
 
 def _split(plan):
@@ -374,6 +387,44 @@ def _combine(higher, lower):
     return higher
 
 
+torch.utils._pytree.register_constant(Entry)  # passed to `_nonstrict` as is
+
+
+@torch._dynamo.nonstrict_trace
+def _nonstrict(entry, nones, *args, **kwargs):
+    out = entry.fn(*_with_nones(args, nones), **kwargs)
+    if not isinstance(out, tuple):
+        return out, -1
+    return _without_nones(out)
+
+
+def call(entry, *args, **kwargs):
+    """The entry's function; under torch.compile, an opaque call for Dynamo
+    that AOTAutograd traces (see the module docstring).  No None passes
+    that call, either way: the positions of None arguments (and of None
+    results, in a tuple) pass instead, and a keyword argument that is None
+    is left out (its default is None)."""
+    if torch.compiler.is_compiling():
+        args, nones = _without_nones(args)
+        out, nones = _nonstrict(entry, nones, *args,
+                                **{k: v for k, v in kwargs.items() if v is not None})
+        return out if nones == -1 else _with_nones(out, nones)
+    return entry.fn(*args, **kwargs)
+
+
+def _without_nones(values):
+    """(the values that are not None, the positions of those that are)."""
+    return (tuple(v for v in values if v is not None),
+            tuple(k for k, v in enumerate(values) if v is None))
+
+
+def _with_nones(values, positions):
+    values = list(values)
+    for k in positions:
+        values.insert(k, None)
+    return tuple(values)
+
+
 class TorchBackend(Backend):
     name = "torch"
     numbers_vary = True  # a program's Python numbers that vary become arguments of its code
@@ -382,7 +433,7 @@ class TorchBackend(Backend):
     kernels = kernels()
 
     reshape = staticmethod(torch.reshape)
-    matmul = staticmethod(torch.matmul)
+    matmul = staticmethod(matmul)
     multiply = staticmethod(torch.mul)
     add = staticmethod(torch.add)
     subtract = staticmethod(torch.sub)
@@ -406,8 +457,13 @@ class TorchBackend(Backend):
     @staticmethod
     def owner(x):
         """The storage a tensor views."""
-        return x.untyped_storage().data_ptr() if isinstance(x, torch.Tensor) else id(x)
+        if not isinstance(x, torch.Tensor):
+            return id(x)
+        # Traced tensors have no data pointer: one owner, every pair then compared.
+        return 0 if torch.compiler.is_compiling() else x.untyped_storage().data_ptr()
     apply = staticmethod(apply)
+    call = staticmethod(call)
+    tracing = staticmethod(torch.compiler.is_compiling)
     differentiable = staticmethod(differentiable)
 
     @staticmethod

@@ -17,11 +17,14 @@ Paths of one workload (all measured in the same process, interleaved):
   einvjp-torch  prog(**inputs) on torch tensors (requires_grad) + .backward(ct)
   torch         the same math in torch ops + autograd (the eager composite)
   F.*           torch.nn.functional.layer_norm / F.linear (a reference line)
+  *-compiled    einvjp-torch and torch under torch.compile(fullgraph=True)
+                (Inductor): the program, and the composite in torch ops
   einvjp-numpy  prog.vjp(ct, **inputs) on NumPy arrays (gradients only;
                 for information)
   einvjp-jax    jax.jit(jax.value_and_grad(sum(prog(...) * ct)))
   jax           the same over jnp
-  ratios        einvjp-torch / torch (target <= 1.0), einvjp-jax / jax
+  ratios        einvjp-torch / torch (target <= 1.0), einvjp-compiled /
+                torch-compiled (target <= 1.2), einvjp-jax / jax
 
 Every path runs once (planning, jit), then once more with its output and
 gradients checked against a float64 torch reference (so a wrong answer is never
@@ -233,6 +236,20 @@ def path_torch_F(w):
     return _path_torch_fn(w["ref"][1])(w)
 
 
+def _compiled(fn):
+    """`fn` under torch.compile(fullgraph=True) (Inductor), called with keywords."""
+    import torch
+    return torch.compile(lambda **kw: fn(**kw), fullgraph=True)
+
+
+def path_einvjp_torch_compiled(w):
+    return _path_torch_fn(_compiled(w["prog"]))(w)
+
+
+def path_torch_compiled(w):
+    return _path_torch_fn(_compiled(w["torch"]))(w)
+
+
 def path_einvjp_numpy(w):
     inputs, scalars, ct = w["data"]
     prog = w["prog"]
@@ -273,12 +290,15 @@ COLUMNS = [  # (column, path, peer of the direct gradient check)
     ("einvjp-torch", path_einvjp_torch, "torch"),
     ("torch", path_torch, None),
     ("F.ref", path_torch_F, None),
+    ("einvjp-compiled", path_einvjp_torch_compiled, "torch"),
+    ("torch-compiled", path_torch_compiled, None),
     ("einvjp-numpy", path_einvjp_numpy, "torch"),
     ("einvjp-jax", path_einvjp_jax, "jax"),
     ("jax", path_jax, None),
 ]
-TORCH_COLUMNS = ("einvjp-torch", "torch", "F.ref")
-RATIOS = [("einvjp-torch", "torch", 1.0), ("einvjp-jax", "jax", None)]
+TORCH_COLUMNS = ("einvjp-torch", "torch", "F.ref", "einvjp-compiled", "torch-compiled")
+RATIOS = [("einvjp-torch", "torch", 1.0), ("einvjp-compiled", "torch-compiled", 1.2),
+          ("einvjp-jax", "jax", None)]
 
 
 # --------------------------------------------------------------------------
@@ -347,7 +367,8 @@ def _library(col):
 
 
 HEADS = {"einvjp-torch": "einvjp-torch", "torch": "torch (eager)",
-         "F.ref": "F.layer_norm / F.linear", "einvjp-numpy": "einvjp-numpy",
+         "F.ref": "F.layer_norm / F.linear", "einvjp-compiled": "einvjp-torch, torch.compile",
+         "torch-compiled": "torch, torch.compile", "einvjp-numpy": "einvjp-numpy",
          "einvjp-jax": "einvjp-jax", "jax": "jax"}
 
 
@@ -433,8 +454,9 @@ right after a jax call measured ~25% slower on two cores while XLA's thread
 pool still holds one; in one round-robin of every path, einvjp-torch came
 right after jax every round). A cell shows the median (the fastest repeat in
 parentheses); a ratio is the ratio of medians (of the fastest repeats in
-parentheses). Ratio targets: einvjp-torch / torch ≤ 1.0; einvjp-jax / jax is
-reported.
+parentheses). Ratio targets: einvjp-torch / torch ≤ 1.0; einvjp-torch /
+torch under `torch.compile(fullgraph=True)` (Inductor; the program, and the
+eager composite's torch ops) ≤ 1.2; einvjp-jax / jax is reported.
 
 With `--threads 2,1` the torch columns run a second time at 1 thread, in the
 same process. On a 2-core machine loaded by other processes a 2-thread torch

@@ -3,7 +3,10 @@
 * `Backend`: the operations a lowered step runs, the kernels of the
   primitives, and declared capabilities (no probing, no name checks);
 * `backend_for(operands)`: the backend of some arrays (no array library is
-  imported until an operand of it arrives).
+  imported until an operand of it arrives);
+* `Entry`: a public function of arrays, called through `Backend.call`, so
+  that a library's graph capture (torch.compile) records the array
+  operations it runs and never reads the planning around them.
 
 >>> import numpy as np
 >>> backend_for([np.ones(2), 3.0]).name
@@ -12,8 +15,9 @@
 
 from __future__ import annotations
 
-import importlib
+import sys
 
+from . import backends
 from .errors import BackendError
 
 
@@ -64,6 +68,19 @@ class Backend:
         ab = self.matmul(a, b)
         return self.add(acc, ab if c == 1 else self.scale(ab, c))
 
+    def tracing(self):
+        """Is a graph capture (torch.compile) tracing the call being made?
+        Code written for a traced call holds no array constants (see
+        `scalar`), and code is written per answer."""
+        return False
+
+    def call(self, entry, *args, **kwargs):
+        """`entry.fn(*args, **kwargs)`, an `Entry` called on this library's
+        arrays: where the library captures graphs by reading Python
+        (torch.compile), the capture calls it as one opaque function and
+        records only the array operations it runs."""
+        return entry.fn(*args, **kwargs)
+
     def apply(self, plan, arrays):
         """A planned GE on these arrays (a backend with autodiff records it)."""
         return plan(self, arrays)
@@ -94,8 +111,15 @@ class Backend:
 # The top-level module of an array type -> the backend module that runs it.
 _MODULES = {"numpy": "numpy", "torch": "torch", "jax": "jax", "jaxlib": "jax"}
 
+# Each library's array types, by the module that defines them (a library not
+# imported yet has no arrays): (backend, module, type names).
+_ARRAYS = (("torch", "torch", ("Tensor",)), ("jax", "jax", ("Array",)),
+           ("numpy", "numpy", ("ndarray", "generic")))
 
-_LIBRARY = {}  # type -> backend name; a dict lookup that torch.compile traces
+_PYTHON = (int, float, complex, str, list, tuple, dict, type(None), type(Ellipsis))
+
+
+_LIBRARY = {}  # type -> backend name, for `backend_for` (no graph capture reads it: `caller`)
 
 
 def library_of(x) -> str:
@@ -103,26 +127,69 @@ def library_of(x) -> str:
     kind = type(x)
     name = _LIBRARY.get(kind)
     if name is None:
-        top = kind.__module__.split(".")[0]
-        # A Python number of a NumPy type (float64 subclasses float) goes with anything too.
-        number = top == "builtins" or issubclass(kind, (int, float, complex))
-        name = _LIBRARY[kind] = "python" if number else _MODULES.get(top, top)
+        name = _LIBRARY[kind] = _library(kind)
     return name
 
 
-_LOADED = {}  # backend name -> Backend (a dict, again so that torch.compile traces it)
+def _library(kind) -> str:
+    """`library_of` an instance of `kind`, decided afresh: by `issubclass`
+    against the array types of each library imported, any other type by the
+    top-level module it comes from.  torch.compile reads this (see `caller`)
+    and can read neither the `__module__` of every class
+    (`torch.nn.Parameter`'s) nor a cache that the call it records changes."""
+    # A Python number of a NumPy type (float64 subclasses float) goes with anything too.
+    if issubclass(kind, _PYTHON):
+        return "python"
+    for name, module, types in _ARRAYS:
+        library = sys.modules.get(module)
+        if library is not None:
+            for t in types:
+                if issubclass(kind, getattr(library, t)):
+                    return name
+    top = kind.__module__.partition(".")[0]
+    return _MODULES.get(top, top)
+
+
+def caller(values) -> Backend:
+    """The backend whose `call` runs a public function given `values`: that
+    of the first array among them (NumPy's when there is none; the function
+    itself checks that the others go with it).  What a graph capture
+    (torch.compile) reads before the call, so decided afresh each time."""
+    for x in values:
+        name = _library(type(x))
+        if name != "python":
+            return load(name)
+    return load("numpy")
 
 
 def load(name: str) -> Backend:
-    """The `Backend` of the module `einvjp.backends.<name>` (imported once)."""
-    found = _LOADED.get(name)
-    if found is None:
-        try:
-            module = importlib.import_module(f"einvjp.backends.{name}")
-        except ModuleNotFoundError as err:
-            raise BackendError(f"no einvjp backend for arrays of type {name!r}") from err
-        found = _LOADED[name] = module.BACKEND
-    return found
+    """The `Backend` of the module `einvjp.backends.<name>`: an attribute of
+    the package, imported on first use (see `einvjp.backends.__getattr__`),
+    which torch.compile reads where it refuses `importlib`."""
+    try:
+        return getattr(backends, name).BACKEND
+    except (AttributeError, ModuleNotFoundError) as err:
+        raise BackendError(f"no einvjp backend for arrays of type {name!r}") from err
+
+
+class Entry:
+    """A public function of arrays and plain values (numbers, strings,
+    lists, dicts), `fn`, made once outside any traced code and called as
+    `caller(arrays).call(entry, ...)`.  Equal only to itself: a
+    library's graph capture may keep it as a constant and check that it is
+    the same one on the next call."""
+    __slots__ = ("fn", "__weakref__")
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __eq__(self, other):
+        return self is other
+
+    __hash__ = object.__hash__
+
+    def __repr__(self):
+        return f"Entry({getattr(self.fn, '__qualname__', self.fn)!r})"
 
 
 def backend_for(operands) -> Backend:

@@ -69,7 +69,8 @@ class Straightline:
     """`outputs` as a function of the values of the `given` nodes, run as
     straight-line code: `Straightline(outputs, given, B)(values)` returns
     what `evaluate` would.  One function is written per signature of the
-    values (which are Python numbers of which type, the arrays' dtypes).  `fixed` maps
+    values (which are Python numbers of which type, the arrays' dtypes,
+    whether a graph capture is tracing the call: `Backend.tracing`).  `fixed` maps
     further nodes to numbers that every call shares (written into the code
     as constants)."""
 
@@ -86,10 +87,10 @@ class Straightline:
             return found[0](*values)
         order, vals = self.probe(values)
         found = self._code[sig] = _Writer(self, order, vals).write()
-        if self.B.staged:
-            # Under jax.jit this call is the trace, made once per signature:
-            # the code written for it, not the interpreter's probe, is what
-            # XLA compiles (the probe's ops are dead and dropped).
+        if self.B.staged or sig[0]:
+            # Under jax.jit (torch.compile) this call is the trace, made once per
+            # signature: the code written for it, not the interpreter's probe, is
+            # what XLA (Inductor) compiles (the probe's ops are dead and dropped).
             return found[0](*values)
         return tuple(vals[o] for o in self.outputs)
 
@@ -123,10 +124,10 @@ class Straightline:
         """The code written for values like these, once a call has written it."""
         return self._code[self._signature(values)][1]
 
-    @staticmethod
-    def _signature(values):
-        return tuple([v.__class__ if isinstance(v, _NUMBERS) else getattr(v, "dtype", None)
-                      for v in values])
+    def _signature(self, values):
+        return tuple([self.B.tracing()] + [
+            v.__class__ if isinstance(v, _NUMBERS) else getattr(v, "dtype", None)
+            for v in values])
 
 
 class _Writer:

@@ -18,7 +18,7 @@ array([[2., 2., 2.],
 
 from __future__ import annotations
 
-from .backend import backend_for, shape_of as _shape
+from .backend import Entry, backend_for, caller, shape_of as _shape
 from .equation import bind, interleaved, is_interleaved, lettered_sizes, parse, wanted
 from .errors import CotangentError
 from .errors import EinvjpError
@@ -26,7 +26,7 @@ from .plan import check_optimize, optimize_key, plan_for
 from .slicing import cotengra_slices, limited
 
 
-_PLANS = {}  # (equation, shapes, sizes, optimize) -> Plan: a dict, which torch.compile traces
+_PLANS = {}  # (equation, shapes, sizes, optimize) -> Plan
 
 
 def plan(equation: str, shapes, *, sizes=None, optimize="auto", memory_limit=None,
@@ -89,18 +89,34 @@ def einsum(equation: str, *operands, sizes=None, optimize="auto", memory_limit=N
     library's autodiff through einvjp's derived VJP (with a memory limit,
     the backward runs slice by slice too).
     """
-    spec = None
-    if is_interleaved((equation,) + operands):
-        spec, operands = interleaved((equation,) + operands)
-        equation, sizes = spec.equation, lettered_sizes(spec, sizes) if sizes else sizes
+    args = (equation,) + operands
+    _, equation, operands, lettered = _form(args, sizes)
     tracer = next((x for x in operands if hasattr(type(x), "_einvjp_einsum")), None)
     if tracer is not None:  # inside einvjp.compile(fn): record IR instead
-        return tracer._einvjp_einsum(equation, *operands, sizes=sizes, optimize=optimize)
+        return tracer._einvjp_einsum(equation, *operands, sizes=lettered, optimize=optimize)
+    # The arguments as given (plain values and arrays), for the backend's `call`.
+    return caller(operands).call(_EINSUM, args, sizes, optimize, memory_limit)
+
+
+def _form(args, sizes):
+    """(spec or None, equation, operands, sizes) of `einsum`'s arguments, in
+    either form (an equation, or NumPy's interleaved one)."""
+    if is_interleaved(args):
+        spec, operands = interleaved(args)
+        return spec, spec.equation, operands, lettered_sizes(spec, sizes) if sizes else sizes
+    return None, args[0], args[1:], sizes
+
+
+def _einsum(args, sizes, optimize, memory_limit):
+    spec, equation, operands, sizes = _form(args, sizes)
     B = backend_for(operands)
     arrays = [B.asarray(x) for x in operands]
     p = _plan(equation, spec, [_shape(x) for x in arrays], sizes, optimize, memory_limit,
               _itemsize(arrays), B.autodiff)
     return p.evaluate(B, arrays)
+
+
+_EINSUM = Entry(_einsum)
 
 
 def vjp(equation: str, operands, cotangent, *, sizes=None, optimize="auto", wrt=None,
@@ -113,6 +129,11 @@ def vjp(equation: str, operands, cotangent, *, sizes=None, optimize="auto", wrt=
     bounds the peak beyond the operands, the cotangent and the gradients.
     """
     operands = tuple(operands)
+    return caller(operands + (cotangent,)).call(_VJP, equation, operands, cotangent,
+                                                     sizes, optimize, wrt, memory_limit)
+
+
+def _vjp(equation, operands, cotangent, sizes, optimize, wrt, memory_limit):
     B = backend_for(operands + (cotangent,))
     arrays = [B.asarray(x) for x in operands]
     cot = B.asarray(cotangent)
@@ -125,3 +146,6 @@ def vjp(equation: str, operands, cotangent, *, sizes=None, optimize="auto", wrt=
             f"the cotangent has shape {_shape(cot)} but the output of the equation "
             f"has shape {expected}", equation=equation, position=len(equation))
     return p.gradients(B, arrays, cot, want)
+
+
+_VJP = Entry(_vjp)

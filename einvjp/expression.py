@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 
-from .backend import backend_for, shape_of
+from .backend import Entry, backend_for, caller, shape_of
 from .core import _itemsize, _limit
 from .equation import bind, check_shape, parse, wanted
 from .errors import BackendError, CotangentError, OperandCountError, SignatureError
@@ -75,6 +75,7 @@ class ContractExpression:
         self._folded = _run_folds(folds, values)
         self._by_backend = {}
         self._out = tuple(idx.size for idx in ge.out)
+        self._entry = Entry(self._call)
 
     def __repr__(self):
         return (f"<ContractExpression({self.equation!r}, constants={self.constants}, "
@@ -104,8 +105,13 @@ class ContractExpression:
         return found
 
     def __call__(self, *operands):
+        # The folded constants are arguments too: a graph capture (torch.compile)
+        # then sees them as the tensors they are, not as values of the call.
+        return caller(operands or self._folded).call(self._entry, operands, self._folded)
+
+    def _call(self, operands, folded):
         B, arrays = self._arrays(operands)
-        everything = arrays + self._constants(B, arrays)
+        everything = arrays + self._constants(B, arrays, folded)
         return self._planned(_itemsize(everything)).evaluate(B, everything)
 
     def vjp(self, operands, cotangent, *, wrt=None):
@@ -135,10 +141,12 @@ class ContractExpression:
             check_shape(self._spec, k, shape_of(x), self.shapes[j], j)
         return B, arrays
 
-    def _constants(self, B, arrays):
-        """The folded constants as operands for backend `B`: as they are when
-        they go with the operands (NumPy constants go with JAX: converted on
-        each call, so that no traced value is kept), else converted once."""
+    def _constants(self, B, arrays, folded=None):
+        """The folded constants (`folded`, by default the expression's own) as
+        operands for backend `B`: as they are when they go with the operands
+        (NumPy constants go with JAX: converted on each call, so that no traced
+        value is kept), else converted once."""
+        folded = self._folded if folded is None else folded
         found = self._by_backend.get(B)
         if found is None:
             try:
@@ -148,7 +156,7 @@ class ContractExpression:
             found = self._by_backend[B] = (same, None if same else
                                            [B.asarray(c) for c in self._folded])
         same, converted = found
-        return [B.asarray(c) for c in self._folded] if same else list(converted)
+        return [B.asarray(c) for c in folded] if same else list(converted)
 
 
 def _positions(constants, n, equation):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 
-from .backend import backend_for
+from .backend import Entry, backend_for, caller
 from .errors import ProgramError, SignatureError
 from .execute import evaluate
 from .lang import TextProgram
@@ -20,15 +20,21 @@ from . import prims
 
 
 def dispatch(fn, args, kwargs):
-    """A public function called on tracers (trace it) or on arrays (run it)."""
+    """A public function called on tracers (trace it) or on arrays (run it,
+    through the backend's `call`: its name, then the arguments as given)."""
+    if any(isinstance(a, Tracer) for a in args + tuple(kwargs.values())):
+        return apply_traced(fn, _bound(fn, args, kwargs))
+    return caller(args + tuple(kwargs.values())).call(_EAGER, fn.name, *args, **kwargs)
+
+
+def _bound(fn, args, kwargs):
+    """The arguments by name, defaults filled in."""
     try:
         bound = _signature(fn).bind(*args, **kwargs)
     except TypeError as err:
         raise SignatureError(f"einvjp.{fn.name}{_signature(fn)}: {err}") from None
     bound.apply_defaults()
-    if any(isinstance(a, Tracer) for a in bound.arguments.values()):
-        return apply_traced(fn, bound.arguments)
-    return _eager(fn, bound.arguments)
+    return bound.arguments
 
 
 _SIGNATURES = {}
@@ -54,7 +60,9 @@ def _signature(fn):
     return found
 
 
-def _eager(fn, arguments):
+def _eager(name, *args, **kwargs):
+    fn = prims.FUNCTIONS[name]
+    arguments = _bound(fn, args, kwargs)
     with tracing() as ctx:
         r = apply_traced(fn, {k: as_tracer(a) if hasattr(a, "shape") else a
                               for k, a in arguments.items()})
@@ -64,6 +72,7 @@ def _eager(fn, arguments):
     return out
 
 
+_EAGER = Entry(_eager)
 prims.Function.dispatch = dispatch
 
 

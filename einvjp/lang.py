@@ -35,6 +35,7 @@ class TextProgram(Program):
     """A program written in index notation (see the module docstring)."""
 
     def __init__(self, text, sizes=None):
+        super().__init__()
         self.text = text
         self.sizes = checked_sizes(sizes)  # label -> size, for labels no tensor carries
         self.statements, returns = parse_program(text)

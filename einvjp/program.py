@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from .backend import backend_for
+from .backend import Entry, backend_for, caller
 from .emit import source as emit_source
 from .errors import CotangentError, ProgramError
 from .execute import _NUMBERS, _inexact, _shape, evaluate
@@ -67,6 +67,9 @@ class Program:
     """
 
     input_names: list = []
+
+    def __init__(self):
+        self._entry = Entry(self._call)  # how `__call__` runs (made here, outside any trace)
 
     def _graph_for(self, values) -> Graph:
         """The graph bound to these inputs' shapes (None for a number), built
@@ -127,6 +130,9 @@ class Program:
         return self._setup(args, kwargs)[2]
 
     def __call__(self, *args, **kwargs):
+        return caller(args + tuple(kwargs.values())).call(self._entry, *args, **kwargs)
+
+    def _call(self, *args, **kwargs):
         out = self._run(None, self._ordered(args, kwargs))
         return out[0] if len(out) == 1 else tuple(out)
 
@@ -135,13 +141,13 @@ class Program:
         program (`what` = (kind, names) for `Graph.derived`) at `values`, the
         inputs in `input_names` order (then an HVP's tangent): through code
         built once per signature of types, shapes and numbers."""
+        runs = self.__dict__.setdefault("_runs", {})
         try:
             key = (what,) + tuple(number_key(v) if isinstance(v, _NUMBERS) else
                                   (type(v), tuple(v.shape), v.dtype) for v in values)
-        except AttributeError:  # a list or other array-like: no fast path
-            key = None
-        runs = self.__dict__.setdefault("_runs", {})
-        run = runs.get(key)
+            run = runs.get(key)
+        except (AttributeError, TypeError):  # a list, or symbolic sizes (torch.compile's
+            key = run = None                 # dynamic shapes, unhashable): no fast path
         if run is None:
             run = self._runner(values, what)
             if key is not None:

@@ -33,6 +33,7 @@ class TracedProgram(Program):
     """A Python function traced once per input signature into the IR."""
 
     def __init__(self, fn):
+        super().__init__()
         self.fn = fn
         self.__wrapped__ = fn
         self.__name__ = getattr(fn, "__name__", "program")

@@ -1,6 +1,7 @@
 """Docstring examples are tests, and the README's quick start is what CI runs."""
 
 import doctest
+import functools
 import importlib
 import pathlib
 import pkgutil
@@ -108,3 +109,28 @@ def test_user_facing_text_speaks_of_einvjp_alone():
     assert main(["demo"], out=out) == 0
     found += [f"demo: {line}" for line in out.getvalue().splitlines() if pattern.search(line)]
     assert not found, "\n".join(found)
+
+
+MODEL_SECTION = ("A layer", "Under `torch.compile`", "Under `jax.jit`")
+
+
+def test_readme_model_section_runs(monkeypatch):
+    """The ```python blocks of the README's "Using einvjp in a model" (its
+    subsections above), run in order in one namespace: a module, its
+    training under torch.compile(fullgraph=True), jax.grad under jax.jit.
+    torch.compile with aot_eager (tracing forward and backward as Inductor
+    would get them; tests/test_torch_compile.py runs Inductor itself)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    text = (ROOT / "README.md").read_text()
+    section = re.search(r"^## Using einvjp in a model\n(.*?)(?=^## )", text, re.S | re.M).group(1)
+    parts = re.split(r"^### (.*)\n", section, flags=re.M)
+    blocks = dict(zip(parts[1::2], parts[2::2]))
+    assert set(MODEL_SECTION) <= set(blocks)
+    namespace = {}
+    for name in MODEL_SECTION:
+        codes = re.findall(r"^```python\n(.*?)^```", blocks[name], re.S | re.M)
+        assert codes, name
+        for code in codes:
+            exec(compile(code, f"README.md: {name}", "exec"), namespace)  # noqa: S102

@@ -397,7 +397,8 @@ def test_diag_embed_writes_no_delta(monkeypatch):
 
 def test_compile():
     """A small model calling einvjp.einsum runs under torch.compile (aot_eager,
-    which traces forward and backward; graph breaks are allowed)."""
+    which traces forward and backward; with no graph break: fullgraph).
+    tests/test_torch_compile.py has the rest."""
     torch._dynamo.reset()
 
     class Bilinear(torch.nn.Module):
@@ -413,7 +414,7 @@ def test_compile():
     expected = torch.autograd.grad(model(x, y), model.w)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        compiled = torch.compile(model, backend="aot_eager")
+        compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
         out = compiled(x, y)
     close(out, model(x, y))
     close(torch.autograd.grad(out, model.w)[0], expected)
