@@ -5,7 +5,7 @@
 
 Two whole programs (not single einsums), float32, torch.set_num_threads(2):
 
-  layernorm  the seed's layer norm in index notation (examples/layer_norm.py),
+  layernorm  the layer norm in index notation (examples/layer_norm.py),
              B=64, H=1024, eps=1e-5, with gamma and beta
   mlp        y = gelu(x W1 + b1) W2 + b2, x (64,512), W1 (512,2048),
              W2 (2048,512), a traced Python function over einvjp.einsum /
@@ -70,7 +70,7 @@ TOL = 2e-4   # relative to max |reference|
 
 
 def layer_norm_program():
-    """The seed's layer norm in index notation: examples/layer_norm.py's
+    """The layer norm in index notation: examples/layer_norm.py's
     PROGRAM (examples/ is not a package: loaded by path)."""
     import importlib.util
     path = os.path.join(os.path.dirname(harness.HERE), "examples", "layer_norm.py")
@@ -119,7 +119,7 @@ def make_mlp(B, D, F, seed=1):
 
 
 def torch_layernorm(x, gamma, beta, eps=EPS):
-    """The seed's layer norm as torch ops (the eager composite)."""
+    """The layer norm as torch ops (the eager composite)."""
     m = x.mean(-1, keepdim=True)
     mu = x - m
     v = (mu * mu).mean(-1, keepdim=True)
@@ -436,7 +436,7 @@ times whole einvjp programs (not single einsums) against the peers, in one run:
 
 | workload | einvjp program | torch (eager composite) | reference line | jax |
 |---|---|---|---|---|
-| layernorm, B=64, H=1024, eps=1e-5 | the seed's layer norm in index notation (examples/layer_norm.py), `einvjp.compile(text)` | `mean`, `-`, `mean(mu*mu)`, `sqrt`, `/`, `*gamma`, `+beta` with autograd | `F.layer_norm` | the same math in `jnp` |
+| layernorm, B=64, H=1024, eps=1e-5 | the layer norm in index notation (examples/layer_norm.py), `einvjp.compile(text)` | `mean`, `-`, `mean(mu*mu)`, `sqrt`, `/`, `*gamma`, `+beta` with autograd | `F.layer_norm` | the same math in `jnp` |
 | mlp, x 64x512, W1 512x2048, W2 2048x512, biases | `gelu(einsum("bi,io->bo", x, w1) + b1)` then `einsum("bo,oj->bj", h, w2) + b2`, a traced function | `F.gelu(x @ w1 + b1, approximate="none") @ w2 + b2` | `F.linear` (addmm) | `jax.nn.gelu(..., approximate=False)` |
 
 gelu is the exact (erf) gelu on every path (einvjp's `gelu` is `0.5 x (1 + erf(x/√2))`).
