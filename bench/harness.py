@@ -155,6 +155,34 @@ def measure(fns, estimates, repeats_for):
 # Cells
 
 
+def mps_chain(sites, bond, phys, batch, classes=None):
+    """(equation, shapes) of a batch of product states x_k[b, p_k] contracted
+    with an open-boundary MPS: A_1[p_1, r_1], A_k[r_{k-1}, p_k, r_k],
+    A_N[r_{N-1}, p_N (, c)] -> [b (, c)], `c` the class label when
+    `classes` is given.  Operands interleaved x_1, A_1, x_2, A_2, ...;
+    labels opt_einsum's symbols in the order b, c, p_k, r_k."""
+    from opt_einsum import get_symbol
+    names = (get_symbol(k) for k in range(2 * sites + 1))
+    b = next(names)
+    c = next(names) if classes else ""
+    p = [next(names) for _ in range(sites)]
+    r = [next(names) for _ in range(sites - 1)]
+    terms, shapes = [], []
+    for k in range(sites):
+        terms.append(b + p[k])
+        shapes.append((batch, phys))
+        if k == 0:
+            terms.append(p[k] + r[k])
+            shapes.append((phys, bond))
+        elif k == sites - 1:
+            terms.append(r[k - 1] + p[k] + c)
+            shapes.append((bond, phys) + ((classes,) if classes else ()))
+        else:
+            terms.append(r[k - 1] + p[k] + r[k])
+            shapes.append((bond, phys, bond))
+    return ",".join(terms) + "->" + b + c, shapes
+
+
 def short(msg, n=60):
     """One line, no table pipes, at most n characters."""
     msg = " ".join(str(msg).split()).replace("|", "/")

@@ -118,24 +118,7 @@ def mps(n, bond, phys=2, batch=128, classes=4, family="mps", sweep=False):
     Operands interleaved x_1, A_1, x_2, A_2, ...  Inputs are positive
     (x ~ 1/phys, cores ~ 1/bond) so the chain neither explodes nor vanishes
     over 256 sites and float32 sees no cancellation."""
-    g = _symbols()
-    b, c = next(g), next(g)
-    p = [next(g) for _ in range(n)]
-    r = [next(g) for _ in range(n - 1)]
-    terms, shapes = [], []
-    for k in range(n):
-        terms.append(b + p[k])
-        shapes.append((batch, phys))
-        if k == 0:
-            terms.append(p[k] + r[k])
-            shapes.append((phys, bond))
-        elif k == n - 1:
-            terms.append(r[k - 1] + p[k] + c)
-            shapes.append((bond, phys, classes))
-        else:
-            terms.append(r[k - 1] + p[k] + r[k])
-            shapes.append((bond, phys, bond))
-    eq = ",".join(terms) + "->" + b + c
+    eq, shapes = harness.mps_chain(n, bond, phys, batch, classes)
 
     def make(rng):
         ops = []

@@ -51,24 +51,7 @@ def _mps(sites, bond, phys, batch):
     """One many-operand einsum: a batch of product states x_k (batch, phys)
     contracted with an open-boundary MPS A_1 (phys, bond), A_k (bond, phys,
     bond), A_n (bond, phys) -> (batch,).  Operands interleaved x_1, A_1, ..."""
-    from opt_einsum import get_symbol
-    b = get_symbol(0)
-    p = [get_symbol(1 + k) for k in range(sites)]
-    r = [get_symbol(1 + sites + k) for k in range(sites - 1)]
-    terms, shapes = [], []
-    for k in range(sites):
-        terms.append(b + p[k])
-        shapes.append((batch, phys))
-        if k == 0:
-            terms.append(p[k] + r[k])
-            shapes.append((phys, bond))
-        elif k == sites - 1:
-            terms.append(r[k - 1] + p[k])
-            shapes.append((bond, phys))
-        else:
-            terms.append(r[k - 1] + p[k] + r[k])
-            shapes.append((bond, phys, bond))
-    return ",".join(terms) + "->" + b, shapes
+    return harness.mps_chain(sites, bond, phys, batch)
 
 
 def workloads(quick=False):
