@@ -121,11 +121,10 @@ class Binary:
             # result then comes out in lc's order instead of as a transposed view.
             self.flip = permutation(batch + a_keep + b_keep, list(lc)) is not None and \
                 permutation(batch + b_keep + a_keep, list(lc)) is None
-            # A matrix times a vector: the matrix as it is laid out, the vector
-            # on the side that needs no transposed view (XLA's CPU dot is
-            # several times slower on a transposed matrix; BLAS does not mind).
-            if (size(b_keep) == 1 and self.swap_a and not self.swap_b) or \
-                    (size(a_keep) == 1 and self.swap_b and not self.swap_a):
+            # A transposed matrix times a column vector: computed as the row
+            # vector times the matrix as it is laid out (XLA's CPU dot is
+            # several times slower on the first; BLAS does not mind).
+            if size(b_keep) == 1 and self.swap_a and not self.swap_b:
                 self.flip = True
             natural = batch + (b_keep + a_keep if self.flip else a_keep + b_keep)
         self.shape_c = sizes(natural)
